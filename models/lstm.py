@@ -1,0 +1,14 @@
+"""The reference LSTM: each image read as 28 timesteps of one 28-pixel row.
+
+input (N, T=28, D=28) -> LSTM(hidden) last hidden state (N, hidden) -> BatchNorm -> dense 10
+
+"""
+from nn.layers import LSTM, BatchNorm, Dense, Sequential
+
+
+def build_lstm(rng, hidden=64):
+    return Sequential([
+        LSTM(28, hidden, rng=rng),
+        BatchNorm(hidden),
+        Dense(hidden, 10, rng=rng),
+    ])

@@ -1,0 +1,6 @@
+"""Numba kernels: plain functions on plain arrays, no classes, no state.
+
+Each kernel has a slow, obvious NumPy twin in :mod:`nn.kernels.reference` that the tests compare
+it with.  Types are inferred at the first call, so the same kernels run in float32 for training
+and in float64 for gradient checks (Numba compiles, and caches on disk, one version per dtype).
+"""

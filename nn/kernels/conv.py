@@ -1,0 +1,98 @@
+"""Convolution kernels: im2col / col2im and the layout shuffles around one big matrix product.
+
+A convolution is turned into a single GEMM (run by BLAS, outside these kernels):
+
+    col[c*kh*kw + i*kw + j, n*P + p] = x_padded[n, c, oh*s + i, ow*s + j]     p = oh*W_out + ow
+    y2d = w.reshape(C_out, C_in*kh*kw) @ col                                   (C_out, N*P)
+
+Numba does the parts BLAS cannot: gathering the patches (with the zero padding done on the fly,
+never materialising a padded copy), scattering gradients back, and moving between the GEMM's
+(C_out, N*P) layout and NCHW.  Every loop runs in parallel over the batch, so no two threads
+ever write the same element and results do not depend on the thread count.
+"""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def im2col(x, kernel_h, kernel_w, stride, pad_top, pad_left, out_h, out_w):
+    """Gather every receptive field of ``x`` into the columns of a matrix.
+
+    x: (N, C, H, W) -> col: (C*kernel_h*kernel_w, N*out_h*out_w); out-of-image taps are 0.
+    """
+    n_batch, channels, height, width = x.shape
+    positions = out_h * out_w
+    col = np.empty((channels * kernel_h * kernel_w, n_batch * positions), dtype=x.dtype)
+    for n in prange(n_batch):
+        base = n * positions
+        for c in range(channels):
+            for i in range(kernel_h):
+                for j in range(kernel_w):
+                    row = (c * kernel_h + i) * kernel_w + j
+                    for oh in range(out_h):
+                        h = oh * stride - pad_top + i
+                        start = base + oh * out_w
+                        if h < 0 or h >= height:
+                            for ow in range(out_w):
+                                col[row, start + ow] = 0
+                            continue
+                        for ow in range(out_w):
+                            w = ow * stride - pad_left + j
+                            if 0 <= w < width:
+                                col[row, start + ow] = x[n, c, h, w]
+                            else:
+                                col[row, start + ow] = 0
+    return col
+
+
+@njit(parallel=True, cache=True)
+def col2im(dcol, n_batch, channels, height, width, kernel_h, kernel_w, stride, pad_top, pad_left,
+           out_h, out_w):
+    """Adjoint of :func:`im2col`: add each column entry back to the input pixel it came from.
+
+    dcol: (C*kernel_h*kernel_w, N*out_h*out_w) -> dx: (N, C, H, W)
+    """
+    positions = out_h * out_w
+    dx = np.zeros((n_batch, channels, height, width), dtype=dcol.dtype)
+    for n in prange(n_batch):
+        base = n * positions
+        for c in range(channels):
+            for i in range(kernel_h):
+                for j in range(kernel_w):
+                    row = (c * kernel_h + i) * kernel_w + j
+                    for oh in range(out_h):
+                        h = oh * stride - pad_top + i
+                        if h < 0 or h >= height:
+                            continue
+                        start = base + oh * out_w
+                        for ow in range(out_w):
+                            w = ow * stride - pad_left + j
+                            if 0 <= w < width:
+                                dx[n, c, h, w] += dcol[row, start + ow]
+    return dx
+
+
+@njit(parallel=True, cache=True)
+def gemm_to_nchw(y2d, bias, n_batch):
+    """(C_out, N*P) GEMM output plus bias -> (N, C_out, P), i.e. NCHW with H*W flattened."""
+    out_channels, total = y2d.shape
+    positions = total // n_batch
+    y = np.empty((n_batch, out_channels, positions), dtype=y2d.dtype)
+    for n in prange(n_batch):
+        for c in range(out_channels):
+            b = bias[c]
+            for p in range(positions):
+                y[n, c, p] = y2d[c, n * positions + p] + b
+    return y
+
+
+@njit(parallel=True, cache=True)
+def nchw_to_gemm(dy):
+    """(N, C_out, P) -> (C_out, N*P): the upstream gradient in the GEMM's layout."""
+    n_batch, out_channels, positions = dy.shape
+    dy2d = np.empty((out_channels, n_batch * positions), dtype=dy.dtype)
+    for n in prange(n_batch):
+        for c in range(out_channels):
+            for p in range(positions):
+                dy2d[c, n * positions + p] = dy[n, c, p]
+    return dy2d

@@ -1,0 +1,89 @@
+"""Slow, obvious NumPy versions of every Numba kernel, for the tests to compare against.
+
+Written for clarity only: explicit padding, explicit loops over the kernel window, no tricks.
+"""
+import numpy as np
+
+
+def im2col(x, kernel_h, kernel_w, stride, pad_top, pad_left, out_h, out_w):
+    n_batch, channels, height, width = x.shape
+    pad_bottom = max((out_h - 1) * stride + kernel_h - height - pad_top, 0)
+    pad_right = max((out_w - 1) * stride + kernel_w - width - pad_left, 0)
+    padded = np.pad(x, ((0, 0), (0, 0), (pad_top, pad_bottom), (pad_left, pad_right)))
+    col = np.empty((channels, kernel_h, kernel_w, n_batch, out_h, out_w), dtype=x.dtype)
+    for i in range(kernel_h):
+        for j in range(kernel_w):
+            window = padded[:, :, i:i + stride * out_h:stride, j:j + stride * out_w:stride]
+            col[:, i, j] = window.transpose(1, 0, 2, 3)
+    return col.reshape(channels * kernel_h * kernel_w, n_batch * out_h * out_w)
+
+
+def col2im(dcol, n_batch, channels, height, width, kernel_h, kernel_w, stride, pad_top, pad_left,
+           out_h, out_w):
+    pad_bottom = max((out_h - 1) * stride + kernel_h - height - pad_top, 0)
+    pad_right = max((out_w - 1) * stride + kernel_w - width - pad_left, 0)
+    padded = np.zeros((n_batch, channels, height + pad_top + pad_bottom,
+                       width + pad_left + pad_right), dtype=dcol.dtype)
+    dcol = dcol.reshape(channels, kernel_h, kernel_w, n_batch, out_h, out_w)
+    for i in range(kernel_h):
+        for j in range(kernel_w):
+            padded[:, :, i:i + stride * out_h:stride, j:j + stride * out_w:stride] += \
+                dcol[:, i, j].transpose(1, 0, 2, 3)
+    return padded[:, :, pad_top:pad_top + height, pad_left:pad_left + width].copy()
+
+
+def gemm_to_nchw(y2d, bias, n_batch):
+    out_channels = y2d.shape[0]
+    return y2d.reshape(out_channels, n_batch, -1).transpose(1, 0, 2) + bias[None, :, None]
+
+
+def nchw_to_gemm(dy):
+    n_batch, out_channels, positions = dy.shape
+    return dy.transpose(1, 0, 2).reshape(out_channels, n_batch * positions)
+
+
+def maxpool_forward(x, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
+    n_batch, channels, height, width = x.shape
+    y = np.empty((n_batch, channels, out_h, out_w), dtype=x.dtype)
+    argmax = np.empty((n_batch, channels, out_h, out_w), dtype=np.int32)
+    for oh in range(out_h):
+        h0, h1 = max(oh * stride_h - pad_top, 0), min(oh * stride_h - pad_top + pool_h, height)
+        for ow in range(out_w):
+            w0, w1 = max(ow * stride_w - pad_left, 0), min(ow * stride_w - pad_left + pool_w, width)
+            window = x[:, :, h0:h1, w0:w1].reshape(n_batch, channels, -1)
+            k = window.argmax(axis=2)
+            y[:, :, oh, ow] = window.max(axis=2)
+            argmax[:, :, oh, ow] = (h0 + k // (w1 - w0)) * width + w0 + k % (w1 - w0)
+    return y, argmax
+
+
+def maxpool_backward(dy, argmax, height, width):
+    n_batch, channels = dy.shape[:2]
+    dx = np.zeros((n_batch, channels, height * width), dtype=dy.dtype)
+    for n in range(n_batch):
+        for c in range(channels):
+            np.add.at(dx[n, c], argmax[n, c].ravel(), dy[n, c].ravel())
+    return dx.reshape(n_batch, channels, height, width)
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def lstm_step_forward(gates, c_prev, c, tanh_c, h):
+    hidden = c_prev.shape[1]
+    a_i, a_f, a_g, a_o = (gates[:, k * hidden:(k + 1) * hidden].copy() for k in range(4))
+    i, f, g, o = _sigmoid(a_i), _sigmoid(a_f), np.tanh(a_g), _sigmoid(a_o)
+    gates[:] = np.concatenate([i, f, g, o], axis=1)
+    c[:] = f * c_prev + i * g
+    tanh_c[:] = np.tanh(c)
+    h[:] = o * tanh_c
+
+
+def lstm_step_backward(dh, dc, gates, c_prev, tanh_c, dgates):
+    hidden = dh.shape[1]
+    i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
+    dc_t = dc + dh * o * (1 - tanh_c ** 2)
+    dgates[:] = np.concatenate([dc_t * g * i * (1 - i), dc_t * c_prev * f * (1 - f),
+                                dc_t * i * (1 - g ** 2), dh * tanh_c * o * (1 - o)], axis=1)
+    dc[:] = dc_t * f

@@ -1,0 +1,41 @@
+"""Elementwise activations.
+
+LeakyReLU:  y = x if x > 0 else a x        dx = dy if x > 0 else a dy
+ReLU is LeakyReLU with a = 0.
+"""
+import numpy as np
+
+from nn.layers.base import Layer
+
+
+def leaky_relu_forward(x, slope):
+    positive = x > 0
+    return np.where(positive, x, x * x.dtype.type(slope)), positive
+
+
+def leaky_relu_backward(dy, positive, slope):
+    return np.where(positive, dy, dy * dy.dtype.type(slope))
+
+
+class LeakyReLU(Layer):
+    def __init__(self, slope=0.1):
+        super().__init__()
+        self.slope = slope
+
+    def forward(self, x, training=False):
+        y, self.cache = leaky_relu_forward(x, self.slope)
+        return y
+
+    def backward(self, dout):
+        return leaky_relu_backward(dout, self.cache, self.slope)
+
+    def config(self):
+        return dict(slope=self.slope)
+
+
+class ReLU(LeakyReLU):
+    def __init__(self):
+        super().__init__(slope=0.0)
+
+    def config(self):
+        return {}

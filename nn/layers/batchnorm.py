@@ -1,0 +1,73 @@
+"""Batch normalisation over features, x (N, F).
+
+Training (batch statistics, biased variance):
+    mu = mean_n x,  var = mean_n (x - mu)^2,  r = 1 / sqrt(var + eps)
+    x_hat = (x - mu) r,   y = gamma x_hat + beta
+    dgamma = sum_n dy x_hat,   dbeta = sum_n dy
+    dx = r / N * (N dx_hat - sum_n dx_hat - x_hat sum_n (dx_hat x_hat)),   dx_hat = dy gamma
+Inference uses the running statistics instead, so y is an affine map of x.
+
+Running statistics follow PyTorch: running = (1 - momentum) running + momentum batch, with the
+unbiased batch variance, momentum 0.1 and eps 1e-5.  (Keras writes momentum 0.99 for the same
+update, uses eps 1e-3 and the biased variance; the difference matters only when comparing.)
+"""
+import numpy as np
+
+from nn.layers.base import Layer
+
+
+def batchnorm_forward(x, gamma, beta, eps):
+    """Training-mode forward.  Returns (y, cache, batch mean, batch biased variance)."""
+    mean = x.mean(axis=0)
+    var = x.var(axis=0)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hat = (x - mean) * inv_std
+    return gamma * x_hat + beta, (x_hat, inv_std, gamma), mean, var
+
+
+def batchnorm_backward(dy, cache):
+    """Returns (dx, dgamma, dbeta)."""
+    x_hat, inv_std, gamma = cache
+    n = dy.shape[0]
+    dx_hat = dy * gamma
+    dx = (inv_std / n) * (n * dx_hat - dx_hat.sum(axis=0) - x_hat * (dx_hat * x_hat).sum(axis=0))
+    return dx, (dy * x_hat).sum(axis=0), dy.sum(axis=0)
+
+
+class BatchNorm(Layer):
+    def __init__(self, num_features, momentum=0.1, eps=1e-5, dtype=np.float32):
+        super().__init__()
+        self.num_features, self.momentum, self.eps = num_features, momentum, eps
+        self.params["gamma"] = np.ones(num_features, dtype=dtype)
+        self.params["beta"] = np.zeros(num_features, dtype=dtype)
+        self.buffers["running_mean"] = np.zeros(num_features, dtype=dtype)
+        self.buffers["running_var"] = np.ones(num_features, dtype=dtype)
+
+    def forward(self, x, training=False):
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        if training:
+            y, cache, mean, var = batchnorm_forward(x, gamma, beta, self.eps)
+            n = x.shape[0]
+            unbiased = var * (n / max(n - 1, 1))
+            m = self.momentum
+            self.buffers["running_mean"] = ((1 - m) * self.buffers["running_mean"] + m * mean).astype(x.dtype)
+            self.buffers["running_var"] = ((1 - m) * self.buffers["running_var"] + m * unbiased).astype(x.dtype)
+            self.cache = ("train", cache)
+            return y
+        inv_std = 1.0 / np.sqrt(self.buffers["running_var"] + self.eps)
+        x_hat = (x - self.buffers["running_mean"]) * inv_std
+        self.cache = ("eval", (x_hat, inv_std, gamma))
+        return gamma * x_hat + beta
+
+    def backward(self, dout):
+        mode, cache = self.cache
+        if mode == "train":
+            dx, dgamma, dbeta = batchnorm_backward(dout, cache)
+        else:  # fixed statistics: y is affine in x
+            x_hat, inv_std, gamma = cache
+            dx, dgamma, dbeta = dout * gamma * inv_std, (dout * x_hat).sum(axis=0), dout.sum(axis=0)
+        self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
+        return dx
+
+    def config(self):
+        return dict(num_features=self.num_features, momentum=self.momentum, eps=self.eps)

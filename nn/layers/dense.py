@@ -1,0 +1,62 @@
+"""Fully connected layer and the Flatten that usually precedes it.
+
+Dense, x (N, D_in), w (D_out, D_in) as in PyTorch, b (D_out,):
+    forward   y  = x w^T + b                  (N, D_out)
+    backward  dx = dy w                       (N, D_in)
+              dw = dy^T x                     (D_out, D_in)
+              db = sum_n dy                   (D_out,)
+"""
+import numpy as np
+
+from nn.init import glorot_uniform
+from nn.layers.base import Layer
+
+
+def dense_forward(x, w, b):
+    return x @ w.T + b, x
+
+
+def dense_backward(dy, x, w):
+    """Returns (dx, dw, db)."""
+    return dy @ w, dy.T @ x, dy.sum(axis=0)
+
+
+class Dense(Layer):
+    """y = x w^T + b with a Glorot-uniform w and zero b."""
+
+    def __init__(self, in_features, out_features, rng=None, dtype=np.float32):
+        super().__init__()
+        rng = rng if rng is not None else np.random.default_rng()
+        self.in_features, self.out_features = in_features, out_features
+        self.params["weight"] = glorot_uniform(rng, (out_features, in_features), in_features,
+                                               out_features, dtype)
+        self.params["bias"] = np.zeros(out_features, dtype=dtype)
+
+    def forward(self, x, training=False):
+        y, self.cache = dense_forward(x, self.params["weight"], self.params["bias"])
+        return y
+
+    def backward(self, dout):
+        dx, self.grads["weight"], self.grads["bias"] = dense_backward(dout, self.cache,
+                                                                      self.params["weight"])
+        return dx
+
+    def output_shape(self, input_shape):
+        return (self.out_features,)
+
+    def config(self):
+        return dict(in_features=self.in_features, out_features=self.out_features)
+
+
+class Flatten(Layer):
+    """(N, d1, d2, ...) -> (N, d1*d2*...), in C order (channel-major for NCHW, as PyTorch)."""
+
+    def forward(self, x, training=False):
+        self.cache = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dout):
+        return dout.reshape(self.cache)
+
+    def output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)

@@ -1,0 +1,112 @@
+"""Long short-term memory over a sequence, with backpropagation through time.
+
+x (N, T, D) -> h_T (N, H), or every h_t as (N, T, H) with ``return_sequences``.
+Parameters as in PyTorch: w_ih (4H, D), w_hh (4H, H), one bias b (4H,) (Keras' single bias;
+PyTorch's b_ih + b_hh add up to it).  Gate order i, f, g, o along the 4H axis.
+
+Forward, for t = 1..T with h_0 = c_0 = 0:
+    a_t = x_t w_ih^T + h_{t-1} w_hh^T + b                          (N, 4H)
+    i, f, o = sigmoid(a_i, a_f, a_o),  g = tanh(a_g)
+    c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
+The x-part of every a_t is one (T*N, D) @ (D, 4H) product before the loop; only h_{t-1} w_hh^T
+has to wait for the previous step.
+
+Backward, for t = T..1, with dh_t = dL/dh_t from the output plus dh_{t-1} handed back:
+    da_t = lstm_step_backward(...)  (see nn.kernels.lstm for the gate derivatives)
+    dh_{t-1} = da_t w_hh,   dc_{t-1} = dc_t * f
+and after the loop, in three big products over all timesteps at once:
+    dw_ih = sum_t da_t^T x_t,  dw_hh = sum_t da_t^T h_{t-1},  db = sum_t,n da_t,  dx_t = da_t w_ih
+"""
+import numpy as np
+
+from nn.init import glorot_uniform, orthogonal
+from nn.kernels import lstm as kernels
+from nn.layers.base import Layer
+
+
+def lstm_forward(x, w_ih, w_hh, b):
+    """x (N, T, D) -> (hs (T, N, H) every hidden state, cache)."""
+    n_batch, steps, _ = x.shape
+    hidden = w_hh.shape[1]
+    x_time_major = np.ascontiguousarray(x.transpose(1, 0, 2))              # (T, N, D)
+    gates = (x_time_major.reshape(steps * n_batch, -1) @ w_ih.T + b)       # (T*N, 4H)
+    gates = gates.reshape(steps, n_batch, 4 * hidden)
+    w_hh_t = np.ascontiguousarray(w_hh.T)                                  # (H, 4H)
+    hs = np.zeros((steps + 1, n_batch, hidden), dtype=x.dtype)             # hs[0] = h_0 = 0
+    cs = np.zeros((steps + 1, n_batch, hidden), dtype=x.dtype)             # cs[0] = c_0 = 0
+    tanh_cs = np.empty((steps, n_batch, hidden), dtype=x.dtype)
+    recurrent = np.empty((n_batch, 4 * hidden), dtype=x.dtype)
+    for t in range(steps):
+        np.matmul(hs[t], w_hh_t, out=recurrent)                            # h_{t-1} w_hh^T
+        gates[t] += recurrent                                              # a_t
+        kernels.lstm_step_forward(gates[t], cs[t], cs[t + 1], tanh_cs[t], hs[t + 1])
+    cache = (x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs)
+    return hs[1:], cache
+
+
+def lstm_backward(dhs, cache):
+    """dhs (T, N, H): dL/dh_t from the output (zeros where unused).  Returns (dx, dw_ih, dw_hh, db)."""
+    x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs = cache
+    steps, n_batch, hidden = dhs.shape
+    dgates = np.empty_like(gates)                                          # (T, N, 4H)
+    dh = np.zeros((n_batch, hidden), dtype=dhs.dtype)
+    dc = np.zeros((n_batch, hidden), dtype=dhs.dtype)
+    for t in range(steps - 1, -1, -1):
+        dh += dhs[t]
+        kernels.lstm_step_backward(dh, dc, gates[t], cs[t], tanh_cs[t], dgates[t])
+        np.matmul(dgates[t], w_hh, out=dh)                                 # dh_{t-1} = da_t w_hh
+    dgates2d = dgates.reshape(steps * n_batch, 4 * hidden)
+    dw_ih = dgates2d.T @ x_time_major.reshape(steps * n_batch, -1)        # (4H, D)
+    dw_hh = dgates2d.T @ hs[:-1].reshape(steps * n_batch, hidden)         # (4H, H)
+    db = dgates2d.sum(axis=0)                                              # (4H,)
+    dx = (dgates2d @ w_ih).reshape(steps, n_batch, -1).transpose(1, 0, 2)  # (N, T, D)
+    return np.ascontiguousarray(dx), dw_ih, dw_hh, db
+
+
+class LSTM(Layer):
+    """LSTM layer: Glorot-uniform w_ih, orthogonal w_hh, zero bias but forget gate 1 (Keras).
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    return_sequences : bool
+        False: output the last hidden state (N, H).  True: every hidden state (N, T, H).
+    """
+
+    def __init__(self, input_size, hidden_size, return_sequences=False, rng=None, dtype=np.float32):
+        super().__init__()
+        rng = rng if rng is not None else np.random.default_rng()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.return_sequences = return_sequences
+        h = hidden_size
+        # Keras draws its (D, 4H) kernel with fan_in = D, fan_out = 4H; the transpose is ours.
+        self.params["w_ih"] = glorot_uniform(rng, (4 * h, input_size), input_size, 4 * h, dtype)
+        # Keras' recurrent kernel (H, 4H) is orthogonal: orthonormal rows, i.e. our columns.
+        self.params["w_hh"] = orthogonal(rng, 4 * h, h, dtype=dtype)
+        bias = np.zeros(4 * h, dtype=dtype)
+        bias[h:2 * h] = 1.0  # forget-gate bias 1: remember by default (Jozefowicz et al., 2015)
+        self.params["b"] = bias
+
+    def forward(self, x, training=False):
+        hs, self.cache = lstm_forward(x, self.params["w_ih"], self.params["w_hh"], self.params["b"])
+        if self.return_sequences:
+            return np.ascontiguousarray(hs.transpose(1, 0, 2))
+        return hs[-1].copy()
+
+    def backward(self, dout):
+        steps = self.cache[0].shape[0]
+        if self.return_sequences:
+            dhs = np.ascontiguousarray(dout.transpose(1, 0, 2))
+        else:
+            dhs = np.zeros((steps,) + dout.shape, dtype=dout.dtype)
+            dhs[-1] = dout
+        dx, self.grads["w_ih"], self.grads["w_hh"], self.grads["b"] = lstm_backward(dhs, self.cache)
+        return dx
+
+    def output_shape(self, input_shape):
+        steps, _ = input_shape
+        return (steps, self.hidden_size) if self.return_sequences else (self.hidden_size,)
+
+    def config(self):
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size,
+                    return_sequences=self.return_sequences)

@@ -1,0 +1,62 @@
+"""Max pooling; the gradient flows only to each window's maximum.
+
+Forward:  y[n, c, oh, ow] = max over the window of x[n, c, h, w]; argmax remembers where.
+Backward: dx[n, c, argmax[n, c, oh, ow]] += dy[n, c, oh, ow], every other dx is 0.
+'same' padding gives H_out = ceil(H / stride) (7x7 -> 4x4 with a 2x2 window), as in Keras.
+"""
+import math
+
+from nn.kernels import pool as kernels
+from nn.layers.base import Layer
+
+
+def pool_geometry(height, width, pool_size, stride, padding):
+    """(out_h, out_w, pad_top, pad_left) for 'valid' (floor) or 'same' (ceil) pooling."""
+    if padding == "valid":
+        return (height - pool_size) // stride + 1, (width - pool_size) // stride + 1, 0, 0
+    if padding == "same":
+        out_h, out_w = math.ceil(height / stride), math.ceil(width / stride)
+        pad_h = max((out_h - 1) * stride + pool_size - height, 0)
+        pad_w = max((out_w - 1) * stride + pool_size - width, 0)
+        return out_h, out_w, pad_h // 2, pad_w // 2
+    raise ValueError(f"padding must be 'same' or 'valid', not {padding!r}")
+
+
+def maxpool2d_forward(x, pool_size=2, stride=None, padding="same"):
+    """x (N, C, H, W) -> (y (N, C, H_out, W_out), cache)."""
+    stride = stride or pool_size
+    height, width = x.shape[2:]
+    out_h, out_w, pad_top, pad_left = pool_geometry(height, width, pool_size, stride, padding)
+    y, argmax = kernels.maxpool_forward(x, pool_size, pool_size, stride, stride, pad_top,
+                                        pad_left, out_h, out_w)
+    return y, (argmax, height, width)
+
+
+def maxpool2d_backward(dy, cache):
+    """dy (N, C, H_out, W_out) -> dx (N, C, H, W)."""
+    argmax, height, width = cache
+    return kernels.maxpool_backward(dy, argmax, height, width)
+
+
+class MaxPool2D(Layer):
+    """Max pooling over pool_size x pool_size windows (stride defaults to pool_size)."""
+
+    def __init__(self, pool_size=2, stride=None, padding="same"):
+        super().__init__()
+        self.pool_size, self.stride, self.padding = pool_size, stride or pool_size, padding
+        pool_geometry(pool_size, pool_size, pool_size, self.stride, padding)  # validate
+
+    def forward(self, x, training=False):
+        y, self.cache = maxpool2d_forward(x, self.pool_size, self.stride, self.padding)
+        return y
+
+    def backward(self, dout):
+        return maxpool2d_backward(dout, self.cache)
+
+    def output_shape(self, input_shape):
+        channels, height, width = input_shape
+        out_h, out_w, _, _ = pool_geometry(height, width, self.pool_size, self.stride, self.padding)
+        return (channels, out_h, out_w)
+
+    def config(self):
+        return dict(pool_size=self.pool_size, stride=self.stride, padding=self.padding)

@@ -1,0 +1,113 @@
+"""Saving and loading weights as ``.npz``: arrays plus a JSON header, never pickles.
+
+Layout of a weights file:
+    __meta__        uint8 array holding UTF-8 JSON: format tag, version, the architecture
+                    (layer list), free-form metadata, and a SHA-256 over every array
+    state/<key>     one array per parameter or buffer, key '<layer index>.<name>'
+Writing goes to a temporary file in the same folder that is then renamed over the target, so a
+crash never leaves a half-written file.  Loading uses ``allow_pickle=False`` and checks the
+format tag, every key, shape, dtype and the checksum, raising :class:`WeightsError` with one line
+saying what is wrong.
+"""
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from nn.errors import WeightsError
+
+FORMAT = "cnn-vs-lstm-numpy/weights"
+VERSION = 1
+
+
+def state_checksum(state):
+    """SHA-256 over keys, dtypes, shapes and bytes of every array, in sorted key order."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        array = np.ascontiguousarray(state[key])
+        digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def atomic_savez(path, arrays):
+    """np.savez to ``path`` via a temporary file and a rename: all or nothing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path, text):
+    """Write a text file via a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_weights(path, state, meta):
+    """Write ``state`` (key -> array) and ``meta`` (JSON-serialisable dict) to ``path``."""
+    header = {"format": FORMAT, "version": VERSION, **meta, "checksum": state_checksum(state)}
+    arrays = {f"state/{key}": np.asarray(value) for key, value in state.items()}
+    arrays["__meta__"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    atomic_savez(path, arrays)
+
+
+def read_weights(path):
+    """Read a weights file.  Returns (meta dict, state dict); checks format and checksum only."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "__meta__" not in archive.files:
+                raise WeightsError(f"{path}: not a weights file of this project (no __meta__ entry)")
+            meta = json.loads(archive["__meta__"].tobytes().decode("utf-8"))
+            state = {name[len("state/"):]: archive[name] for name in archive.files
+                     if name.startswith("state/")}
+    except WeightsError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, UnicodeDecodeError) as error:
+        # np.load raises ValueError for pickled object arrays and for non-npz bytes.
+        raise WeightsError(f"{path}: not a readable .npz weights file ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise WeightsError(f"{path}: not a weights file of this project (format tag missing)")
+    if meta.get("version") != VERSION:
+        raise WeightsError(f"{path}: weights format version {meta.get('version')}, expected {VERSION}")
+    if state_checksum(state) != meta.get("checksum"):
+        raise WeightsError(f"{path}: checksum mismatch - the arrays were modified or the file is corrupt")
+    return meta, state
+
+
+def check_state(path, state, expected):
+    """Check that ``state`` has exactly the keys, shapes and dtypes of ``expected``."""
+    for key, reference in expected.items():
+        if key not in state:
+            raise WeightsError(f"{path}: missing array '{key}'")
+        array = state[key]
+        if array.shape != reference.shape:
+            raise WeightsError(f"{path}: array '{key}' has shape {array.shape}, expected {reference.shape}")
+        if array.dtype != reference.dtype:
+            raise WeightsError(f"{path}: array '{key}' has dtype {array.dtype}, expected {reference.dtype}")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise WeightsError(f"{path}: unexpected array '{extra[0]}' (the architecture differs)")
