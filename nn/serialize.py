@@ -78,7 +78,10 @@ def read_weights(path):
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):  # a bare .npy array: np.load returns it, not an archive
+            raise WeightsError(f"{path}: a single .npy array, not an .npz weights file")
+        with loaded as archive:
             if "__meta__" not in archive.files:
                 raise WeightsError(f"{path}: not a weights file of this project (no __meta__ entry)")
             meta = json.loads(archive["__meta__"].tobytes().decode("utf-8"))
