@@ -285,7 +285,8 @@ def train(model_name, args, resume_meta=None, resume_arrays=None):
             "best_epoch": state["best_epoch"], "best_val_accuracy": state["best_val_accuracy"],
             **({"test": state["test"]} if "test" in state else {})}, indent=2) + "\n")
 
-    with Interrupt(args.interrupt_after) as interrupt:
+    # Overflow on the way to a NaN loss is reported once, by the check below, not as warnings.
+    with Interrupt(args.interrupt_after) as interrupt, np.errstate(over="ignore", invalid="ignore"):
         while state["epoch"] < args.epochs:
             epoch = state["epoch"]
             if state["step_in_epoch"] == 0:

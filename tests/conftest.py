@@ -1,4 +1,5 @@
 """Shared fixtures: where the repository and the real MNIST files are."""
+import nn  # noqa: F401  (first: it configures BLAS threads and the Numba cache before NumPy loads)
 import os
 from pathlib import Path
 
