@@ -74,18 +74,22 @@ def load_model(path, expect=None):
     """A ready model from a weights file; ``expect='cnn'`` refuses a file of another model."""
     meta, state = read_weights(path)
     name = meta.get("model")
-    if name not in MODEL_NAMES:
+    if not isinstance(name, str) or name not in MODEL_NAMES:
         raise WeightsError(f"{path}: unknown model {name!r} in the weights file")
     if expect is not None and name != expect:
         raise WeightsError(f"{path}: holds the {name.upper()} model's weights, not the {expect.upper()}'s")
+    options, extra = meta.get("options", {}), meta.get("extra", {})
+    if not isinstance(options, dict) or not isinstance(extra, dict):
+        raise WeightsError(f"{path}: malformed header ('options' and 'extra' must be JSON objects)")
     try:
         network = build_layers(meta["layers"], rng=np.random.default_rng(0))
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, OverflowError, MemoryError) as error:
+        # OverflowError/MemoryError: negative or absurd layer sizes in a tampered header
         raise WeightsError(f"{path}: the architecture in the file is invalid ({error})") from None
     check_state(path, state, network.state())
     network.load_state(state)
-    model = Model(name, network, meta.get("options", {}))
-    model.extra = meta.get("extra", {})
+    model = Model(name, network, options)
+    model.extra = extra
     return model
 
 
