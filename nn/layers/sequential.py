@@ -1,20 +1,44 @@
-"""A stack of layers applied one after another; backward runs them in reverse."""
+"""A stack of layers applied one after another; backward runs them in reverse.
+
+With ``fuse=True`` (the default) each Conv2D -> LeakyReLU -> MaxPool2D run is executed as one
+fused step (:mod:`nn.layers.fused`); the layers, their parameters and gradients stay the same.
+"""
 from nn.layers.base import Layer
+from nn.layers.fused import ConvActivationPool, can_fuse
 
 
 class Sequential(Layer):
-    def __init__(self, layers):
+    def __init__(self, layers, fuse=True):
         super().__init__()
         self.layers = list(layers)
+        self.fuse = fuse
+        self._plan = None
+        self._plan_key = None
+
+    def steps(self):
+        """The execution plan: the layers, with fusable runs replaced by one fused step."""
+        key = (self.fuse, tuple(map(id, self.layers)))
+        if self._plan_key != key:
+            plan, i = [], 0
+            while i < len(self.layers):
+                run = self.layers[i:i + 3]
+                if self.fuse and len(run) == 3 and can_fuse(run):
+                    plan.append(ConvActivationPool(*run))
+                    i += 3
+                else:
+                    plan.append(self.layers[i])
+                    i += 1
+            self._plan, self._plan_key = plan, key
+        return self._plan
 
     def forward(self, x, training=False):
-        for layer in self.layers:
-            x = layer.forward(x, training)
+        for step in self.steps():
+            x = step.forward(x, training)
         return x
 
     def backward(self, dout):
-        for layer in reversed(self.layers):
-            dout = layer.backward(dout)
+        for step in reversed(self.steps()):
+            dout = step.backward(dout)
         return dout
 
     def parameters(self):

@@ -1,0 +1,76 @@
+"""Fused kernels for the CNN's repeating block: bias + LeakyReLU + max-pool on the GEMM output.
+
+The convolution's GEMM leaves y2d (C_out, N*H*W).  Instead of three passes over the full-size
+map (bias and NCHW reorder, activation, pooling), one kernel reads y2d once and writes only the
+pooled map.  Because LeakyReLU with slope >= 0 never reverses an order, the maximum of the
+activations is the activation of the maximum: pooling first and activating the winner gives the
+same result and the same arg-max.  The backward kernel writes the gradient straight into the
+GEMM layout (C_out, N*H*W) that the weight and input gradient products need.
+
+Both run in parallel over output channels: channel c only ever touches row c of y2d/dy2d and
+column c of the pooled map, so threads never write the same element.
+"""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def bias_leaky_maxpool_forward(y2d, bias, slope, n_batch, height, width, pool, stride,
+                               pad_top, pad_left, out_h, out_w):
+    """y2d (C, N*H*W) -> pooled (N, C, out_h, out_w), argmax (same shape, index h*W + w).
+
+    pooled = leaky(max over window of (y2d + bias)).
+    """
+    channels = y2d.shape[0]
+    positions = height * width
+    pooled = np.empty((n_batch, channels, out_h, out_w), dtype=y2d.dtype)
+    argmax = np.empty((n_batch, channels, out_h, out_w), dtype=np.int32)
+    for c in prange(channels):
+        b = bias[c]
+        for n in range(n_batch):
+            base = n * positions
+            for oh in range(out_h):
+                h0 = max(oh * stride - pad_top, 0)
+                h1 = min(oh * stride - pad_top + pool, height)
+                for ow in range(out_w):
+                    w0 = max(ow * stride - pad_left, 0)
+                    w1 = min(ow * stride - pad_left + pool, width)
+                    best_index = h0 * width + w0
+                    best = y2d[c, base + best_index]
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            value = y2d[c, base + h * width + w]
+                            if value > best:
+                                best = value
+                                best_index = h * width + w
+                    best += b
+                    pooled[n, c, oh, ow] = best if best > 0 else best * slope
+                    argmax[n, c, oh, ow] = best_index
+    return pooled, argmax
+
+
+@njit(parallel=True, cache=True)
+def bias_leaky_maxpool_backward(dpooled, pooled, argmax, slope, height, width):
+    """dpooled (N, C, out_h, out_w) -> (dy2d (C, N*H*W), dbias (C,)).
+
+    dy2d[c, n*H*W + argmax] += dpooled * leaky'(pooled); leaky' = 1 where the output is
+    positive, else slope.  Every other entry is 0.
+    """
+    n_batch, channels, out_h, out_w = dpooled.shape
+    positions = height * width
+    dy2d = np.empty((channels, n_batch * positions), dtype=dpooled.dtype)
+    dbias = np.empty(channels, dtype=dpooled.dtype)
+    for c in prange(channels):
+        dy2d[c, :] = 0
+        total = 0.0
+        for n in range(n_batch):
+            base = n * positions
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    g = dpooled[n, c, oh, ow]
+                    if not pooled[n, c, oh, ow] > 0:
+                        g = g * slope
+                    dy2d[c, base + argmax[n, c, oh, ow]] += g
+                    total += g
+        dbias[c] = total
+    return dy2d, dbias

@@ -1,0 +1,53 @@
+"""The fused Conv2D -> LeakyReLU -> MaxPool2D step equals the three layers run one by one."""
+import copy
+
+import numpy as np
+import pytest
+
+import models
+from nn.layers import Conv2D, LeakyReLU, MaxPool2D, ReLU, Sequential
+from nn.layers.fused import ConvActivationPool
+
+
+def run(network, x, dy, training=True):
+    y = network.forward(x, training)
+    dx = network.backward(dy)
+    grads = {f"{i}.{k}": v.copy() for i, layer in enumerate(network.layers) for k, v in layer.grads.items()}
+    return y, dx, grads
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size, stride, padding, activation", [
+    (7, 1, "same", LeakyReLU(0.1)), (8, 1, "same", LeakyReLU(0.1)), (9, 2, "same", ReLU()),
+    (10, 1, "valid", LeakyReLU(0.2)), (7, 2, "valid", LeakyReLU(0.1)),
+])
+def test_fused_step_matches_the_separate_layers(dtype, size, stride, padding, activation):
+    rng = np.random.default_rng(size)
+    layers = [Conv2D(3, 5, 3, stride=stride, padding=padding, rng=rng), activation, MaxPool2D(2, padding="same")]
+    for layer in layers:
+        for k in layer.params:
+            layer.params[k] = rng.standard_normal(layer.params[k].shape).astype(dtype)
+    fused, plain = Sequential(layers, fuse=True), Sequential(copy.deepcopy(layers), fuse=False)
+    assert isinstance(fused.steps()[0], ConvActivationPool) and len(plain.steps()) == 3
+    x = rng.standard_normal((4, 3, size, size)).astype(dtype)
+    shape = fused.forward(x).shape
+    dy = rng.standard_normal(shape).astype(dtype)
+    y_fused, dx_fused, g_fused = run(fused, x, dy)
+    y_plain, dx_plain, g_plain = run(plain, x, dy)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y_fused, y_plain, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(dx_fused, dx_plain, rtol=tolerance, atol=tolerance)
+    assert g_fused.keys() == g_plain.keys()
+    for key in g_fused:
+        np.testing.assert_allclose(g_fused[key], g_plain[key], rtol=tolerance, atol=tolerance * 10, err_msg=key)
+
+
+def test_reference_cnn_fused_and_unfused_agree():
+    model = models.build_model("cnn", rng=np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    x = model.to_network_input(rng.random((8, 28, 28), dtype=np.float32))
+    plain = Sequential(model.network.layers, fuse=False)
+    assert sum(isinstance(s, ConvActivationPool) for s in model.network.steps()) == 3
+    y_fused = model.network.forward(x, training=False)
+    y_plain = plain.forward(x, training=False)
+    np.testing.assert_allclose(y_fused, y_plain, rtol=1e-5, atol=1e-6)
