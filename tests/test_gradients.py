@@ -524,3 +524,24 @@ def test_lstm_step_kernels(n, hidden, dtype):
     for got, want in zip(results["numba"], results["numpy"]):
         assert got.dtype == dtype and np.all(np.isfinite(got))
         np.testing.assert_allclose(got, want, **tol)
+
+
+@pytest.mark.parametrize("n, hidden", [(1, 1), (3, 4), (8, 16), (64, 64)])
+def test_lstm_step_forward_fast_kernel(n, hidden):
+    """The float32 kernel with a rational tanh, against the exact NumPy twin run in float64."""
+    rng = np.random.default_rng(20 + n * hidden)
+    pre = (rng.standard_normal((n, 4 * hidden)) * 4).astype(np.float32)
+    pre.flat[:8] = [40, -40, 9, -9, 7.9, -7.9, 1e-6, 0]  # beyond and at the clamp, and near 0
+    c_prev = (rng.standard_normal((n, hidden)) * 2).astype(np.float32)
+    gates = pre.copy()
+    c, tanh_c, h = (np.full((n, hidden), np.nan, np.float32) for _ in range(3))
+    lstm_kernels.lstm_step_forward_fast(gates, c_prev, c, tanh_c, h)
+    gates64 = pre.astype(np.float64)
+    c64, tanh_c64, h64 = (np.empty((n, hidden)) for _ in range(3))
+    reference.lstm_step_forward(gates64, c_prev.astype(np.float64), c64, tanh_c64, h64)
+    for name, got, want in (("gates", gates, gates64), ("c", c, c64), ("tanh_c", tanh_c, tanh_c64),
+                            ("h", h, h64)):
+        assert got.dtype == np.float32 and np.all(np.isfinite(got)), name
+        # tanh error 3.4e-7 (sigmoid half that), times |c_prev| <= ~8 in c
+        np.testing.assert_allclose(got, want, rtol=0, atol=3e-6, err_msg=name)
+    assert np.all(np.abs(gates) <= 1) and np.all(np.abs(tanh_c) <= 1)
