@@ -24,9 +24,16 @@ FORMAT = "cnn-vs-lstm-numpy/weights"
 VERSION = 1
 
 
-def state_checksum(state):
-    """SHA-256 over keys, dtypes, shapes and bytes of every array, in sorted key order."""
+def state_checksum(state, meta=None):
+    """SHA-256 over the header (without its checksum entry, as canonical JSON) and over keys,
+    dtypes, shapes and bytes of every array in sorted key order.
+
+    Covering the header matters: it holds the architecture, and an edited LeakyReLU slope or
+    dropout rate would otherwise load silently and change the model.
+    """
     digest = hashlib.sha256()
+    header = {k: v for k, v in (meta or {}).items() if k != "checksum"}
+    digest.update(json.dumps(header, sort_keys=True).encode("utf-8"))
     for key in sorted(state):
         array = np.ascontiguousarray(state[key])
         digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
@@ -66,7 +73,8 @@ def atomic_write_text(path, text):
 
 def save_weights(path, state, meta):
     """Write ``state`` (key -> array) and ``meta`` (JSON-serialisable dict) to ``path``."""
-    header = {"format": FORMAT, "version": VERSION, **meta, "checksum": state_checksum(state)}
+    header = {"format": FORMAT, "version": VERSION, **meta}
+    header["checksum"] = state_checksum(state, header)
     arrays = {f"state/{key}": np.asarray(value) for key, value in state.items()}
     arrays["__meta__"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     atomic_savez(path, arrays)
@@ -96,8 +104,8 @@ def read_weights(path):
         raise WeightsError(f"{path}: not a weights file of this project (format tag missing)")
     if meta.get("version") != VERSION:
         raise WeightsError(f"{path}: weights format version {meta.get('version')}, expected {VERSION}")
-    if state_checksum(state) != meta.get("checksum"):
-        raise WeightsError(f"{path}: checksum mismatch - the arrays were modified or the file is corrupt")
+    if state_checksum(state, meta) != meta.get("checksum"):
+        raise WeightsError(f"{path}: checksum mismatch - the file was modified or is corrupt")
     return meta, state
 
 
