@@ -41,6 +41,13 @@ def state_checksum(state, meta=None):
     return digest.hexdigest()
 
 
+def _default_file_mode():
+    """0o666 minus the umask: what open() would have given (mkstemp makes files 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_savez(path, arrays):
     """np.savez to ``path`` via a temporary file and a rename: all or nothing."""
     path = Path(path)
@@ -51,6 +58,7 @@ def atomic_savez(path, arrays):
             np.savez(handle, **arrays)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temporary, _default_file_mode())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -65,6 +73,7 @@ def atomic_write_text(path, text):
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(temporary, _default_file_mode())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
