@@ -63,7 +63,8 @@ class Adam(Optimizer):
 
     m = b1 m + (1 - b1) g,   v = b2 v + (1 - b2) g^2
     p = p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-    (Keras uses eps 1e-7 in the same place; at these learning rates the two are indistinguishable.)
+    (Keras puts its eps, 1e-7, beside the uncorrected sqrt(v): that is eps / sqrt(1 - b2^t) here,
+    larger in the first steps; at these learning rates the two are indistinguishable.)
     """
 
     def __init__(self, parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):

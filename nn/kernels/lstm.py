@@ -107,8 +107,9 @@ def lstm_step_forward(gates, c_prev, c, tanh_c, h):
 def lstm_step_backward(dh, dc, gates, c_prev, tanh_c, dgates):
     """Backward through one timestep's gate math.
 
-    On entry dh, dc (N, H) are dL/dh_t and dL/dc_t from later timesteps and the output; on exit
-    dc holds dL/dc_{t-1} and dgates (N, 4H) the gradient w.r.t. the gate pre-activations:
+    On entry dh (N, H) is the total dL/dh_t and dc (N, H) the part of dL/dc_t that flows through
+    c_{t+1}; on exit dc holds the part of dL/dc_{t-1} that flows through c_t, and dgates (N, 4H)
+    the gradient w.r.t. the gate pre-activations:
 
         dc_t  += dh * o * (1 - tanh(c)^2)
         da_i = dc_t * g * i(1-i)      da_f = dc_t * c_prev * f(1-f)

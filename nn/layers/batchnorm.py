@@ -8,8 +8,9 @@ Training (batch statistics, biased variance):
 Inference uses the running statistics instead, so y is an affine map of x.
 
 Running statistics follow PyTorch: running = (1 - momentum) running + momentum batch, with the
-unbiased batch variance, momentum 0.1 and eps 1e-5.  (Keras writes momentum 0.99 for the same
-update, uses eps 1e-3 and the biased variance; the difference matters only when comparing.)
+unbiased batch variance, momentum 0.1 and eps 1e-5.  Keras writes the same average as m running +
+(1 - m) batch, so its default m = 0.99 is PyTorch's 0.01; it also uses eps 1e-3 and the biased
+variance.  The differences matter only when comparing.
 """
 import numpy as np
 

@@ -11,9 +11,9 @@ Forward, for t = 1..T with h_0 = c_0 = 0:
 The x-part of every a_t is one (T*N, D) @ (D, 4H) product before the loop; only h_{t-1} w_hh^T
 has to wait for the previous step.
 
-Backward, for t = T..1, with dh_t = dL/dh_t from the output plus dh_{t-1} handed back:
+Backward, for t = T..1, dh_t = dL/dh_t from the output plus da_{t+1} w_hh handed back by step t+1:
     da_t = lstm_step_backward(...)  (see nn.kernels.lstm for the gate derivatives)
-    dh_{t-1} = da_t w_hh,   dc_{t-1} = dc_t * f
+    handed to step t-1: da_t w_hh (part of dh_{t-1}) and dc_t * f_t (part of dc_{t-1})
 and after the loop, in three big products over all timesteps at once:
     dw_ih = sum_t da_t^T x_t,  dw_hh = sum_t da_t^T h_{t-1},  db = sum_t,n da_t,  dx_t = da_t w_ih
 """
