@@ -1,0 +1,232 @@
+"""Figures for evaluation and comparison: training curves, confusion matrices, digit grids,
+per-class bars and robustness curves, written as PNG files.
+
+matplotlib is optional (the ``plot`` extra: ``pip install -e '.[plot]'``) and is imported only
+when a figure is drawn.  Figures are built with the object-oriented API on an Agg canvas
+(``Figure`` + ``FigureCanvasAgg``), never through ``pyplot``: no window, no global backend
+switch, no state shared between figures, and it works without a display.
+"""
+import math
+from pathlib import Path
+
+import numpy as np
+
+from nn.errors import UserError
+
+PLOT_EXTRA = "pip install -e '.[plot]'"
+DPI = 90
+# One colour per model, the same on every figure.
+MODEL_COLORS = {"cnn": "tab:blue", "lstm": "tab:orange"}
+_FALLBACK_COLORS = ("tab:green", "tab:red", "tab:purple", "tab:brown")
+
+
+def matplotlib_available():
+    """True if matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_matplotlib(what="--plots"):
+    """Raise a one-line :class:`UserError` naming the ``plot`` extra if matplotlib is missing."""
+    if not matplotlib_available():
+        raise UserError(f"{what} needs matplotlib, which is not installed; install the plot extra: "
+                        f"{PLOT_EXTRA}")
+
+
+def model_color(label, index=0):
+    """The colour of a model (by name, case-insensitive), else a fixed fallback."""
+    return MODEL_COLORS.get(str(label).lower(), _FALLBACK_COLORS[index % len(_FALLBACK_COLORS)])
+
+
+def _figure(width, height):
+    """A new figure of ``width`` x ``height`` inches on its own Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height))
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, path, dpi=DPI):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+    return path
+
+
+def plot_training_curves(histories, path):
+    """Loss and accuracy per epoch, train (solid) vs validation (dashed), for each model.
+
+    Parameters
+    ----------
+    histories : dict
+        Label -> training history (the ``*.history.json`` content: ``{"epochs": [{epoch,
+        train_loss, train_accuracy, val_loss, val_accuracy, ...}]}``).
+    path : path-like
+        PNG file to write.
+    """
+    figure = _figure(10, 3.8)
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    low = []
+    for index, (label, history) in enumerate(histories.items()):
+        epochs = history.get("epochs", [])
+        if not epochs:
+            continue
+        color = model_color(label, index)
+        x = [e["epoch"] for e in epochs]
+        for key, style, kind in (("train", "-", "train"), ("val", "--", "validation")):
+            loss_axes.plot(x, [e[f"{key}_loss"] for e in epochs], style, color=color,
+                           label=f"{label} {kind}", marker="." if len(x) < 40 else None)
+            accuracy = [100 * e[f"{key}_accuracy"] for e in epochs]
+            accuracy_axes.plot(x, accuracy, style, color=color, label=f"{label} {kind}",
+                               marker="." if len(x) < 40 else None)
+            low.extend(accuracy[1:] if len(accuracy) > 1 else accuracy)
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    loss_axes.set(title="loss (cross-entropy, log scale)", xlabel="epoch", yscale="log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    loss_axes.yaxis.set_major_formatter(plain)
+    loss_axes.yaxis.set_minor_formatter(plain)
+    loss_axes.tick_params(axis="y", which="minor", labelsize=7)
+    accuracy_axes.set(title="accuracy (%)", xlabel="epoch")
+    if low:
+        # The first epoch's running training accuracy is far below the rest; zoom on the rest.
+        bottom = max(0.0, min(low) - 0.3)
+        accuracy_axes.set_ylim(bottom, 100.05)
+    for axes in (loss_axes, accuracy_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+        if axes.lines:
+            axes.legend(fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _draw_confusion(axes, confusion, title):
+    from matplotlib.colors import LogNorm
+
+    confusion = np.asarray(confusion)
+    k = len(confusion)
+    # Log colours, so that a handful of mistakes is visible next to ~1,000 correct answers.
+    shown = np.where(confusion > 0, confusion, np.nan)
+    vmax = max(2, int(confusion.max()) if confusion.size else 2)
+    axes.imshow(shown, cmap="Blues", norm=LogNorm(vmin=1, vmax=vmax))
+    for t in range(k):
+        for p in range(k):
+            count = int(confusion[t, p])
+            if count:
+                dark = count > math.sqrt(vmax)
+                axes.text(p, t, str(count), ha="center", va="center", fontsize=7,
+                          color="white" if dark else "black")
+    axes.set_xticks(range(k))
+    axes.set_yticks(range(k))
+    axes.set(xlabel="predicted digit", ylabel="true digit", title=title)
+
+
+def plot_confusion_matrices(matrices, path):
+    """Heatmaps with counts, side by side.  ``matrices``: title -> (K, K) confusion matrix."""
+    figure = _figure(4.8 * len(matrices), 4.6)
+    axes_list = np.atleast_1d(figure.subplots(1, len(matrices)))
+    for axes, (title, confusion) in zip(axes_list, matrices.items()):
+        _draw_confusion(axes, confusion, title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_digit_grid(images, captions, path, title, colors=None, columns=10, max_images=40):
+    """A grid of digits, each under a short caption (e.g. ``"pred 3 / true 5"``).
+
+    Parameters
+    ----------
+    images : array_like, shape (N, 28, 28)
+        Values in [0, 1]; only the first ``max_images`` are drawn.
+    captions : list of str, length N
+    colors : list of str, optional
+        Caption colour per image (e.g. green for right, red for wrong).
+    """
+    images = np.asarray(images)[:max_images]
+    count = len(images)
+    rows = max(1, math.ceil(count / columns))
+    height = rows * 1.3 + 0.4
+    figure = _figure(columns * 1.0, height)
+    figure.suptitle(title, fontsize=10)
+    for i in range(rows * columns):
+        axes = figure.add_subplot(rows, columns, i + 1)
+        axes.set_axis_off()
+        if i < count:
+            axes.imshow(images[i], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            axes.set_title(captions[i], fontsize=7, pad=2,
+                           color=colors[i] if colors is not None else "black")
+    if count == 0:
+        figure.text(0.5, 0.45, "(none)", ha="center", va="center", fontsize=10)
+    figure.tight_layout(pad=0.3, h_pad=0.5, w_pad=0.2, rect=(0, 0, 1, 1 - 0.35 / height))
+    return _save(figure, path)
+
+
+def plot_per_class(reports, path):
+    """Precision, recall and F1 per digit, one bar per model.  ``reports``: label -> per-class list."""
+    figure = _figure(11, 3.4)
+    axes_list = figure.subplots(1, 3, sharey=True)
+    n = len(reports)
+    width = 0.8 / max(n, 1)
+    low = 100.0
+    for axes, key in zip(axes_list, ("precision", "recall", "f1")):
+        for index, (label, rows) in enumerate(reports.items()):
+            values = [100 * row[key] for row in rows]
+            low = min(low, min(values) if values else low)
+            x = np.arange(len(rows)) + (index - (n - 1) / 2) * width
+            axes.bar(x, values, width, color=model_color(label, index), label=label)
+        axes.set_xticks(range(10))
+        axes.set(title=f"{'F1' if key == 'f1' else key} (%)", xlabel="digit")
+        axes.grid(axis="y", alpha=0.3)
+    axes_list[0].set_ylim(max(0.0, low - 1.0), 100.0)
+    handles, labels = axes_list[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper right", ncol=len(labels), fontsize=8)
+    figure.tight_layout(rect=(0, 0, 1, 0.93))
+    return _save(figure, path)
+
+
+def plot_sweep(path, title, xlabel, levels, series, examples=(), level_format=str):
+    """Accuracy against the strength of a perturbation, with example digits at each level.
+
+    Parameters
+    ----------
+    levels : sequence of float, length L
+        The perturbation strengths (x axis).
+    series : list of dict
+        Each ``{"label", "accuracy": L values in [0, 1], "color", "linestyle"}``.
+    examples : list of (str, array (L, 28, 28))
+        Rows of example digits under the curve, one per level, each row with a label.
+    level_format : callable
+        Turns a level into the short text printed under its example.
+    """
+    levels = list(levels)
+    n_rows = len(examples)
+    figure = _figure(max(8.0, 0.8 * len(levels) + 2.6), 3.6 + 0.95 * n_rows)
+    grid = figure.add_gridspec(1 + n_rows, len(levels), height_ratios=[4.5] + [1] * n_rows)
+    axes = figure.add_subplot(grid[0, :])
+    for item in series:
+        axes.plot(levels, [100 * a for a in item["accuracy"]], item.get("linestyle", "-"),
+                  marker="o", markersize=4, color=item.get("color"), label=item["label"])
+    axes.axhline(10, color="gray", linewidth=0.8, linestyle=":", label="chance (10 %)")
+    axes.set(title=title, xlabel=xlabel, ylabel="test accuracy (%)", ylim=(0, 101))
+    axes.set_xticks(levels)
+    axes.set_xticklabels([level_format(level) for level in levels], fontsize=8)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    for row, (label, images) in enumerate(examples, start=1):
+        for column, image in enumerate(images):
+            cell = figure.add_subplot(grid[row, column])
+            cell.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            cell.set_xticks([])
+            cell.set_yticks([])
+            if column == 0:
+                cell.set_ylabel(label, fontsize=7)
+            if row == n_rows:
+                cell.set_xlabel(level_format(levels[column]), fontsize=7)
+    figure.tight_layout(pad=0.4)
+    return _save(figure, path)
