@@ -1,0 +1,79 @@
+"""warm_up() reaches every kernel, and the Numba cache works from a read-only install."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from numba.core.registry import CPUDispatcher
+
+import nn.kernels.affine
+import nn.kernels.conv
+import nn.kernels.fused
+import nn.kernels.lstm
+import nn.kernels.pool
+from nn.warmup import warm_up
+
+REPO = Path(__file__).resolve().parent.parent
+KERNEL_MODULES = [nn.kernels.affine, nn.kernels.conv, nn.kernels.fused, nn.kernels.lstm, nn.kernels.pool]
+
+
+def public_kernels():
+    return {f"{module.__name__}.{name}": value for module in KERNEL_MODULES
+            for name, value in vars(module).items()
+            if isinstance(value, CPUDispatcher) and not name.startswith("_")}
+
+
+def test_warm_up_compiles_every_public_kernel():
+    kernels = public_kernels()
+    assert len(kernels) >= 12
+    warm_up((np.float32, np.float64))  # the exact LSTM step is the float64 (gradient check) one
+    missing = [name for name, kernel in kernels.items() if not kernel.signatures]
+    assert missing == []
+
+
+# Run in a fresh interpreter from a copy of the packages; os.access is patched to report the copy
+# as read-only (the tests may run as root, for whom every directory is writable).
+CHILD = r"""
+import json, os, sys
+copy = sys.argv[1]
+real_access = os.access
+os.access = lambda path, mode, **kw: False if str(path).startswith(copy) and mode & os.W_OK else real_access(path, mode, **kw)
+sys.path.insert(0, copy)
+import nn
+from nn.warmup import warm_up
+from numba.core.registry import CPUDispatcher
+import nn.kernels.conv, nn.kernels.pool, nn.kernels.lstm, nn.kernels.fused, nn.kernels.affine
+os.access = real_access
+warm_up()
+stats = {"hits": 0, "misses": 0}
+for module in (nn.kernels.conv, nn.kernels.pool, nn.kernels.lstm, nn.kernels.fused, nn.kernels.affine):
+    for value in vars(module).values():
+        if isinstance(value, CPUDispatcher) and value.signatures:
+            stats["hits"] += sum(value.stats.cache_hits.values())
+            stats["misses"] += sum(value.stats.cache_misses.values())
+print(json.dumps({"cache_dir": os.environ.get("NUMBA_CACHE_DIR"), "file": nn.__file__, **stats}))
+"""
+
+
+def test_read_only_install_caches_in_the_user_directory(tmp_path):
+    copy = tmp_path / "install"
+    shutil.copytree(REPO / "nn", copy / "nn", ignore=shutil.ignore_patterns("__pycache__"))
+    user_cache = tmp_path / "xdg"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CACHE_HOME": str(user_cache)}
+
+    def run():
+        result = subprocess.run([sys.executable, "-c", CHILD, str(copy)], env=env, capture_output=True,
+                                text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    first = run()
+    assert first["file"].startswith(str(copy))
+    assert first["cache_dir"] == str(user_cache / "cnn-vs-lstm-numpy" / "numba")
+    assert first["misses"] > 0  # a cold cache: everything compiled ...
+    assert any(user_cache.rglob("*.nbi"))  # ... and written to the user cache
+    assert not any((copy / "nn").rglob("*.nbi"))  # nothing written into the package
+    second = run()
+    assert second["misses"] == 0 and second["hits"] > 0  # a second process compiles nothing
