@@ -117,13 +117,15 @@ def format_confusion(confusion):
     """An aligned text confusion matrix, rows true digit, columns predicted digit, with totals."""
     confusion = np.asarray(confusion)
     k = len(confusion)
-    width = max(5, len(f"{int(confusion.sum()):,}") + 1)
+    largest = max([0] + [int(v) for v in confusion.sum(axis=0)] + [int(v) for v in confusion.sum(axis=1)])
+    width = max(5, len(f"{largest:,}") + 1)                         # a count column
+    total_width = max(7, len(f"{int(confusion.sum()):,}") + 2)      # the row-total column
     header = f"{'true/pred':>9}"
-    header += "".join(f"{p:>{width}}" for p in range(k)) + f"{'total':>{width + 2}}"
+    header += "".join(f"{p:>{width}}" for p in range(k)) + f"{'total':>{total_width}}"
     lines = [header]
     for t in range(k):
         lines.append(f"{t:>9}" + "".join(f"{int(confusion[t, p]):>{width},}" for p in range(k))
-                     + f"{int(confusion[t].sum()):>{width + 2},}")
+                     + f"{int(confusion[t].sum()):>{total_width},}")
     lines.append(f"{'total':>9}" + "".join(f"{int(confusion[:, p].sum()):>{width},}" for p in range(k))
-                 + f"{int(confusion.sum()):>{width + 2},}")
+                 + f"{int(confusion.sum()):>{total_width},}")
     return "\n".join(lines)

@@ -58,6 +58,14 @@ def _save(figure, path, dpi=DPI):
     return path
 
 
+def _log_minor_label(value, _position=None):
+    """Label the minor ticks 2, 3 and 5 of each decade on a log axis, leave the others blank."""
+    if value <= 0:
+        return ""
+    mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9)
+    return f"{value:g}" if round(mantissa) in (2, 3, 5) and abs(mantissa - round(mantissa)) < 1e-6 else ""
+
+
 def plot_training_curves(histories, path):
     """Loss and accuracy per epoch, train (solid) vs validation (dashed), for each model.
 
@@ -88,9 +96,8 @@ def plot_training_curves(histories, path):
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     loss_axes.set(title="loss (cross-entropy, log scale)", xlabel="epoch", yscale="log")
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    loss_axes.yaxis.set_major_formatter(plain)
-    loss_axes.yaxis.set_minor_formatter(plain)
+    loss_axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    loss_axes.yaxis.set_minor_formatter(FuncFormatter(_log_minor_label))
     loss_axes.tick_params(axis="y", which="minor", labelsize=7)
     accuracy_axes.set(title="accuracy (%)", xlabel="epoch")
     if low:
