@@ -14,34 +14,43 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(cache=True, inline="always")
+def _valid_range(pad, tap, stride, size, out_size):
+    """Output indices o in [lo, hi) whose tap o*stride - pad + tap falls inside [0, size)."""
+    lo = max(0, (pad - tap + stride - 1) // stride)
+    hi = min(out_size, (size - 1 + pad - tap) // stride + 1)
+    return lo, hi
+
+
 @njit(parallel=True, cache=True)
 def im2col(x, kernel_h, kernel_w, stride, pad_top, pad_left, out_h, out_w):
     """Gather every receptive field of ``x`` into the columns of a matrix.
 
     x: (N, C, H, W) -> col: (C*kernel_h*kernel_w, N*out_h*out_w); out-of-image taps are 0.
+    The in-image range of each tap is worked out once per row, so the inner loop is a plain
+    copy (a slice copy for stride 1) with no bounds tests; the padding stays as np.zeros left it.
     """
     n_batch, channels, height, width = x.shape
     positions = out_h * out_w
-    col = np.empty((channels * kernel_h * kernel_w, n_batch * positions), dtype=x.dtype)
+    col = np.zeros((channels * kernel_h * kernel_w, n_batch * positions), dtype=x.dtype)
     for n in prange(n_batch):
         base = n * positions
         for c in range(channels):
+            plane = x[n, c]
             for i in range(kernel_h):
+                oh_lo, oh_hi = _valid_range(pad_top, i, stride, height, out_h)
                 for j in range(kernel_w):
-                    row = (c * kernel_h + i) * kernel_w + j
-                    for oh in range(out_h):
-                        h = oh * stride - pad_top + i
+                    row = col[(c * kernel_h + i) * kernel_w + j]
+                    ow_lo, ow_hi = _valid_range(pad_left, j, stride, width, out_w)
+                    shift = j - pad_left
+                    for oh in range(oh_lo, oh_hi):
+                        source = plane[oh * stride - pad_top + i]
                         start = base + oh * out_w
-                        if h < 0 or h >= height:
-                            for ow in range(out_w):
-                                col[row, start + ow] = 0
-                            continue
-                        for ow in range(out_w):
-                            w = ow * stride - pad_left + j
-                            if 0 <= w < width:
-                                col[row, start + ow] = x[n, c, h, w]
-                            else:
-                                col[row, start + ow] = 0
+                        if stride == 1:
+                            row[start + ow_lo:start + ow_hi] = source[ow_lo + shift:ow_hi + shift]
+                        else:
+                            for ow in range(ow_lo, ow_hi):
+                                row[start + ow] = source[ow * stride + shift]
     return col
 
 
@@ -57,18 +66,21 @@ def col2im(dcol, n_batch, channels, height, width, kernel_h, kernel_w, stride, p
     for n in prange(n_batch):
         base = n * positions
         for c in range(channels):
+            plane = dx[n, c]
             for i in range(kernel_h):
+                oh_lo, oh_hi = _valid_range(pad_top, i, stride, height, out_h)
                 for j in range(kernel_w):
-                    row = (c * kernel_h + i) * kernel_w + j
-                    for oh in range(out_h):
-                        h = oh * stride - pad_top + i
-                        if h < 0 or h >= height:
-                            continue
+                    row = dcol[(c * kernel_h + i) * kernel_w + j]
+                    ow_lo, ow_hi = _valid_range(pad_left, j, stride, width, out_w)
+                    shift = j - pad_left
+                    for oh in range(oh_lo, oh_hi):
+                        target = plane[oh * stride - pad_top + i]
                         start = base + oh * out_w
-                        for ow in range(out_w):
-                            w = ow * stride - pad_left + j
-                            if 0 <= w < width:
-                                dx[n, c, h, w] += dcol[row, start + ow]
+                        if stride == 1:
+                            target[ow_lo + shift:ow_hi + shift] += row[start + ow_lo:start + ow_hi]
+                        else:
+                            for ow in range(ow_lo, ow_hi):
+                                target[ow * stride + shift] += row[start + ow]
     return dx
 
 

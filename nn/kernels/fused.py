@@ -27,8 +27,10 @@ def bias_leaky_maxpool_forward(y2d, bias, slope, n_batch, height, width, pool, s
     argmax = np.empty((n_batch, channels, out_h, out_w), dtype=np.int32)
     for c in prange(channels):
         b = bias[c]
+        source = y2d[c]
         for n in range(n_batch):
-            base = n * positions
+            image = source[n * positions:(n + 1) * positions]
+            out, where = pooled[n, c], argmax[n, c]
             for oh in range(out_h):
                 h0 = max(oh * stride - pad_top, 0)
                 h1 = min(oh * stride - pad_top + pool, height)
@@ -36,16 +38,16 @@ def bias_leaky_maxpool_forward(y2d, bias, slope, n_batch, height, width, pool, s
                     w0 = max(ow * stride - pad_left, 0)
                     w1 = min(ow * stride - pad_left + pool, width)
                     best_index = h0 * width + w0
-                    best = y2d[c, base + best_index]
+                    best = image[best_index]
                     for h in range(h0, h1):
                         for w in range(w0, w1):
-                            value = y2d[c, base + h * width + w]
+                            value = image[h * width + w]
                             if value > best:
                                 best = value
                                 best_index = h * width + w
                     best += b
-                    pooled[n, c, oh, ow] = best if best > 0 else best * slope
-                    argmax[n, c, oh, ow] = best_index
+                    out[oh, ow] = best if best > 0 else best * slope
+                    where[oh, ow] = best_index
     return pooled, argmax
 
 
@@ -61,16 +63,18 @@ def bias_leaky_maxpool_backward(dpooled, pooled, argmax, slope, height, width):
     dy2d = np.empty((channels, n_batch * positions), dtype=dpooled.dtype)
     dbias = np.empty(channels, dtype=dpooled.dtype)
     for c in prange(channels):
-        dy2d[c, :] = 0
+        target = dy2d[c]
+        target[:] = 0
         total = 0.0
         for n in range(n_batch):
-            base = n * positions
+            image = target[n * positions:(n + 1) * positions]
+            gradient, out, where = dpooled[n, c], pooled[n, c], argmax[n, c]
             for oh in range(out_h):
                 for ow in range(out_w):
-                    g = dpooled[n, c, oh, ow]
-                    if not pooled[n, c, oh, ow] > 0:
+                    g = gradient[oh, ow]
+                    if not out[oh, ow] > 0:
                         g = g * slope
-                    dy2d[c, base + argmax[n, c, oh, ow]] += g
+                    image[where[oh, ow]] += g
                     total += g
         dbias[c] = total
     return dy2d, dbias
