@@ -106,11 +106,17 @@ def test_sweep_sentences_state_the_numbers():
     result = {"levels": levels, "variants": {"": {"accuracy": {"cnn": cnn, "lstm": lstm}}}}
     text = " ".join(compare.describe_sweep(sweep, result))
     assert "Unperturbed, the subset is classified with 99.3 % (CNN) and 98.5 % (LSTM) accuracy." in text
-    assert "At a 4 px shift right the CNN drops to 97.1 % and the LSTM drops to 61.3 %." in text
-    assert "At a 4 px shift left the CNN keeps 99.0 % while the LSTM drops to 70.0 %." in text
+    assert ("At a 4 px shift right the CNN drops to 97.1 % (-2.2 points) and the LSTM drops to "
+            "61.3 % (-37.2 points).") in text
+    assert "At a 4 px shift left the CNN keeps 99.0 % while the LSTM drops to 70.0 % (-28.5 points)." in text
     assert ("The CNN loses at most 1 point up to a 2 px shift right; the LSTM loses more than 1 point "
             "already at a 1 px shift right.") in text
     assert "the LSTM loses more accuracy than the CNN at 8 of them" in text
+    # both within a point: no "keeps" against "drops to" for the same number
+    result["variants"][""]["accuracy"] = {"cnn": [0.99] * 9, "lstm": [0.985] * 4 + [0.99] + [0.985] * 4}
+    text = " ".join(compare.describe_sweep(sweep, result))
+    assert ("At a 4 px shift right both models stay within 1 point: the CNN scores 99.0 %, the LSTM "
+            "scores 98.5 %.") in text
 
 
 # --- the command, end to end ---
