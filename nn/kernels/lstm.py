@@ -1,14 +1,16 @@
 """LSTM cell kernels: the gate nonlinearities and their derivatives for one timestep.
 
+Gate order along the 4H axis is PyTorch's: input, forget, cell (g), output.
+
 The matrix products (x_t W_ih^T for all t at once, h_{t-1} W_hh^T per step) stay in BLAS; these
 kernels do the elementwise gate math that follows, in one pass over (N, 4H) instead of a dozen
-NumPy temporaries.  Gate order along the 4H axis is PyTorch's: input, forget, cell (g), output.
+NumPy temporaries.  (Measured: a hand-written row-times-matrix loop in Numba, even blocked over
+four rows, took 2x BLAS's time for the 64x64 @ 64x256 step product, so BLAS keeps it.)  All are
+serial: a (64, 256) step is too small to be worth waking threads for.
 
-Two forward kernels: ``lstm_step_forward`` calls the C library's exp and tanh (exact to the last
-bit, any dtype: the float64 gradient checks use it), and ``lstm_step_forward_fast`` for float32
-uses a rational approximation of tanh that the compiler can vectorise - the scalar libm calls
-were ~90 % of an LSTM training step.  Both are serial: a (64, 256) step is too small to be worth
-waking threads for.
+Nonlinearities: the float64 path (gradient checks) calls the C library's exp and tanh, exact to
+the last bit; float32 uses a rational approximation of tanh that vectorises (scalar libm calls
+were ~90 % of an LSTM step), with sigmoid(z) = (1 + tanh(z / 2)) / 2.
 """
 import math
 
@@ -49,34 +51,67 @@ def _tanh_fast(x):
     return p / q
 
 
-# error_model="numpy": no Python ZeroDivisionError check on p / q (q >= 4.9e-3 anyway), which
-# would otherwise keep the loops scalar.
-@njit(cache=True, error_model="numpy")
-def lstm_step_forward_fast(gates, c_prev, c, tanh_c, h):
-    """As :func:`lstm_step_forward`, float32, with sigmoid(z) = (1 + tanh(z / 2)) / 2.
+# ----------------------------------------------------------------------------- one batch row
 
-    Written as simple loops over contiguous rows so that LLVM turns them into SIMD code.
-    """
-    n_batch, hidden = c_prev.shape
-    for n in range(n_batch):
-        row = gates[n]
-        for k in range(hidden):                      # input gate
-            row[k] = _HALF + _HALF * _tanh_fast(_HALF * row[k])
-        for k in range(hidden, 2 * hidden):          # forget gate
-            row[k] = _HALF + _HALF * _tanh_fast(_HALF * row[k])
-        for k in range(2 * hidden, 3 * hidden):      # cell candidate
-            row[k] = _tanh_fast(row[k])
-        for k in range(3 * hidden, 4 * hidden):      # output gate
-            row[k] = _HALF + _HALF * _tanh_fast(_HALF * row[k])
-        c_prev_row, c_row, tanh_row, h_row = c_prev[n], c[n], tanh_c[n], h[n]
-        for k in range(hidden):
-            c_new = row[hidden + k] * c_prev_row[k] + row[k] * row[2 * hidden + k]
-            c_row[k] = c_new
-        for k in range(hidden):
-            tanh_row[k] = _tanh_fast(c_row[k])
-        for k in range(hidden):
-            h_row[k] = row[3 * hidden + k] * tanh_row[k]
+# error_model="numpy" on the float32 path: no Python ZeroDivisionError test on p / q (q >= 4.9e-3
+# anyway), which would otherwise keep the loops scalar.
+@njit(cache=True, inline="always", error_model="numpy")
+def _gate_row_fast(row, c_prev, c, tanh_c, h):
+    """Gate math of one batch row, float32: row (4H,) pre-activations in, activations out."""
+    hidden = c_prev.shape[0]
+    for k in range(hidden):                      # input gate
+        row[k] = _HALF + _HALF * _tanh_fast(_HALF * row[k])
+    for k in range(hidden, 2 * hidden):          # forget gate
+        row[k] = _HALF + _HALF * _tanh_fast(_HALF * row[k])
+    for k in range(2 * hidden, 3 * hidden):      # cell candidate
+        row[k] = _tanh_fast(row[k])
+    for k in range(3 * hidden, 4 * hidden):      # output gate
+        row[k] = _HALF + _HALF * _tanh_fast(_HALF * row[k])
+    for k in range(hidden):
+        c[k] = row[hidden + k] * c_prev[k] + row[k] * row[2 * hidden + k]
+    for k in range(hidden):
+        tanh_c[k] = _tanh_fast(c[k])
+    for k in range(hidden):
+        h[k] = row[3 * hidden + k] * tanh_c[k]
 
+
+@njit(cache=True, inline="always")
+def _gate_row_exact(row, c_prev, c, tanh_c, h):
+    """Gate math of one batch row with libm's exp and tanh (any dtype)."""
+    hidden = c_prev.shape[0]
+    for k in range(hidden):
+        i = _sigmoid(row[k])
+        f = _sigmoid(row[hidden + k])
+        g = math.tanh(row[2 * hidden + k])
+        o = _sigmoid(row[3 * hidden + k])
+        row[k] = i
+        row[hidden + k] = f
+        row[2 * hidden + k] = g
+        row[3 * hidden + k] = o
+        c[k] = f * c_prev[k] + i * g
+        tanh_c[k] = math.tanh(c[k])
+        h[k] = o * tanh_c[k]
+
+
+@njit(cache=True, inline="always")
+def _gate_row_backward(dh, dc, row, c_prev, tanh_c, drow):
+    """Backward gate math of one batch row (see :func:`lstm_step_backward`)."""
+    hidden = dh.shape[0]
+    for k in range(hidden):
+        i = row[k]
+        f = row[hidden + k]
+        g = row[2 * hidden + k]
+        o = row[3 * hidden + k]
+        t = tanh_c[k]
+        dc_t = dc[k] + dh[k] * o * (1 - t * t)
+        drow[k] = dc_t * g * i * (1 - i)
+        drow[hidden + k] = dc_t * c_prev[k] * f * (1 - f)
+        drow[2 * hidden + k] = dc_t * i * (1 - g * g)
+        drow[3 * hidden + k] = dh[k] * t * o * (1 - o)
+        dc[k] = dc_t * f
+
+
+# ----------------------------------------------------------------------------- one timestep
 
 @njit(cache=True)
 def lstm_step_forward(gates, c_prev, c, tanh_c, h):
@@ -85,22 +120,15 @@ def lstm_step_forward(gates, c_prev, c, tanh_c, h):
     i = sigmoid(a_i), f = sigmoid(a_f), g = tanh(a_g), o = sigmoid(a_o)
     c = f * c_prev + i * g,   h = o * tanh(c)          (c, tanh_c, h: (N, H), written in place)
     """
-    n_batch, hidden = c_prev.shape
-    for n in range(n_batch):
-        for k in range(hidden):
-            i = _sigmoid(gates[n, k])
-            f = _sigmoid(gates[n, hidden + k])
-            g = math.tanh(gates[n, 2 * hidden + k])
-            o = _sigmoid(gates[n, 3 * hidden + k])
-            gates[n, k] = i
-            gates[n, hidden + k] = f
-            gates[n, 2 * hidden + k] = g
-            gates[n, 3 * hidden + k] = o
-            c_new = f * c_prev[n, k] + i * g
-            t = math.tanh(c_new)
-            c[n, k] = c_new
-            tanh_c[n, k] = t
-            h[n, k] = o * t
+    for n in range(c_prev.shape[0]):
+        _gate_row_exact(gates[n], c_prev[n], c[n], tanh_c[n], h[n])
+
+
+@njit(cache=True, error_model="numpy")
+def lstm_step_forward_fast(gates, c_prev, c, tanh_c, h):
+    """As :func:`lstm_step_forward`, float32, with sigmoid(z) = (1 + tanh(z / 2)) / 2."""
+    for n in range(c_prev.shape[0]):
+        _gate_row_fast(gates[n], c_prev[n], c[n], tanh_c[n], h[n])
 
 
 @njit(cache=True)
@@ -116,18 +144,5 @@ def lstm_step_backward(dh, dc, gates, c_prev, tanh_c, dgates):
         da_g = dc_t * i * (1-g^2)     da_o = dh * tanh(c) * o(1-o)
         dc_{t-1} = dc_t * f
     """
-    n_batch, hidden = dh.shape
-    for n in range(n_batch):
-        for k in range(hidden):
-            i = gates[n, k]
-            f = gates[n, hidden + k]
-            g = gates[n, 2 * hidden + k]
-            o = gates[n, 3 * hidden + k]
-            t = tanh_c[n, k]
-            dh_nk = dh[n, k]
-            dc_t = dc[n, k] + dh_nk * o * (1 - t * t)
-            dgates[n, k] = dc_t * g * i * (1 - i)
-            dgates[n, hidden + k] = dc_t * c_prev[n, k] * f * (1 - f)
-            dgates[n, 2 * hidden + k] = dc_t * i * (1 - g * g)
-            dgates[n, 3 * hidden + k] = dh_nk * t * o * (1 - o)
-            dc[n, k] = dc_t * f
+    for n in range(dh.shape[0]):
+        _gate_row_backward(dh[n], dc[n], gates[n], c_prev[n], tanh_c[n], dgates[n])
