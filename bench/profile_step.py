@@ -134,7 +134,7 @@ def render(name, batch, threads, steps, result):
     for j, row in enumerate([header] + rows):
         cells = [str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
         lines.append("  " + "  ".join(cells).rstrip())
-        if j == 0 or j == len(rows) - 2:
+        if j == 0 or j == len(rows) - 1:
             lines.append("  " + "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
