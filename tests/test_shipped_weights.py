@@ -1,0 +1,29 @@
+"""The weights shipped in weights/ meet SPEC's accuracy bars on the 10,000 MNIST test images."""
+import json
+from pathlib import Path
+
+import pytest
+
+import models
+from nn.idx import load_mnist_float
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+BARS = {"cnn": 0.994, "lstm": 0.988}
+
+
+@pytest.fixture(scope="module")
+def test_set(mnist_dir):
+    return load_mnist_float(mnist_dir, "test")
+
+
+@pytest.mark.parametrize("name", ["cnn", "lstm"])
+def test_shipped_weights_meet_the_accuracy_bar(name, test_set):
+    images, labels = test_set
+    assert len(images) == 10_000
+    model = models.load_model(WEIGHTS / f"{name}.npz", expect=name)
+    accuracy = float((model.predict(images) == labels).mean())
+    assert accuracy >= BARS[name], f"{name}: {accuracy:.4f} < {BARS[name]}"
+    # The history beside the weights records the same test accuracy the training run measured.
+    history = json.loads((WEIGHTS / f"{name}.history.json").read_text())
+    assert history["test"]["accuracy"] == pytest.approx(accuracy, abs=1e-4)
+    assert model.options.get("hidden", 64) == 64 if name == "lstm" else True
