@@ -26,4 +26,5 @@ def test_shipped_weights_meet_the_accuracy_bar(name, test_set):
     # The history beside the weights records the same test accuracy the training run measured.
     history = json.loads((WEIGHTS / f"{name}.history.json").read_text())
     assert history["test"]["accuracy"] == pytest.approx(accuracy, abs=1e-4)
-    assert model.options.get("hidden", 64) == 64 if name == "lstm" else True
+    if name == "lstm":
+        assert model.options["hidden"] == 64  # the bar is for SPEC's 64-unit LSTM
