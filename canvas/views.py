@@ -25,6 +25,7 @@ class Fonts:
     """The three text sizes the window uses (pygame's default font: no files needed)."""
 
     def __init__(self):
+        pygame.font.init()                        # idempotent
         self.large = pygame.font.Font(None, 34)
         self.normal = pygame.font.Font(None, 22)
         self.small = pygame.font.Font(None, 17)
