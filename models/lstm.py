@@ -9,7 +9,7 @@ from nn.layers import LSTM, BatchNorm, Dense, Sequential
 
 def build_lstm(rng, hidden=64):
     return Sequential([
-        LSTM(28, hidden, rng=rng),
+        LSTM(28, hidden, need_input_grad=False, rng=rng),  # its input is the image
         BatchNorm(hidden),
         Dense(hidden, 10, rng=rng),
     ])

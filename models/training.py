@@ -231,8 +231,9 @@ def _run(model_name, argv):
             raise UserError(f"{args.resume}: is a checkpoint of the {resume_meta['model'].upper()}, "
                             f"not the {model_name.upper()}")
         # The run continues with the flags it started with; only where and how fast may change.
-        keep = {"data": args.data, "threads": args.threads, "quiet": args.quiet,
-                "interrupt_after": args.interrupt_after, "resume": args.resume}
+        # --data and --threads only when given again (the files may have moved).
+        keep = {"quiet": args.quiet, "interrupt_after": args.interrupt_after, "resume": args.resume}
+        keep.update({k: getattr(args, k) for k in ("data", "threads") if getattr(args, k) is not None})
         args = argparse.Namespace(**{**resume_meta["args"], **keep})
     if args.threads:
         from nn.threads import limit_threads

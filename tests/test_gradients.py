@@ -545,3 +545,18 @@ def test_lstm_step_forward_fast_kernel(n, hidden):
         # tanh error 3.4e-7 (sigmoid half that), times |c_prev| <= ~8 in c
         np.testing.assert_allclose(got, want, rtol=0, atol=3e-6, err_msg=name)
     assert np.all(np.abs(gates) <= 1) and np.all(np.abs(tanh_c) <= 1)
+
+
+def test_lstm_need_input_grad_false_skips_dx_only():
+    """An LSTM that is the first layer skips dx; its parameter gradients do not change."""
+    from nn.layers.lstm import lstm_backward, lstm_forward
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 5, 4))
+    w_ih, w_hh, b = (rng.standard_normal(s) * 0.5 for s in ((8, 4), (8, 2), (8,)))
+    hs, cache = lstm_forward(x, w_ih, w_hh, b)
+    dhs = rng.standard_normal(hs.shape)
+    full = lstm_backward(dhs, cache, need_input_grad=True)
+    skipped = lstm_backward(dhs, cache, need_input_grad=False)
+    assert skipped[0] is None and full[0].shape == x.shape
+    for a, c in zip(full[1:], skipped[1:]):
+        np.testing.assert_array_equal(a, c)

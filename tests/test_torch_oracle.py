@@ -369,6 +369,7 @@ def test_reference_lstm():
     with torch.no_grad():
         linear_t.weight.copy_(torch.from_numpy(dense_layer.params["weight"]))
         linear_t.bias.copy_(torch.from_numpy(dense_layer.params["bias"]))
+    lstm_layer.need_input_grad = True  # the model skips its input's gradient; compare it here too
     x = model.to_network_input(images(4))
     labels = rng.integers(0, 10, size=len(x))
 

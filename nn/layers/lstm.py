@@ -46,8 +46,11 @@ def lstm_forward(x, w_ih, w_hh, b):
     return hs[1:], cache
 
 
-def lstm_backward(dhs, cache):
-    """dhs (T, N, H): dL/dh_t from the output (zeros where unused).  Returns (dx, dw_ih, dw_hh, db)."""
+def lstm_backward(dhs, cache, need_input_grad=True):
+    """dhs (T, N, H): dL/dh_t from the output (zeros where unused).
+
+    Returns (dx or None, dw_ih, dw_hh, db); dx is skipped when the input needs no gradient.
+    """
     x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs = cache
     steps, n_batch, hidden = dhs.shape
     dgates = np.empty_like(gates)                                          # (T, N, 4H)
@@ -61,6 +64,8 @@ def lstm_backward(dhs, cache):
     dw_ih = dgates2d.T @ x_time_major.reshape(steps * n_batch, -1)        # (4H, D)
     dw_hh = dgates2d.T @ hs[:-1].reshape(steps * n_batch, hidden)         # (4H, H)
     db = dgates2d.sum(axis=0)                                              # (4H,)
+    if not need_input_grad:
+        return None, dw_ih, dw_hh, db
     dx = (dgates2d @ w_ih).reshape(steps, n_batch, -1).transpose(1, 0, 2)  # (N, T, D)
     return np.ascontiguousarray(dx), dw_ih, dw_hh, db
 
@@ -73,13 +78,18 @@ class LSTM(Layer):
     input_size, hidden_size : int
     return_sequences : bool
         False: output the last hidden state (N, H).  True: every hidden state (N, T, H).
+    need_input_grad : bool
+        False for a first layer, whose input gradient nobody uses: backward then skips the
+        (N*T, 4H) @ (4H, D) product and returns None.
     """
 
-    def __init__(self, input_size, hidden_size, return_sequences=False, rng=None, dtype=np.float32):
+    def __init__(self, input_size, hidden_size, return_sequences=False, need_input_grad=True,
+                 rng=None, dtype=np.float32):
         super().__init__()
         rng = rng if rng is not None else np.random.default_rng()
         self.input_size, self.hidden_size = input_size, hidden_size
         self.return_sequences = return_sequences
+        self.need_input_grad = need_input_grad
         h = hidden_size
         # Keras draws its (D, 4H) kernel with fan_in = D, fan_out = 4H; the transpose is ours.
         self.params["w_ih"] = glorot_uniform(rng, (4 * h, input_size), input_size, 4 * h, dtype)
@@ -102,7 +112,8 @@ class LSTM(Layer):
         else:
             dhs = np.zeros((steps,) + dout.shape, dtype=dout.dtype)
             dhs[-1] = dout
-        dx, self.grads["w_ih"], self.grads["w_hh"], self.grads["b"] = lstm_backward(dhs, self.cache)
+        dx, self.grads["w_ih"], self.grads["w_hh"], self.grads["b"] = lstm_backward(
+            dhs, self.cache, self.need_input_grad)
         return dx
 
     def output_shape(self, input_shape):
@@ -111,4 +122,4 @@ class LSTM(Layer):
 
     def config(self):
         return dict(input_size=self.input_size, hidden_size=self.hidden_size,
-                    return_sequences=self.return_sequences)
+                    return_sequences=self.return_sequences, need_input_grad=self.need_input_grad)
