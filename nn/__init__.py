@@ -36,17 +36,47 @@ def _ensure_numba_cache_dir() -> None:
 
 
 def _calm_blas_threads() -> None:
-    """Stop OpenBLAS worker threads from busy-waiting between calls.
+    """Keep OpenBLAS worker threads from busy-waiting for long between calls.
 
-    OpenBLAS (NumPy's BLAS) keeps its threads spinning for a while after each product; our
-    Numba kernels then compete with them for the same cores and a training step runs ~10x slower
-    on 2 cores (measured: 484 vs 1,043 img/s for the CNN, 103 vs 7,760 for the LSTM).  The
-    shortest timeout (2^4 cycles) lets them sleep at once.  Read when NumPy loads OpenBLAS, so this
-    only helps if nn is imported before numpy - the scripts and tests make sure of that.
+    OpenBLAS (NumPy's BLAS) keeps its threads spinning after each product; our Numba kernels
+    then compete with them for the same cores.  With the default spin a training step on 2
+    cores ran ~10x slower (measured: 484 vs 1,043 img/s for the CNN, 103 vs 7,760 for the LSTM).
+    A timeout of 2^16 cycles (~20 us) lets them sleep before the next Numba kernel is far along,
+    yet keeps them awake across the LSTM's back-to-back small products (2^4 cost the LSTM 30 %).
+    Read when NumPy loads OpenBLAS, so this only helps if nn is imported before numpy - the
+    scripts and tests make sure of that.
     """
     if "numpy" not in sys.modules:
-        os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+        os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
+
+
+# OpenBLAS core types without AVX-512, which some environments force on every machine.
+_NO_AVX512_CORETYPES = {"haswell", "zen", "sandybridge", "nehalem", "prescott", "core2"}
+
+
+def _use_the_cpus_blas_kernels() -> None:
+    """Let OpenBLAS pick its kernels for this CPU when OPENBLAS_CORETYPE forces a lesser one.
+
+    Some environments set OPENBLAS_CORETYPE=Haswell everywhere.  On a CPU with AVX-512 that
+    halves float32 matrix-multiply speed (measured here: 114 vs 241 GFLOP/s on one core), and
+    so nearly halves training speed; PyTorch's own kernels ignore the variable.  When the CPU
+    reports AVX-512 (F, DQ, BW, VL) and the forced core type lacks it, the variable is dropped
+    so OpenBLAS detects the CPU itself.  Set NN_KEEP_OPENBLAS_CORETYPE=1 to keep it.
+    """
+    forced = os.environ.get("OPENBLAS_CORETYPE", "").lower()
+    if ("numpy" in sys.modules or forced not in _NO_AVX512_CORETYPES
+            or os.environ.get("NN_KEEP_OPENBLAS_CORETYPE")):
+        return
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo
+                          if line.startswith("flags")), [])
+    except OSError:
+        return
+    if {"avx512f", "avx512dq", "avx512bw", "avx512vl"} <= set(flags):
+        os.environ["NN_DROPPED_OPENBLAS_CORETYPE"] = os.environ.pop("OPENBLAS_CORETYPE")
 
 
 _ensure_numba_cache_dir()
 _calm_blas_threads()
+_use_the_cpus_blas_kernels()
