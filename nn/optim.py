@@ -4,6 +4,8 @@ Both follow PyTorch's formulas and defaults, so one step can be compared with to
 """
 import numpy as np
 
+from nn.kernels import optim as kernels
+
 
 class Optimizer:
     def __init__(self, parameters, lr):
@@ -75,15 +77,13 @@ class Adam(Optimizer):
         self.v = {key: np.zeros_like(layer.params[name]) for key, layer, name in self.parameters}
 
     def update(self, key, param, grad):
-        m, v = self.m[key], self.v[key]
-        m *= self.beta1
-        m += (1 - self.beta1) * grad
-        v *= self.beta2
-        v += (1 - self.beta2) * (grad * grad)
         bias_correction1 = 1 - self.beta1 ** self.steps
         bias_correction2 = 1 - self.beta2 ** self.steps
-        denominator = np.sqrt(v) / np.sqrt(bias_correction2) + self.eps
-        param -= (self.lr / bias_correction1) * (m / denominator)
+        if not param.flags.c_contiguous:  # reshape(-1) would copy and the update be lost
+            raise ValueError(f"parameter {key} must be C-contiguous to be updated in place")
+        kernels.adam_update(param.reshape(-1), np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1),
+                            self.m[key].reshape(-1), self.v[key].reshape(-1), self.beta1, self.beta2,
+                            self.lr / bias_correction1, np.sqrt(bias_correction2), self.eps)
 
     def state(self):
         return {**super().state(), **{f"m/{k}": a for k, a in self.m.items()},

@@ -51,3 +51,18 @@ def test_reference_cnn_fused_and_unfused_agree():
     y_fused = model.network.forward(x, training=False)
     y_plain = plain.forward(x, training=False)
     np.testing.assert_allclose(y_fused, y_plain, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_kernel_matches_its_numpy_twin(dtype):
+    from nn.kernels import optim, reference
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal((7, 5)).astype(dtype) for _ in range(2)] + \
+             [np.abs(rng.standard_normal((7, 5))).astype(dtype) * s for s in (0.1, 0.01)]
+    ours, twin = [a.copy() for a in arrays], [a.copy() for a in arrays]
+    args = (0.9, 0.999, 1e-3 / (1 - 0.9 ** 3), np.sqrt(1 - 0.999 ** 3), 1e-8)
+    optim.adam_update(*(a.reshape(-1) for a in ours), *args)
+    reference.adam_update(twin[0], twin[1], twin[2], twin[3], *args)
+    tolerance = 1e-6 if dtype == np.float32 else 1e-14
+    for a, b in zip(ours, twin):
+        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)

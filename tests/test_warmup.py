@@ -12,11 +12,13 @@ import nn.kernels.affine
 import nn.kernels.conv
 import nn.kernels.fused
 import nn.kernels.lstm
+import nn.kernels.optim
 import nn.kernels.pool
 from nn.warmup import warm_up
 
 REPO = Path(__file__).resolve().parent.parent
-KERNEL_MODULES = [nn.kernels.affine, nn.kernels.conv, nn.kernels.fused, nn.kernels.lstm, nn.kernels.pool]
+KERNEL_MODULES = [nn.kernels.affine, nn.kernels.conv, nn.kernels.fused, nn.kernels.lstm, nn.kernels.optim,
+                  nn.kernels.pool]
 
 
 def public_kernels():
@@ -44,11 +46,12 @@ sys.path.insert(0, copy)
 import nn
 from nn.warmup import warm_up
 from numba.core.registry import CPUDispatcher
-import nn.kernels.conv, nn.kernels.pool, nn.kernels.lstm, nn.kernels.fused, nn.kernels.affine
+import nn.kernels.conv, nn.kernels.pool, nn.kernels.lstm, nn.kernels.fused, nn.kernels.affine, nn.kernels.optim
 os.access = real_access
 warm_up()
 stats = {"hits": 0, "misses": 0}
-for module in (nn.kernels.conv, nn.kernels.pool, nn.kernels.lstm, nn.kernels.fused, nn.kernels.affine):
+for module in (nn.kernels.conv, nn.kernels.pool, nn.kernels.lstm, nn.kernels.fused, nn.kernels.affine,
+               nn.kernels.optim):
     for value in vars(module).values():
         if isinstance(value, CPUDispatcher) and value.signatures:
             stats["hits"] += sum(value.stats.cache_hits.values())

@@ -87,3 +87,11 @@ def lstm_step_backward(dh, dc, gates, c_prev, tanh_c, dgates):
     dgates[:] = np.concatenate([dc_t * g * i * (1 - i), dc_t * c_prev * f * (1 - f),
                                 dc_t * i * (1 - g ** 2), dh * tanh_c * o * (1 - o)], axis=1)
     dc[:] = dc_t * f
+
+
+def adam_update(param, grad, m, v, beta1, beta2, step_size, sqrt_bias_correction2, eps):
+    m *= beta1
+    m += (1 - beta1) * grad
+    v *= beta2
+    v += (1 - beta2) * grad * grad
+    param -= step_size * m / (np.sqrt(v) / sqrt_bias_correction2 + eps)
