@@ -637,6 +637,8 @@ def build_report(facts, evaluations, groups, training, sweep_results, figures, f
         lines += _bullets(describe_sweep(sweep, result))
 
     lines += ["## Reproduce", "", "```", facts["command"], "```", "",
+              "The MNIST files are read from `--data DIR`, else `$MNIST_DIR`, else `./data/mnist`; "
+              "`python -m models.compare --help` lists the options.", "",
               f"The whole run took {facts['elapsed_seconds']:.0f} s on this machine.", ""]
     return "\n".join(lines)
 

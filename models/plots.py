@@ -219,8 +219,12 @@ def plot_sweep(path, title, xlabel, levels, series, examples=(), level_format=st
     for item in series:
         axes.plot(levels, [100 * a for a in item["accuracy"]], item.get("linestyle", "-"),
                   marker="o", markersize=4, color=item.get("color"), label=item["label"])
-    axes.axhline(10, color="gray", linewidth=0.8, linestyle=":", label="chance (10 %)")
-    axes.set(title=title, xlabel=xlabel, ylabel="test accuracy (%)", ylim=(0, 101))
+    # Zoom on the data (small drops matter when everything is near 100 %); show chance if in view.
+    lowest = min((100 * min(item["accuracy"]) for item in series if len(item["accuracy"])), default=0.0)
+    bottom = max(0.0, 5 * math.floor((lowest - 2) / 5))
+    if bottom <= 10:
+        axes.axhline(10, color="gray", linewidth=0.8, linestyle=":", label="chance (10 %)")
+    axes.set(title=title, xlabel=xlabel, ylabel="test accuracy (%)", ylim=(bottom, 100.5))
     axes.set_xticks(levels)
     axes.set_xticklabels([level_format(level) for level in levels], fontsize=8)
     axes.grid(alpha=0.3)
