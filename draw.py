@@ -20,6 +20,7 @@ import time
 _STARTED = time.perf_counter()
 
 import nn  # noqa: E402,F401  (first: calms OpenBLAS threads before NumPy loads, Numba cache dir)
+from nn.cli import CommandLineParser, positive_int  # noqa: E402
 from nn.errors import UserError, WeightsError, exit_on_user_error  # noqa: E402
 from nn.threads import limit_threads  # noqa: E402
 
@@ -45,19 +46,6 @@ HERE = Path(__file__).resolve().parent
 NO_DISPLAY = "no display available (set DISPLAY, or SDL_VIDEODRIVER=dummy for a headless run)"
 DEMO_BOX = pygame.Rect(115, 80, 230, 330)    # where --demo draws its digit on the window
 VIEW_KEYS = {"predictions": [], "features": [pygame.K_f], "rows": [pygame.K_r]}
-
-
-class CommandLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (no usage dump) and exits with status 2."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
-def positive_int(text):
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return int(text)
 
 
 KEYS = """keys:

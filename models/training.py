@@ -27,6 +27,7 @@ import numpy as np
 
 from models.base import build_model, load_model
 from nn.augment import random_affine
+from nn.cli import CommandLineParser, fraction, positive_float, positive_int  # noqa: F401 (re-exported)
 from nn.data import require_mnist, resolve_data_dir
 from nn.errors import UserError, exit_on_user_error
 from nn.idx import load_mnist_float
@@ -45,34 +46,6 @@ DEFAULTS = {
     "cnn": dict(lr=1e-3, out="weights/cnn.npz"),
     "lstm": dict(lr=1e-3, out="weights/lstm.npz"),
 }
-
-
-class CommandLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (no usage dump) and exits with status 2."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
-    return value
-
-
-def positive_float(text):
-    value = float(text)
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
-
-
-def fraction(text):
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), not {text}")
-    return value
 
 
 def make_parser(model_name):

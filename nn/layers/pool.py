@@ -4,22 +4,15 @@ Forward:  y[n, c, oh, ow] = max over the window of x[n, c, h, w]; argmax remembe
 Backward: dx[n, c, argmax[n, c, oh, ow]] += dy[n, c, oh, ow], every other dx is 0.
 'same' padding gives H_out = ceil(H / stride) (7x7 -> 4x4 with a 2x2 window), as in Keras.
 """
-import math
-
 from nn.kernels import pool as kernels
 from nn.layers.base import Layer
+from nn.layers.conv import conv_geometry
 
 
 def pool_geometry(height, width, pool_size, stride, padding):
-    """(out_h, out_w, pad_top, pad_left) for 'valid' (floor) or 'same' (ceil) pooling."""
-    if padding == "valid":
-        return (height - pool_size) // stride + 1, (width - pool_size) // stride + 1, 0, 0
-    if padding == "same":
-        out_h, out_w = math.ceil(height / stride), math.ceil(width / stride)
-        pad_h = max((out_h - 1) * stride + pool_size - height, 0)
-        pad_w = max((out_w - 1) * stride + pool_size - width, 0)
-        return out_h, out_w, pad_h // 2, pad_w // 2
-    raise ValueError(f"padding must be 'same' or 'valid', not {padding!r}")
+    """(out_h, out_w, pad_top, pad_left): a pooling window has the geometry of a conv kernel,
+    'valid' flooring and 'same' ceiling (TensorFlow's padding rule)."""
+    return conv_geometry(height, width, pool_size, pool_size, stride, padding)
 
 
 def maxpool2d_forward(x, pool_size=2, stride=None, padding="same"):
