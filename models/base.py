@@ -1,6 +1,4 @@
 """A trained network plus its input convention, and reading/writing it as a weights file."""
-import json
-from pathlib import Path
 
 import numpy as np
 
