@@ -6,6 +6,7 @@
 
 draw.py, the benchmarks, evaluation and any user script go through this interface.
 """
+import nn  # noqa: F401  (first: it sets up BLAS threads and the Numba cache before NumPy loads)
 from models.base import Model, build_model, load_model, MODEL_NAMES
 
 __all__ = ["Model", "build_model", "load_model", "MODEL_NAMES"]

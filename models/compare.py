@@ -32,7 +32,7 @@ import numpy as np
 
 from models import metrics
 from models.base import load_model
-from models.evaluate import ensure_calm_blas, evaluate, load_test_set, read_history
+from models.evaluate import evaluate, load_test_set, read_history
 from models.training import CommandLineParser, positive_int
 from nn.augment import affine_maps, warp
 from nn.errors import UserError, exit_on_user_error
@@ -744,5 +744,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    ensure_calm_blas()
     sys.exit(main())

@@ -17,7 +17,6 @@ flag gives one line ``error: ...`` and exit status 2, before anything is written
 import nn  # noqa: F401  (first: calms OpenBLAS threads before NumPy loads it, see nn/__init__.py)
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -32,25 +31,6 @@ from nn.idx import load_mnist_float
 from nn.losses import log_softmax
 
 GRID_IMAGES = 40  # digits per grid figure
-
-
-def ensure_calm_blas():
-    """Restart this command once with ``OPENBLAS_THREAD_TIMEOUT`` set, if NumPy loaded without it.
-
-    ``python -m models.<command>`` imports the ``models`` package - and NumPy with it - before
-    this module, so ``nn``'s setting (made before NumPy loads OpenBLAS) may come too late.  Then
-    idle OpenBLAS threads spin against the Numba kernels and inference runs several times slower.
-    Re-running the same command with the variable set costs well under a second.  POSIX only.
-    """
-    if "OPENBLAS_THREAD_TIMEOUT" in os.environ or os.name != "posix":
-        return
-    os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"
-    module = sys.modules["__main__"].__spec__
-    if module is None:  # run as a file path, not with -m
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", module.name, *sys.argv[1:]])
 
 
 class Evaluation:
@@ -243,5 +223,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    ensure_calm_blas()
     sys.exit(main())
