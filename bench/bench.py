@@ -531,12 +531,18 @@ def close_workers(workers):
         worker.close()
 
 
+# Idle time before each timed run, so the other side's worker threads (OpenMP's and OpenBLAS's
+# spin for a while after their last task) are asleep and not competing for the same two cores.
+SETTLE_SECONDS = 0.3
+
+
 def interleaved(workers, repeats, op, **arguments):
     """{side: [answers]}: each repeat asks every side once, the order alternating (ABBA...)."""
     sides = list(workers)
     answers = {side: [] for side in sides}
     for repeat in range(repeats):
         for side in (sides if repeat % 2 == 0 else sides[::-1]):
+            time.sleep(SETTLE_SECONDS)
             answers[side].append(workers[side].request(op, **arguments))
     return answers
 

@@ -81,9 +81,11 @@ class Adam(Optimizer):
         bias_correction2 = 1 - self.beta2 ** self.steps
         if not param.flags.c_contiguous:  # reshape(-1) would copy and the update be lost
             raise ValueError(f"parameter {key} must be C-contiguous to be updated in place")
-        kernels.adam_update(param.reshape(-1), np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1),
-                            self.m[key].reshape(-1), self.v[key].reshape(-1), self.beta1, self.beta2,
-                            self.lr / bias_correction1, np.sqrt(bias_correction2), self.eps)
+        update = (kernels.adam_update_parallel if param.size >= kernels.PARALLEL_MIN_SIZE
+                  else kernels.adam_update)
+        update(param.reshape(-1), np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1),
+               self.m[key].reshape(-1), self.v[key].reshape(-1), self.beta1, self.beta2,
+               self.lr / bias_correction1, np.sqrt(bias_correction2), self.eps)
 
     def state(self):
         return {**super().state(), **{f"m/{k}": a for k, a in self.m.items()},

@@ -33,5 +33,6 @@ def warm_up(dtypes=(np.float32,)):
         lstm.lstm_step_backward(state.copy(), state.copy(), gates, state, state, gates.copy())
         affine.affine_warp(np.zeros((1, 2, 2), dtype), np.zeros((1, 2, 3), dtype))
         ones = np.ones(2, dtype)
-        optim.adam_update(ones.copy(), ones, ones.copy(), ones.copy(), 0.9, 0.999, 1e-3, 1.0, 1e-8)
+        for update in (optim.adam_update, optim.adam_update_parallel):
+            update(ones.copy(), ones, ones.copy(), ones.copy(), 0.9, 0.999, 1e-3, 1.0, 1e-8)
     return time.perf_counter() - start

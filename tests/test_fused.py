@@ -61,8 +61,11 @@ def test_adam_kernel_matches_its_numpy_twin(dtype):
              [np.abs(rng.standard_normal((7, 5))).astype(dtype) * s for s in (0.1, 0.01)]
     ours, twin = [a.copy() for a in arrays], [a.copy() for a in arrays]
     args = (0.9, 0.999, 1e-3 / (1 - 0.9 ** 3), np.sqrt(1 - 0.999 ** 3), 1e-8)
+    parallel = [a.copy() for a in arrays]
     optim.adam_update(*(a.reshape(-1) for a in ours), *args)
+    optim.adam_update_parallel(*(a.reshape(-1) for a in parallel), *args)
     reference.adam_update(twin[0], twin[1], twin[2], twin[3], *args)
     tolerance = 1e-6 if dtype == np.float32 else 1e-14
-    for a, b in zip(ours, twin):
+    for a, b, c in zip(ours, twin, parallel):
         np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)
+        np.testing.assert_array_equal(a, c)
