@@ -75,8 +75,14 @@ class Settings:
 # Worker side: runs in a subprocess whose thread counts were fixed before NumPy loaded.
 # ======================================================================================
 
-def _bootstrap(root, threads):
-    """Make ``root``'s nn/models importable and fix thread counts, before NumPy is imported."""
+def _bootstrap(root, threads, side="ours"):
+    """Fix thread counts before NumPy is imported; for our side, make ``root``'s nn/models
+    importable and import nn first (its BLAS/OpenMP settings).  The torch side gets only the
+    thread counts: nn's environment settings are ours, not the peer's."""
+    if side == "torch":
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = str(threads)
+        return
     sys.path.insert(0, str(root))
     from nn.threads import limit_threads   # imports nn first: calm OpenBLAS, Numba cache dir
     limit_threads(threads)
@@ -309,7 +315,7 @@ def serve_task(args):
     """Answer JSON requests from stdin until 'quit': train / infer / latency / matmul."""
     reply = _protocol_stream()
     try:
-        _bootstrap(args.root, args.threads)
+        _bootstrap(args.root, args.threads, args.side)
         images, labels = _random_data()
         if args.side == "ours":
             runner = OursRunner(args.model, images, labels)
@@ -342,7 +348,7 @@ def serve_task(args):
 def memory_task(args):
     """Peak memory of a process that runs ``--steps`` training steps; prints one JSON line."""
     reply = _protocol_stream()
-    _bootstrap(args.root, args.threads)
+    _bootstrap(args.root, args.threads, args.side)
     images, labels = _random_data()
     runner = (OursRunner(args.model, images, labels) if args.side == "ours"
               else TorchRunner(args.model, images, labels, args.threads))

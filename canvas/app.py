@@ -12,16 +12,15 @@ kernels are entered from two Python threads, and one prediction takes a few mill
 """
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
-import numba
 import numpy as np
 import pygame
 
 from canvas import views
 from canvas.study import cnn_feature_maps, lstm_row_by_row
 from models.preprocess import preprocess_canvas
+from nn.threads import one_numba_thread
 from nn.errors import UserError
 
 WINDOW_SIZE = (1080, 540)
@@ -40,18 +39,6 @@ def format_answer(label, probabilities):
     """'CNN: 7 (99.2 %)': the argmax of the raw probabilities (never rounded before the argmax)."""
     digit = int(np.argmax(probabilities))
     return f"{label}: {digit} ({100 * float(probabilities[digit]):.1f} %)"
-
-
-@contextmanager
-def one_numba_thread():
-    """Run Numba's parallel kernels on this thread alone for the block (a single image gains
-    nothing from more, and waking idle workers on a busy machine costs milliseconds)."""
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 class DrawApp:

@@ -1,13 +1,17 @@
 """A trained network plus its input convention, and reading/writing it as a weights file."""
 
+from contextlib import nullcontext
+
 import numpy as np
 
 from nn.errors import WeightsError
 from nn.layers import Sequential, build_layers
 from nn.losses import softmax
 from nn.serialize import check_state, read_weights, save_weights
+from nn.threads import one_numba_thread
 
 IMAGE_SHAPE = (28, 28)
+SERIAL_BELOW = 8  # images; smaller batches run the Numba kernels on one thread
 
 
 class Model:
@@ -35,8 +39,10 @@ class Model:
     def logits(self, images, batch_size=1000):
         """(N, 28, 28) -> (N, 10) logits, in inference mode, in chunks to bound memory."""
         x = self.to_network_input(images)
-        out = [self.network.forward(x[i:i + batch_size], training=False)
-               for i in range(0, len(x), batch_size)]
+        # A few images: waking worker threads costs more than they save.
+        with one_numba_thread() if len(x) < SERIAL_BELOW else nullcontext():
+            out = [self.network.forward(x[i:i + batch_size], training=False)
+                   for i in range(0, len(x), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
 
     def predict_proba(self, images, batch_size=1000):

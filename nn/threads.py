@@ -8,6 +8,7 @@ holds everywhere is: same seed, same flags, same --threads -> identical weights.
 """
 import os
 import sys
+from contextlib import contextmanager
 
 _BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -37,3 +38,20 @@ def limit_threads(count):
         numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
     else:
         os.environ["NUMBA_NUM_THREADS"] = str(count)
+
+
+@contextmanager
+def one_numba_thread():
+    """Run Numba's parallel kernels on the calling thread alone inside the block.
+
+    A single image gains nothing from more threads, and waking idle workers costs more than the
+    work (milliseconds on a busy machine).  The setting is per calling thread and is restored.
+    """
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
