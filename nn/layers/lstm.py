@@ -47,17 +47,21 @@ def lstm_forward(x, w_ih, w_hh, b):
 
 
 def lstm_backward(dhs, cache, need_input_grad=True):
-    """dhs (T, N, H): dL/dh_t from the output (zeros where unused).
+    """dhs: dL/dh_t from the output, (T, N, H) for every step, or (N, H) for the last step only.
 
     Returns (dx or None, dw_ih, dw_hh, db); dx is skipped when the input needs no gradient.
     """
     x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs = cache
-    steps, n_batch, hidden = dhs.shape
+    steps, n_batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
     dgates = np.empty_like(gates)                                          # (T, N, 4H)
     dh = np.zeros((n_batch, hidden), dtype=dhs.dtype)
     dc = np.zeros((n_batch, hidden), dtype=dhs.dtype)
+    every_step = dhs.ndim == 3
+    if not every_step:
+        dh[...] = dhs                                                      # dL/dh_T only
     for t in range(steps - 1, -1, -1):
-        dh += dhs[t]
+        if every_step:
+            dh += dhs[t]
         kernels.lstm_step_backward(dh, dc, gates[t], cs[t], tanh_cs[t], dgates[t])
         np.matmul(dgates[t], w_hh, out=dh)                                 # dh_{t-1} = da_t w_hh
     dgates2d = dgates.reshape(steps * n_batch, 4 * hidden)
@@ -106,12 +110,8 @@ class LSTM(Layer):
         return hs[-1].copy()
 
     def backward(self, dout):
-        steps = self.cache[0].shape[0]
-        if self.return_sequences:
-            dhs = np.ascontiguousarray(dout.transpose(1, 0, 2))
-        else:
-            dhs = np.zeros((steps,) + dout.shape, dtype=dout.dtype)
-            dhs[-1] = dout
+        # every step's gradient (N, T, H) -> (T, N, H), or the last step's alone (N, H)
+        dhs = np.ascontiguousarray(dout.transpose(1, 0, 2)) if self.return_sequences else dout
         dx, self.grads["w_ih"], self.grads["w_hh"], self.grads["b"] = lstm_backward(
             dhs, self.cache, self.need_input_grad)
         return dx
