@@ -41,6 +41,18 @@ def conv_geometry(height, width, kernel_h, kernel_w, stride, padding):
     raise ValueError(f"padding must be 'same' or 'valid', not {padding!r}")
 
 
+def weight_gradient(dy2d, col):
+    """dw2d = dy2d @ col^T, (C_out, N*P) x (K, N*P) -> (C_out, K).
+
+    The product has a long inner dimension (N*P) and a small output, which BLAS splits between
+    threads better with the larger of C_out and K as the output's rows: for conv2 and conv3
+    computing (col @ dy2d^T)^T was 1.3x faster on 2 threads (measured), for conv1 (K = 9) not.
+    """
+    if col.shape[0] > dy2d.shape[0]:
+        return (col @ dy2d.T).T
+    return dy2d @ col.T
+
+
 def conv2d_forward(x, w, b, stride=1, padding="same"):
     """y = conv(x, w) + b.  Returns (y (N, C_out, H_out, W_out), cache for the backward pass)."""
     n_batch, _, height, width = x.shape
@@ -60,7 +72,7 @@ def conv2d_backward(dy, cache, need_input_grad=True):
     n_batch, in_channels, height, width = x_shape
     out_channels, _, kernel_h, kernel_w = w.shape
     dy2d = kernels.nchw_to_gemm(np.ascontiguousarray(dy).reshape(n_batch, out_channels, -1))
-    dw = (dy2d @ col.T).reshape(w.shape)   # dL/dw = dy2d col^T
+    dw = weight_gradient(dy2d, col).reshape(w.shape)   # dL/dw = dy2d col^T
     db = dy2d.sum(axis=1)                  # dL/db = sum over batch and positions
     dx = None
     if need_input_grad:

@@ -13,7 +13,7 @@ backward  dy2d = scatter of dpooled * leaky' to each window's arg-max, in GEMM l
 from nn.kernels import conv as conv_kernels
 from nn.kernels import fused as kernels
 from nn.layers.activation import LeakyReLU
-from nn.layers.conv import Conv2D, conv_geometry
+from nn.layers.conv import Conv2D, conv_geometry, weight_gradient
 from nn.layers.pool import MaxPool2D, pool_geometry
 
 
@@ -53,7 +53,7 @@ class ConvActivationPool:
         slope = dpooled.dtype.type(self.activation.slope)
         dy2d, db = kernels.bias_leaky_maxpool_backward(dpooled, pooled, argmax, slope, out_h, out_w)
         w2d = w.reshape(w.shape[0], -1)
-        conv.grads["weight"] = (dy2d @ col.T).reshape(w.shape)
+        conv.grads["weight"] = weight_gradient(dy2d, col).reshape(w.shape)
         conv.grads["bias"] = db
         if not conv.need_input_grad:
             return None
