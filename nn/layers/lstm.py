@@ -29,7 +29,8 @@ def lstm_forward(x, w_ih, w_hh, b):
     n_batch, steps, _ = x.shape
     hidden = w_hh.shape[1]
     x_time_major = np.ascontiguousarray(x.transpose(1, 0, 2))              # (T, N, D)
-    gates = (x_time_major.reshape(steps * n_batch, -1) @ w_ih.T + b)       # (T*N, 4H)
+    gates = x_time_major.reshape(steps * n_batch, -1) @ w_ih.T             # (T*N, 4H)
+    gates += b                                                             # in place: no 2nd copy
     gates = gates.reshape(steps, n_batch, 4 * hidden)
     w_hh_t = np.ascontiguousarray(w_hh.T)                                  # (H, 4H)
     hs = np.zeros((steps + 1, n_batch, hidden), dtype=x.dtype)             # hs[0] = h_0 = 0
