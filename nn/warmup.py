@@ -29,7 +29,7 @@ def warm_up(dtypes=(np.float32,)):
         fused.bias_leaky_maxpool_backward(pooled, pooled, argmax, slope, 3, 3)
         gates, state = np.zeros((1, 4), dtype), np.zeros((1, 1), dtype)
         step = lstm.lstm_step_forward_fast if dtype == np.float32 else lstm.lstm_step_forward
-        step(gates, state, state.copy(), state.copy(), state.copy())
+        step(gates, gates.copy(), state, state.copy(), state.copy(), state.copy())
         lstm.lstm_step_backward(state.copy(), state.copy(), gates, state, state, gates.copy())
         affine.affine_warp(np.zeros((1, 2, 2), dtype), np.zeros((1, 2, 3), dtype))
         ones = np.ones(2, dtype)

@@ -502,11 +502,12 @@ def test_lstm_step_kernels(n, hidden, dtype):
     pre[0, 0] = 40  # sigmoid far into both tails must not overflow
     pre[-1, -1] = -40
     c_prev = rng.standard_normal((n, hidden)).astype(dtype)
+    recurrent = np.zeros_like(pre)  # the split of a_t into gates + recurrent: see the test below
     outputs = {}
     for name, step in (("numba", lstm_kernels.lstm_step_forward), ("numpy", reference.lstm_step_forward)):
         gates = pre.copy()
         c, tanh_c, h = (np.full((n, hidden), np.nan, dtype) for _ in range(3))
-        step(gates, c_prev, c, tanh_c, h)
+        step(gates, recurrent, c_prev, c, tanh_c, h)
         outputs[name] = (gates, c, tanh_c, h)
     for got, want in zip(outputs["numba"], outputs["numpy"]):
         assert got.dtype == dtype and np.all(np.isfinite(got))
@@ -535,10 +536,11 @@ def test_lstm_step_forward_fast_kernel(n, hidden):
     c_prev = (rng.standard_normal((n, hidden)) * 2).astype(np.float32)
     gates = pre.copy()
     c, tanh_c, h = (np.full((n, hidden), np.nan, np.float32) for _ in range(3))
-    lstm_kernels.lstm_step_forward_fast(gates, c_prev, c, tanh_c, h)
+    lstm_kernels.lstm_step_forward_fast(gates, np.zeros_like(pre), c_prev, c, tanh_c, h)
     gates64 = pre.astype(np.float64)
     c64, tanh_c64, h64 = (np.empty((n, hidden)) for _ in range(3))
-    reference.lstm_step_forward(gates64, c_prev.astype(np.float64), c64, tanh_c64, h64)
+    reference.lstm_step_forward(gates64, np.zeros_like(gates64), c_prev.astype(np.float64), c64,
+                                tanh_c64, h64)
     for name, got, want in (("gates", gates, gates64), ("c", c, c64), ("tanh_c", tanh_c, tanh_c64),
                             ("h", h, h64)):
         assert got.dtype == np.float32 and np.all(np.isfinite(got)), name
@@ -560,3 +562,19 @@ def test_lstm_need_input_grad_false_skips_dx_only():
     assert skipped[0] is None and full[0].shape == x.shape
     for a, c in zip(full[1:], skipped[1:]):
         np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("kernel", ["lstm_step_forward", "lstm_step_forward_fast"])
+def test_lstm_step_adds_the_recurrent_part(kernel):
+    """a_t = gates + recurrent: splitting the pre-activations between the two gives one answer."""
+    rng = np.random.default_rng(23)
+    pre = (rng.standard_normal((6, 4 * 5)) * 3).astype(np.float32)
+    recurrent = (rng.standard_normal(pre.shape) * 2).astype(np.float32)
+    c_prev = rng.standard_normal((6, 5)).astype(np.float32)
+    results = []
+    for gates, extra in ((pre.copy(), np.zeros_like(pre)), (pre - recurrent, recurrent)):
+        c, tanh_c, h = (np.empty((6, 5), np.float32) for _ in range(3))
+        getattr(lstm_kernels, kernel)(gates, extra, c_prev, c, tanh_c, h)
+        results.append((gates, c, h))
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)

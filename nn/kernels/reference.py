@@ -70,9 +70,10 @@ def _sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-def lstm_step_forward(gates, c_prev, c, tanh_c, h):
+def lstm_step_forward(gates, recurrent, c_prev, c, tanh_c, h):
     hidden = c_prev.shape[1]
-    a_i, a_f, a_g, a_o = (gates[:, k * hidden:(k + 1) * hidden].copy() for k in range(4))
+    a = gates + recurrent
+    a_i, a_f, a_g, a_o = (a[:, k * hidden:(k + 1) * hidden] for k in range(4))
     i, f, g, o = _sigmoid(a_i), _sigmoid(a_f), np.tanh(a_g), _sigmoid(a_o)
     gates[:] = np.concatenate([i, f, g, o], axis=1)
     c[:] = f * c_prev + i * g

@@ -41,8 +41,7 @@ def lstm_forward(x, w_ih, w_hh, b):
     step = kernels.lstm_step_forward_fast if x.dtype == np.float32 else kernels.lstm_step_forward
     for t in range(steps):
         np.matmul(hs[t], w_hh_t, out=recurrent)                            # h_{t-1} w_hh^T
-        gates[t] += recurrent                                              # a_t
-        step(gates[t], cs[t], cs[t + 1], tanh_cs[t], hs[t + 1])
+        step(gates[t], recurrent, cs[t], cs[t + 1], tanh_cs[t], hs[t + 1])  # a_t = gates[t] + it
     cache = (x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs)
     return hs[1:], cache
 
