@@ -7,6 +7,7 @@ what is wrong.  Command-line entry points catch it with :func:`exit_on_user_erro
 traceback.
 """
 import functools
+import os
 import sys
 
 
@@ -32,5 +33,9 @@ def exit_on_user_error(main):
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
+        except BrokenPipeError:
+            # The reader went away (`... | head`): stop quietly, as other command-line tools do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(1) from None
 
     return wrapper
