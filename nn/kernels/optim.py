@@ -11,6 +11,16 @@ from numba import njit, prange
 PARALLEL_MIN_SIZE = 1 << 16  # entries; below this the serial kernel is faster
 
 
+@njit(cache=True, inline="always")
+def _adam_entry(i, p, g, m, v, beta1, beta2, step_size, sqrt_bias_correction2, eps):
+    gi = g[i]
+    mi = beta1 * m[i] + (1 - beta1) * gi          # m = b1 m + (1 - b1) g
+    vi = beta2 * v[i] + (1 - beta2) * gi * gi     # v = b2 v + (1 - b2) g^2
+    m[i] = mi
+    v[i] = vi
+    p[i] -= step_size * mi / (math.sqrt(vi) / sqrt_bias_correction2 + eps)
+
+
 @njit(cache=True)
 def adam_update(p, g, m, v, beta1, beta2, step_size, sqrt_bias_correction2, eps):
     """In place on flat (1-D) arrays, for every entry (PyTorch's formulation):
@@ -19,21 +29,11 @@ def adam_update(p, g, m, v, beta1, beta2, step_size, sqrt_bias_correction2, eps)
     p = p - step_size * m / (sqrt(v) / sqrt(1 - b2^t) + eps),   step_size = lr / (1 - b1^t)
     """
     for i in range(p.shape[0]):
-        gi = g[i]
-        mi = beta1 * m[i] + (1 - beta1) * gi
-        vi = beta2 * v[i] + (1 - beta2) * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] -= step_size * mi / (math.sqrt(vi) / sqrt_bias_correction2 + eps)
+        _adam_entry(i, p, g, m, v, beta1, beta2, step_size, sqrt_bias_correction2, eps)
 
 
 @njit(parallel=True, cache=True)
 def adam_update_parallel(p, g, m, v, beta1, beta2, step_size, sqrt_bias_correction2, eps):
     """:func:`adam_update` with the entries split between threads."""
     for i in prange(p.shape[0]):
-        gi = g[i]
-        mi = beta1 * m[i] + (1 - beta1) * gi
-        vi = beta2 * v[i] + (1 - beta2) * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] -= step_size * mi / (math.sqrt(vi) / sqrt_bias_correction2 + eps)
+        _adam_entry(i, p, g, m, v, beta1, beta2, step_size, sqrt_bias_correction2, eps)
