@@ -94,6 +94,9 @@ def read_weights(path):
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file")
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
+            raise WeightsError(f"{path}: not a weights file (not an .npz archive)")
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):  # a bare .npy array: np.load returns it, not an archive
