@@ -27,6 +27,7 @@ def warm_up(dtypes=(np.float32,)):
         pooled, argmax = fused.bias_leaky_maxpool_forward(col[:1], np.zeros(1, dtype), slope, 1, 3, 3,
                                                           2, 2, 0, 0, 2, 2)
         fused.bias_leaky_maxpool_backward(pooled, pooled, argmax, slope, 3, 3)
+        fused.bias_leaky_maxpool2x2_forward(np.ones((1, 4), dtype), np.zeros(1, dtype), slope, 1, 2, 2)
         gates, state = np.zeros((1, 4), dtype), np.zeros((1, 1), dtype)
         step = lstm.lstm_step_forward_fast if dtype == np.float32 else lstm.lstm_step_forward
         step(gates, gates.copy(), state, state.copy(), state.copy(), state.copy())

@@ -69,3 +69,21 @@ def test_adam_kernel_matches_its_numpy_twin(dtype):
     for a, b, c in zip(ours, twin, parallel):
         np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)
         np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("size", [8, 7])  # the exact-fit 2x2 kernel, and the general one
+def test_fused_step_breaks_ties_like_the_separate_layers(size):
+    """A blank input makes every window a tie: both paths must route the gradient to the
+    window's first element, as PyTorch does."""
+    rng = np.random.default_rng(5)
+    layers = [Conv2D(2, 3, 3, rng=rng), LeakyReLU(0.1), MaxPool2D(2, padding="same")]
+    layers[0].params["bias"][:] = [0.5, -0.5, 0.0]
+    fused, plain = Sequential(layers, fuse=True), Sequential(copy.deepcopy(layers), fuse=False)
+    x = np.zeros((2, 2, size, size), np.float32)
+    dy = rng.standard_normal(fused.forward(x).shape).astype(np.float32)
+    y_fused, dx_fused, g_fused = run(fused, x, dy)
+    y_plain, dx_plain, g_plain = run(plain, x, dy)
+    np.testing.assert_array_equal(y_fused, y_plain)
+    np.testing.assert_allclose(dx_fused, dx_plain, rtol=1e-6, atol=1e-6)
+    for key in g_plain:
+        np.testing.assert_allclose(g_fused[key], g_plain[key], rtol=1e-6, atol=1e-6, err_msg=key)

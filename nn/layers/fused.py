@@ -40,9 +40,14 @@ class ConvActivationPool:
         pool_h, pool_w, pool_top, pool_left = pool_geometry(out_h, out_w, pool.pool_size,
                                                             pool.stride, pool.padding)
         slope = y2d.dtype.type(self.activation.slope)
-        pooled, argmax = kernels.bias_leaky_maxpool_forward(
-            y2d, b.astype(y2d.dtype), slope, n_batch, out_h, out_w, pool.pool_size, pool.stride,
-            pool_top, pool_left, pool_h, pool_w)
+        bias = b.astype(y2d.dtype)
+        if pool.pool_size == pool.stride == 2 and out_h % 2 == 0 and out_w % 2 == 0:
+            pooled, argmax = kernels.bias_leaky_maxpool2x2_forward(y2d, bias, slope, n_batch,
+                                                                   out_h, out_w)
+        else:
+            pooled, argmax = kernels.bias_leaky_maxpool_forward(
+                y2d, bias, slope, n_batch, out_h, out_w, pool.pool_size, pool.stride,
+                pool_top, pool_left, pool_h, pool_w)
         self.cache = (col, x.shape, pad_top, pad_left, out_h, out_w, pooled, argmax)
         return pooled
 
