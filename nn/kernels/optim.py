@@ -11,7 +11,7 @@ from numba import njit, prange
 PARALLEL_MIN_SIZE = 1 << 16  # entries; below this the serial kernel is faster
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _adam_entry(i, p, g, m, v, beta1, beta2, step_size, sqrt_bias_correction2, eps):
     gi = g[i]
     mi = beta1 * m[i] + (1 - beta1) * gi          # m = b1 m + (1 - b1) g
@@ -21,7 +21,9 @@ def _adam_entry(i, p, g, m, v, beta1, beta2, step_size, sqrt_bias_correction2, e
     p[i] -= step_size * mi / (math.sqrt(vi) / sqrt_bias_correction2 + eps)
 
 
-@njit(cache=True)
+# error_model="numpy": without a Python ZeroDivisionError test the loops vectorise (eps > 0
+# keeps the denominator positive anyway).
+@njit(cache=True, error_model="numpy")
 def adam_update(p, g, m, v, beta1, beta2, step_size, sqrt_bias_correction2, eps):
     """In place on flat (1-D) arrays, for every entry (PyTorch's formulation):
 
@@ -32,7 +34,7 @@ def adam_update(p, g, m, v, beta1, beta2, step_size, sqrt_bias_correction2, eps)
         _adam_entry(i, p, g, m, v, beta1, beta2, step_size, sqrt_bias_correction2, eps)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adam_update_parallel(p, g, m, v, beta1, beta2, step_size, sqrt_bias_correction2, eps):
     """:func:`adam_update` with the entries split between threads."""
     for i in prange(p.shape[0]):
