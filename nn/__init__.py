@@ -41,13 +41,15 @@ def _calm_blas_threads() -> None:
     OpenBLAS (NumPy's BLAS) keeps its threads spinning after each product; our Numba kernels
     then compete with them for the same cores.  With the default spin a training step on 2
     cores ran ~10x slower (measured: 484 vs 1,043 img/s for the CNN, 103 vs 7,760 for the LSTM).
-    A timeout of 2^16 cycles (~20 us) lets them sleep before the next Numba kernel is far along,
-    yet keeps them awake across the LSTM's back-to-back small products (2^4 cost the LSTM 30 %).
+    A timeout of 2^18 cycles (~0.1 ms) lets them sleep before a following Numba kernel is far
+    along, yet keeps them awake across the LSTM's back-to-back small per-timestep products.
+    Measured on 2 cores (img/s, CNN / LSTM): 2^4: 3,000 / 29,000; 2^16: 3,400 / 29,000-42,000
+    (some processes stuck in the slow mode); 2^18: 3,050 / 44,000; 2^20: 2,800 / 43,000.
     Read when NumPy loads OpenBLAS, so this only helps if nn is imported before numpy - the
     scripts and tests make sure of that.
     """
     if "numpy" not in sys.modules:
-        os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
+        os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
     # Numba's parallel kernels run on OpenMP threads, which by default also spin after each
     # kernel, against the BLAS threads of the product that follows.  Passive waiting measured
     # 2,318 -> 3,061 img/s for the CNN on 2 cores.  Read when OpenMP starts (first parallel call).
