@@ -43,8 +43,9 @@ def _calm_blas_threads() -> None:
     cores ran ~10x slower (measured: 484 vs 1,043 img/s for the CNN, 103 vs 7,760 for the LSTM).
     A timeout of 2^18 cycles (~0.1 ms) lets them sleep before a following Numba kernel is far
     along, yet keeps them awake across the LSTM's back-to-back small per-timestep products.
-    Measured on 2 cores (img/s, CNN / LSTM): 2^4: 3,000 / 29,000; 2^16: 3,400 / 29,000-42,000
-    (some processes stuck in the slow mode); 2^18: 3,050 / 44,000; 2^20: 2,800 / 43,000.
+    Measured on 2 cores, several processes each (img/s, CNN / LSTM): 2^16: 3,370-3,520 /
+    26,700-42,600 (some LSTM processes stuck in a slow mode); 2^17: 2,600-3,400 / 41,900-43,500;
+    2^18: 2,930-3,140 / 43,600-44,900; 2^20: 2,550-3,050 / 42,100-43,700.
     Read when NumPy loads OpenBLAS, so this only helps if nn is imported before numpy - the
     scripts and tests make sure of that.
     """
