@@ -13,6 +13,8 @@ column c of the pooled map, so threads never write the same element.
 import numpy as np
 from numba import njit, prange
 
+from nn.kernels.pool import _window_max
+
 
 @njit(parallel=True, cache=True)
 def bias_leaky_maxpool_forward(y2d, bias, slope, n_batch, height, width, pool, stride,
@@ -31,20 +33,11 @@ def bias_leaky_maxpool_forward(y2d, bias, slope, n_batch, height, width, pool, s
         for n in range(n_batch):
             image = source[n * positions:(n + 1) * positions]
             out, where = pooled[n, c], argmax[n, c]
+            plane = image.reshape(height, width)
             for oh in range(out_h):
-                h0 = max(oh * stride - pad_top, 0)
-                h1 = min(oh * stride - pad_top + pool, height)
                 for ow in range(out_w):
-                    w0 = max(ow * stride - pad_left, 0)
-                    w1 = min(ow * stride - pad_left + pool, width)
-                    best_index = h0 * width + w0
-                    best = image[best_index]
-                    for h in range(h0, h1):
-                        for w in range(w0, w1):
-                            value = image[h * width + w]
-                            if value > best:
-                                best = value
-                                best_index = h * width + w
+                    best, best_index = _window_max(plane, oh, ow, pool, pool, stride, stride,
+                                                  pad_top, pad_left)
                     best += b
                     out[oh, ow] = best if best > 0 else best * slope
                     where[oh, ow] = best_index

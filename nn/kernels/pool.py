@@ -7,6 +7,25 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(cache=True, inline="always")
+def _window_max(plane, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    """(maximum, flat index h*W + w) of output (oh, ow)'s window on ``plane`` (H, W), the window
+    clipped to the plane.  Strict '>': the first maximum wins ties, as in PyTorch."""
+    height, width = plane.shape
+    h0 = max(oh * stride_h - pad_top, 0)
+    h1 = min(oh * stride_h - pad_top + pool_h, height)
+    w0 = max(ow * stride_w - pad_left, 0)
+    w1 = min(ow * stride_w - pad_left + pool_w, width)
+    best = plane[h0, w0]
+    best_index = h0 * width + w0
+    for h in range(h0, h1):
+        for w in range(w0, w1):
+            if plane[h, w] > best:
+                best = plane[h, w]
+                best_index = h * width + w
+    return best, best_index
+
+
 @njit(parallel=True, cache=True)
 def maxpool_forward(x, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
     """x: (N, C, H, W) -> y: (N, C, out_h, out_w), argmax: same shape, flat index h*W + w."""
@@ -15,20 +34,11 @@ def maxpool_forward(x, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, ou
     argmax = np.empty((n_batch, channels, out_h, out_w), dtype=np.int32)
     for n in prange(n_batch):
         for c in range(channels):
+            plane = x[n, c]
             for oh in range(out_h):
-                h0 = max(oh * stride_h - pad_top, 0)
-                h1 = min(oh * stride_h - pad_top + pool_h, height)
                 for ow in range(out_w):
-                    w0 = max(ow * stride_w - pad_left, 0)
-                    w1 = min(ow * stride_w - pad_left + pool_w, width)
-                    best = x[n, c, h0, w0]
-                    best_index = h0 * width + w0
-                    for h in range(h0, h1):
-                        for w in range(w0, w1):
-                            value = x[n, c, h, w]
-                            if value > best:  # strict: the first maximum wins ties, as in PyTorch
-                                best = value
-                                best_index = h * width + w
+                    best, best_index = _window_max(plane, oh, ow, pool_h, pool_w, stride_h,
+                                                  stride_w, pad_top, pad_left)
                     y[n, c, oh, ow] = best
                     argmax[n, c, oh, ow] = best_index
     return y, argmax
