@@ -177,14 +177,13 @@ class OursRunner(Runner):
         super().__init__(images, labels)
         import numpy as np
         import models
-        from nn.flops import model_flops
         from nn.losses import SoftmaxCrossEntropy
         from nn.optim import Adam
         self.model = models.build_model(name, rng=np.random.default_rng(SEED))
         self.x = np.ascontiguousarray(self.model.to_network_input(images))   # network input
         self.criterion = SoftmaxCrossEntropy()
         self.optimizer = Adam(self.model.network.parameters(), lr=1e-3)
-        self.flops = model_flops(self.model)
+        self.flops = self.model.flops()
 
     def train_step(self, start, batch):
         network = self.model.network

@@ -5,6 +5,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from nn.errors import WeightsError
+from nn.flops import network_flops
 from nn.layers import Sequential, build_layers
 from nn.losses import softmax
 from nn.serialize import check_state, read_weights, save_weights
@@ -55,6 +56,11 @@ class Model:
 
     def num_parameters(self):
         return self.network.num_parameters()
+
+    def flops(self):
+        """Forward FLOPs per image (see :mod:`nn.flops`)."""
+        first = self.to_network_input(np.zeros((1,) + IMAGE_SHAPE, np.float32)).shape[1:]
+        return network_flops(self.network, first)[1]
 
     def summary(self):
         first = self.to_network_input(np.zeros((1,) + IMAGE_SHAPE, np.float32)).shape[1:]

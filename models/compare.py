@@ -36,7 +36,7 @@ from models.evaluate import evaluate, load_test_set, read_history
 from models.training import CommandLineParser, positive_int
 from nn.augment import affine_maps, warp
 from nn.errors import UserError, exit_on_user_error
-from nn.flops import model_flops
+from nn.flops import network_flops
 from nn.serialize import atomic_write_text
 
 SEED = 20240611          # the sweep subset and the noise are drawn from generators seeded here
@@ -711,7 +711,7 @@ def main(argv=None):
     facts = {"command": command.strip(), "data": str(data_dir),
              "weights": {name: str(paths[name]) for name in MODELS},
              "parameters": {name: int(models[name].num_parameters()) for name in MODELS},
-             "flops": {name: int(model_flops(models[name])) for name in MODELS},
+             "flops": {name: int(models[name].flops()) for name in MODELS},
              "latency": latency, "latency_calls": args.latency_calls, "sweep_images": len(subset),
              "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, "
                         f"Python {platform.python_version()}, NumPy {np.__version__}"}

@@ -36,6 +36,7 @@ from nn.optim import SGD, Adam
 from nn.progress import ProgressBar, format_duration
 from nn.serialize import atomic_savez, atomic_write_text
 from nn.warmup import warm_up
+from nn import augment
 
 CHECKPOINT_FORMAT = "cnn-vs-lstm-numpy/checkpoint"
 EXIT_INTERRUPTED = 130
@@ -216,7 +217,7 @@ def _run(model_name, argv):
 
 def train(model_name, args, resume_meta=None, resume_arrays=None):
     train_x, train_y, val_x, val_y, test_x, test_y = load_data(args)
-    warm_up()  # compile or load every Numba kernel now, so the first epoch's rate is honest
+    warm_up(extra=(augment.warm_up,))  # compile or load every Numba kernel now, so the first epoch's rate is honest
     out = Path(args.out)
     history_path, checkpoint_path = sibling_paths(out)
 

@@ -46,3 +46,8 @@ def random_affine(images, rng, max_shift=2.0, max_rotation=10.0, scale_range=(0.
                        rng.uniform(-max_shift, max_shift, n),
                        *images.shape[1:])
     return warp(images, maps)
+
+
+def warm_up(dtype):
+    """Compile or load the warp kernel (pass to :func:`nn.warmup.warm_up` as ``extra``)."""
+    affine_warp(np.zeros((1, 2, 2), dtype), np.zeros((1, 2, 3), dtype))

@@ -96,3 +96,10 @@ class Adam(Optimizer):
         for key in self.m:
             self.m[key][...] = state[f"m/{key}"]
             self.v[key][...] = state[f"v/{key}"]
+
+
+def warm_up(dtype):
+    """Compile or load the optimizers' Numba kernels (see :mod:`nn.warmup`)."""
+    ones = np.ones(2, dtype)
+    for update in (kernels.adam_update, kernels.adam_update_parallel):
+        update(ones.copy(), ones, ones.copy(), ones.copy(), 0.9, 0.999, 1e-3, 1.0, 1e-8)

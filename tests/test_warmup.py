@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 from numba.core.registry import CPUDispatcher
 
-import nn.kernels.affine
-import nn.kernels.conv
-import nn.kernels.fused
-import nn.kernels.lstm
-import nn.kernels.optim
-import nn.kernels.pool
+import importlib
+import pkgutil
+
+import nn.kernels
+from nn import augment
 from nn.warmup import warm_up
 
 REPO = Path(__file__).resolve().parent.parent
-KERNEL_MODULES = [nn.kernels.affine, nn.kernels.conv, nn.kernels.fused, nn.kernels.lstm, nn.kernels.optim,
-                  nn.kernels.pool]
+# Every kernel module, found rather than listed, so a new one is covered without editing this.
+KERNEL_MODULES = [importlib.import_module(f"nn.kernels.{info.name}")
+                  for info in pkgutil.iter_modules(nn.kernels.__path__) if info.name != "reference"]
 
 
 def public_kernels():
@@ -30,7 +30,7 @@ def public_kernels():
 def test_warm_up_compiles_every_public_kernel():
     kernels = public_kernels()
     assert len(kernels) >= 12
-    warm_up((np.float32, np.float64))  # the exact LSTM step is the float64 (gradient check) one
+    warm_up((np.float32, np.float64), extra=(augment.warm_up,))  # the exact LSTM step is the float64 (gradient check) one
     missing = [name for name, kernel in kernels.items() if not kernel.signatures]
     assert missing == []
 
@@ -46,12 +46,15 @@ sys.path.insert(0, copy)
 import nn
 from nn.warmup import warm_up
 from numba.core.registry import CPUDispatcher
-import nn.kernels.conv, nn.kernels.pool, nn.kernels.lstm, nn.kernels.fused, nn.kernels.affine, nn.kernels.optim
+import importlib, pkgutil
+import nn.kernels
+from nn import augment
+modules = [importlib.import_module(f"nn.kernels.{info.name}")
+           for info in pkgutil.iter_modules(nn.kernels.__path__) if info.name != "reference"]
 os.access = real_access
-warm_up()
+warm_up(extra=(augment.warm_up,))
 stats = {"hits": 0, "misses": 0}
-for module in (nn.kernels.conv, nn.kernels.pool, nn.kernels.lstm, nn.kernels.fused, nn.kernels.affine,
-               nn.kernels.optim):
+for module in modules:
     for value in vars(module).values():
         if isinstance(value, CPUDispatcher) and value.signatures:
             stats["hits"] += sum(value.stats.cache_hits.values())

@@ -9,8 +9,9 @@ from nn.layers.lstm import LSTM
 from nn.layers.pool import MaxPool2D
 from nn.layers.sequential import Sequential
 
-LAYER_TYPES = {cls.__name__: cls for cls in
-               (Conv2D, MaxPool2D, Dense, Flatten, LeakyReLU, ReLU, Dropout, BatchNorm, LSTM)}
+# Every Layer subclass defined so far, by name (a layer defined elsewhere joins when its module
+# is imported).  Sequential is a container, not something a weights header may name.
+LAYER_TYPES = Layer.types
 
 
 def build_layers(layer_configs, rng=None):
@@ -18,8 +19,11 @@ def build_layers(layer_configs, rng=None):
     layers = []
     for config in layer_configs:
         config = dict(config)
-        cls = LAYER_TYPES[config.pop("type")]
-        if cls in (Conv2D, Dense, LSTM, Dropout):
+        name = config.pop("type")
+        cls = LAYER_TYPES.get(name) if name != "Sequential" else None
+        if cls is None:
+            raise ValueError(f"unknown layer type {name!r}")
+        if cls.uses_rng:
             config["rng"] = rng
         layers.append(cls(**config))
     return Sequential(layers)

@@ -29,6 +29,9 @@ class LeakyReLU(Layer):
     def backward(self, dout):
         return leaky_relu_backward(dout, self.cache, self.slope)
 
+    def flops(self, input_shape):
+        return int(np.prod(input_shape))
+
     def config(self):
         return dict(slope=self.slope)
 

@@ -1,14 +1,28 @@
-"""The contract every layer keeps.
+"""The contract every layer keeps, and the one place a layer declares what the library needs.
 
 ``forward(x, training)`` computes the output and caches what ``backward`` needs;
 ``backward(dout)`` returns dL/dx and *assigns* (never accumulates) dL/dparam into ``grads``, so a
 second call gives the same answer.  ``params`` and ``grads`` share keys; running statistics that
 are saved but not trained live in ``buffers``.
+
+A new layer is one subclass, and the class itself tells the rest of the library about it:
+- defining the class registers it under its name (``Layer.types``), so a weights file whose
+  header names it can be rebuilt (:func:`nn.layers.build_layers`);
+- ``uses_rng = True`` if its constructor takes ``rng`` (initial weights, dropout masks);
+- ``flops(input_shape)``: forward FLOPs for one sample (:mod:`nn.flops`);
+- ``warm_up(dtype)``: run its Numba kernels once on tiny arrays (:mod:`nn.warmup`).
 """
 import numpy as np
 
 
 class Layer:
+    types: dict = {}      # class name -> class, every Layer subclass, filled as they are defined
+    uses_rng = False      # True: the constructor takes rng=np.random.Generator
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        Layer.types[cls.__name__] = cls
+
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
@@ -28,6 +42,14 @@ class Layer:
     def output_shape(self, input_shape):
         """Shape of one sample's output given one sample's input shape (no batch axis)."""
         return input_shape
+
+    def flops(self, input_shape) -> int:
+        """Forward-pass FLOPs for one sample (a multiply-add counts 2); 0 for pure data movement."""
+        return 0
+
+    @classmethod
+    def warm_up(cls, dtype) -> None:
+        """Call every Numba kernel the layer uses once, on tiny arrays of ``dtype``."""
 
     def num_parameters(self) -> int:
         return sum(p.size for p in self.params.values())

@@ -70,5 +70,8 @@ class BatchNorm(Layer):
         self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
         return dx
 
+    def flops(self, input_shape):
+        return 2 * int(np.prod(input_shape))                              # scale and shift
+
     def config(self):
         return dict(num_features=self.num_features, momentum=self.momentum, eps=self.eps)

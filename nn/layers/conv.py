@@ -83,6 +83,7 @@ def conv2d_backward(dy, cache, need_input_grad=True):
 
 
 class Conv2D(Layer):
+    uses_rng = True
     """2-D convolution with bias; Glorot-uniform kernel and zero bias (Keras' defaults).
 
     Parameters
@@ -127,6 +128,19 @@ class Conv2D(Layer):
         out_h, out_w, _, _ = conv_geometry(height, width, self.kernel_size, self.kernel_size,
                                            self.stride, self.padding)
         return (self.out_channels, out_h, out_w)
+
+    def flops(self, input_shape):
+        in_channels = input_shape[0]
+        outputs = int(np.prod(self.output_shape(input_shape)))
+        return outputs * (2 * in_channels * self.kernel_size ** 2 + 1)   # products + bias
+
+    @classmethod
+    def warm_up(cls, dtype):
+        x = np.ones((1, 1, 3, 3), dtype=dtype)
+        col = kernels.im2col(x, 3, 3, 1, 1, 1, 3, 3)
+        kernels.col2im(col, 1, 1, 3, 3, 3, 3, 1, 1, 1, 3, 3)
+        y = kernels.gemm_to_nchw(col[:1], np.zeros(1, dtype), 1)
+        kernels.nchw_to_gemm(y)
 
     def config(self):
         return dict(in_channels=self.in_channels, out_channels=self.out_channels,

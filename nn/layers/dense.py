@@ -22,6 +22,7 @@ def dense_backward(dy, x, w):
 
 
 class Dense(Layer):
+    uses_rng = True
     """y = x w^T + b with a Glorot-uniform w and zero b."""
 
     def __init__(self, in_features, out_features, rng=None, dtype=np.float32):
@@ -40,6 +41,9 @@ class Dense(Layer):
         dx, self.grads["weight"], self.grads["bias"] = dense_backward(dout, self.cache,
                                                                       self.params["weight"])
         return dx
+
+    def flops(self, input_shape):
+        return self.out_features * (2 * self.in_features + 1)
 
     def output_shape(self, input_shape):
         return (self.out_features,)

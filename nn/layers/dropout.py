@@ -23,6 +23,7 @@ def dropout_backward(dy, mask):
 
 
 class Dropout(Layer):
+    uses_rng = True
     """Drops each activation with probability ``rate`` during training.
 
     The mask is drawn from ``rng`` (a seeded ``np.random.Generator`` gives reproducible runs);

@@ -10,6 +10,8 @@ forward   col = im2col(x);  y2d = w2d @ col;  pooled = leaky(maxpool(y2d + b))  
 backward  dy2d = scatter of dpooled * leaky' to each window's arg-max, in GEMM layout
           dw2d = dy2d @ col^T,  db = sum dy2d,  dx = col2im(w2d^T @ dy2d)
 """
+import numpy as np
+
 from nn.kernels import conv as conv_kernels
 from nn.kernels import fused as kernels
 from nn.layers.activation import LeakyReLU
@@ -25,6 +27,16 @@ def can_fuse(layers):
 
 
 class ConvActivationPool:
+    """Conv2D -> LeakyReLU -> MaxPool2D run as one step; the three layers keep their parameters."""
+
+    @staticmethod
+    def warm_up(dtype):
+        col, slope = np.ones((9, 9), dtype), dtype(0.1)
+        pooled, argmax = kernels.bias_leaky_maxpool_forward(col[:1], np.zeros(1, dtype), slope, 1, 3, 3,
+                                                            2, 2, 0, 0, 2, 2)
+        kernels.bias_leaky_maxpool_backward(pooled, pooled, argmax, slope, 3, 3)
+        kernels.bias_leaky_maxpool2x2_forward(np.ones((1, 4), dtype), np.zeros(1, dtype), slope, 1, 2, 2)
+
     def __init__(self, conv: Conv2D, activation: LeakyReLU, pool: MaxPool2D):
         self.conv, self.activation, self.pool = conv, activation, pool
         self.cache = None

@@ -75,6 +75,7 @@ def lstm_backward(dhs, cache, need_input_grad=True):
 
 
 class LSTM(Layer):
+    uses_rng = True
     """LSTM layer: Glorot-uniform w_ih, orthogonal w_hh, zero bias but forget gate 1 (Keras).
 
     Parameters
@@ -119,6 +120,20 @@ class LSTM(Layer):
     def output_shape(self, input_shape):
         steps, _ = input_shape
         return (steps, self.hidden_size) if self.return_sequences else (self.hidden_size,)
+
+    def flops(self, input_shape):
+        steps, features = input_shape
+        hidden = self.hidden_size
+        gemm = 2 * 4 * hidden * (features + hidden) + 4 * hidden        # x W_ih^T + h W_hh^T + b
+        cell = hidden * (4 + 5)                                         # 4 nonlinearities, c, h
+        return steps * (gemm + cell)
+
+    @classmethod
+    def warm_up(cls, dtype):
+        gates, state = np.zeros((1, 4), dtype), np.zeros((1, 1), dtype)
+        step = kernels.lstm_step_forward_fast if dtype == np.float32 else kernels.lstm_step_forward
+        step(gates, gates.copy(), state, state.copy(), state.copy(), state.copy())
+        kernels.lstm_step_backward(state.copy(), state.copy(), gates, state, state, gates.copy())
 
     def config(self):
         return dict(input_size=self.input_size, hidden_size=self.hidden_size,

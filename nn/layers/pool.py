@@ -4,6 +4,8 @@ Forward:  y[n, c, oh, ow] = max over the window of x[n, c, h, w]; argmax remembe
 Backward: dx[n, c, argmax[n, c, oh, ow]] += dy[n, c, oh, ow], every other dx is 0.
 'same' padding gives H_out = ceil(H / stride) (7x7 -> 4x4 with a 2x2 window), as in Keras.
 """
+import numpy as np
+
 from nn.kernels import pool as kernels
 from nn.layers.base import Layer
 from nn.layers.conv import conv_geometry
@@ -50,6 +52,15 @@ class MaxPool2D(Layer):
         channels, height, width = input_shape
         out_h, out_w, _, _ = pool_geometry(height, width, self.pool_size, self.stride, self.padding)
         return (channels, out_h, out_w)
+
+    def flops(self, input_shape):
+        return int(np.prod(self.output_shape(input_shape))) * (self.pool_size ** 2 - 1)  # comparisons
+
+    @classmethod
+    def warm_up(cls, dtype):
+        x = np.ones((1, 1, 3, 3), dtype=dtype)
+        pooled, argmax = kernels.maxpool_forward(x, 2, 2, 2, 2, 0, 0, 2, 2)
+        kernels.maxpool_backward(pooled, argmax, 3, 3)
 
     def config(self):
         return dict(pool_size=self.pool_size, stride=self.stride, padding=self.padding)
