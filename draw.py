@@ -19,16 +19,16 @@ import time
 
 _STARTED = time.perf_counter()
 
-import nn  # noqa: E402,F401  (first: calms OpenBLAS threads before NumPy loads, Numba cache dir)
-from nn.cli import CommandLineParser, positive_int  # noqa: E402
-from nn.errors import UserError, WeightsError, exit_on_user_error  # noqa: E402
-from nn.threads import limit_threads  # noqa: E402
+import nn  # noqa: E402  (first: nn.configure_threads below runs before NumPy loads)
+from kit.cli import CommandLineParser, positive_int  # noqa: E402
+from nn.errors import UserError, WeightsError  # noqa: E402
+from kit.cli import exit_on_user_error  # noqa: E402
 
 if __name__ == "__main__":
     # One image at a time gains nothing from threads, and waking Numba's and BLAS's workers costs
     # ~10 ms per parallel kernel on a busy machine (measured: a P took 126 ms with 2 threads while
     # training ran, 4 ms with 1).  Must happen before NumPy and Numba load.
-    limit_threads(1)
+    nn.configure_threads(1)
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 

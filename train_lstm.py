@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""Train the reference LSTM on the MNIST IDX files; `python train_lstm.py --help` lists the flags."""
+"""Train the reference LSTM on the MNIST IDX files: `python -m models.train --model lstm` under the
+original app's script name.  `python train_lstm.py --help` lists the flags."""
 import sys
 
-from nn.threads import limit_threads, threads_from_argv
+import nn
+from nn.threads import threads_from_argv
 
 if __name__ == "__main__":
-    limit_threads(threads_from_argv(sys.argv[1:]))  # before NumPy loads BLAS
-    from models.training import run
+    nn.configure_threads(threads_from_argv(sys.argv[1:]))  # before NumPy loads BLAS
+    from models.train import run
 
-    sys.exit(run("lstm"))
+    sys.exit(run(sys.argv[1:], model="lstm", prog="train_lstm.py"))

@@ -84,8 +84,8 @@ def _bootstrap(root, threads, side="ours"):
             os.environ[name] = str(threads)
         return
     sys.path.insert(0, str(root))
-    from nn.threads import limit_threads   # imports nn first: calm OpenBLAS, Numba cache dir
-    limit_threads(threads)
+    import nn
+    nn.configure_threads(threads)   # before NumPy: calm OpenBLAS, passive OpenMP, the thread count
 
 
 def _protocol_stream():

@@ -16,9 +16,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from nn.threads import limit_threads, threads_from_argv  # noqa: E402  (nn before numpy)
+import nn  # noqa: E402
+from nn.threads import threads_from_argv  # noqa: E402
 
-limit_threads(threads_from_argv(sys.argv) or 2)
+nn.configure_threads(threads_from_argv(sys.argv) or 2)  # before NumPy loads BLAS
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
@@ -148,10 +149,10 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=30, help="timed training steps")
     args = parser.parse_args(argv)
     names = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = [m for m in names if m not in models.MODEL_NAMES]
+    unknown = [m for m in names if m not in models.registry.names()]
     if not names or unknown:
         parser.error(f"--models: unknown model {', '.join(unknown) or '(none)'}; "
-                     f"choose from {', '.join(models.MODEL_NAMES)}")
+                     f"choose from {', '.join(models.registry.names())}")
     if args.batch < 1 or args.steps < 1 or args.threads < 1:
         parser.error("--batch, --steps and --threads must be positive")
     rng = np.random.default_rng(0)

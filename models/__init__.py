@@ -1,12 +1,24 @@
-"""The reference CNN and LSTM of the original app, and the stable interface to trained models.
+"""The models (one file each, found by :mod:`models.registry`), and the stable interface to them.
 
-    model = models.load_model("weights/cnn.npz")
-    probabilities = model.predict_proba(images)   # images: float32 (N, 28, 28) in [0, 1]
-    labels = model.predict(images)                 # (N,) int64
+    model = models.load_model("cnn")                 # shipped weights, by name
+    probabilities = model.predict_proba(images)      # images: float32 (N, 28, 28) in [0, 1]
+    labels = model.predict(images)                   # (N,) int64
 
-draw.py, the benchmarks, evaluation and any user script go through this interface.
+draw.py, the benchmarks, evaluation and any user script go through this interface.  Importing
+the package itself is light (no NumPy), so a command such as ``python -m models.train`` can
+set up threading (:func:`nn.configure_threads`) before NumPy loads.
 """
-import nn  # noqa: F401  (first: it sets up BLAS threads and the Numba cache before NumPy loads)
-from models.base import Model, build_model, load_model, MODEL_NAMES
+_EXPORTS = {"Model": "models.base", "build_model": "models.base", "load_model": "models.base",
+            "shipped_weights": "models.base", "ImageError": "models.base",
+            "ModelSpec": "models.registry", "Recipe": "models.registry"}
 
-__all__ = ["Model", "build_model", "load_model", "MODEL_NAMES"]
+__all__ = sorted(_EXPORTS) + ["registry"]
+
+
+def __getattr__(name):
+    import importlib
+    if name == "registry":
+        return importlib.import_module("models.registry")
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'models' has no attribute {name!r}")

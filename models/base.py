@@ -1,112 +1,202 @@
-"""A trained network plus its input convention, and reading/writing it as a weights file."""
+"""A trained network plus its input convention, and reading/writing it as a weights file.
 
+    model = load_model("cnn")                    # a shipped model, by name, from any folder
+    model = load_model("runs/my-cnn.npz")        # a weights file
+    probabilities = model.predict_proba(images)  # images: float32 (N, H, W) in [0, 1]
+"""
 from contextlib import nullcontext
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
-from nn.errors import WeightsError
+from models import registry
+from nn.errors import UserError, WeightsError
 from nn.flops import network_flops
 from nn.layers import Sequential, build_layers
 from nn.losses import softmax
 from nn.serialize import check_state, read_weights, save_weights
 from nn.threads import one_numba_thread
 
-IMAGE_SHAPE = (28, 28)
-SERIAL_BELOW = 8  # images; smaller batches run the Numba kernels on one thread
+IMAGE_SHAPE = (28, 28)   # MNIST's, the default for a model built without data
+SERIAL_BELOW = 8         # images; smaller batches run the Numba kernels on one thread
+REPOSITORY_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+
+class ImageError(UserError, ValueError):
+    """Images a model cannot read: wrong shape, wrong type (uint8 0..255), NaN or infinite."""
 
 
 class Model:
-    """A named network whose input is a batch of 28x28 images in [0, 1].
+    """A named network whose input is a batch of images (N, H, W), float, in [0, 1].
 
-    ``to_network_input`` turns images (N, 28, 28) into what the network reads: (N, 1, 28, 28)
-    for the CNN, a sequence of 28 rows of 28 pixels (N, T=28, D=28) for the LSTM.
+    ``to_network_input`` turns them into what the network reads, as the model's file declares:
+    (N, 1, 28, 28) for the CNN, a sequence of 28 rows of 28 pixels (N, T=28, D=28) for the
+    recurrent models, 784 pixels for the MLP.
     """
 
-    def __init__(self, name, network: Sequential, options: dict):
-        self.name = name
+    def __init__(self, spec, network: Sequential, options: dict, num_classes=10, image_shape=IMAGE_SHAPE):
+        self.spec = spec
         self.network = network
         self.options = dict(options)
+        self.num_classes = int(num_classes)
+        self.image_shape = tuple(int(side) for side in image_shape)
+        self.extra = {}
+
+    @property
+    def name(self):
+        return self.spec.name
+
+    @property
+    def title(self):
+        return self.spec.title
+
+    def check_images(self, images):
+        """``images`` as float32 (N, H, W), or :class:`ImageError` naming what is wrong.
+
+        uint8 pixels (0..255) are refused rather than silently read as 255 times too bright:
+        divide by 255 first.  One (H, W) image is taken as a batch of one.
+        """
+        images = np.asarray(images)
+        if images.dtype == np.uint8 or not (np.issubdtype(images.dtype, np.floating)
+                                            or images.dtype == np.bool_):
+            raise ImageError(f"expected float images in [0, 1], got {images.dtype} "
+                             "(for uint8 pixels 0..255, pass images / 255)")
+        height, width = self.image_shape
+        if images.ndim == 2 and images.shape == self.image_shape:
+            images = images[None]
+        if images.ndim != 3 or images.shape[1:] != self.image_shape:
+            raise ImageError(f"expected images of shape (N, {height}, {width}) or ({height}, {width}), "
+                             f"got {images.shape}")
+        images = images.astype(np.float32, copy=False)
+        if not np.isfinite(images).all():
+            raise ImageError("the images contain NaN or infinite values")
+        return images
 
     def to_network_input(self, images):
-        images = np.asarray(images, dtype=np.float32)
-        if images.ndim == 2:
-            images = images[None]
-        if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
-            raise ValueError(f"expected images of shape (N, 28, 28), got {images.shape}")
-        if self.name == "cnn":
-            return images[:, None, :, :]
-        return images  # LSTM: row t is timestep t
+        return self.spec.to_input(self.check_images(images))
 
     def logits(self, images, batch_size=1000):
-        """(N, 28, 28) -> (N, 10) logits, in inference mode, in chunks to bound memory."""
+        """(N, H, W) -> (N, classes) logits, in inference mode, in chunks to bound memory."""
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         x = self.to_network_input(images)
         # A few images: waking worker threads costs more than they save.
         with one_numba_thread() if len(x) < SERIAL_BELOW else nullcontext():
             out = [self.network.forward(x[i:i + batch_size], training=False)
                    for i in range(0, len(x), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, self.num_classes), np.float32)
 
     def predict_proba(self, images, batch_size=1000):
-        """(N, 28, 28) float32 in [0, 1] -> (N, 10) class probabilities."""
+        """(N, H, W) float in [0, 1] -> (N, classes) class probabilities."""
         return softmax(self.logits(images, batch_size))
 
     def predict(self, images, batch_size=1000):
-        """(N, 28, 28) -> (N,) predicted digits: the argmax of the raw probabilities."""
+        """(N, H, W) -> (N,) predicted classes: the argmax of the raw probabilities."""
         return self.logits(images, batch_size).argmax(axis=1)
 
     def num_parameters(self):
         return self.network.num_parameters()
 
+    def input_shape(self):
+        """One sample's network input shape (no batch axis)."""
+        return self.spec.to_input(np.zeros((1,) + self.image_shape, np.float32)).shape[1:]
+
     def flops(self):
         """Forward FLOPs per image (see :mod:`nn.flops`)."""
-        first = self.to_network_input(np.zeros((1,) + IMAGE_SHAPE, np.float32)).shape[1:]
-        return network_flops(self.network, first)[1]
+        return network_flops(self.network, self.input_shape())[1]
 
     def summary(self):
-        first = self.to_network_input(np.zeros((1,) + IMAGE_SHAPE, np.float32)).shape[1:]
-        return self.network.summary(first)
+        return self.network.summary(self.input_shape())
 
     def save(self, path, extra=None):
-        meta = {"model": self.name, "options": self.options,
+        meta = {"model": self.name, "options": self.options, "num_classes": self.num_classes,
+                "image_shape": list(self.image_shape),
                 "layers": self.network.config()["layers"], "extra": extra or {}}
         save_weights(path, self.network.state(), meta)
 
 
-def build_model(name, rng=None, **options):
-    """A freshly initialised reference model: ``'cnn'`` or ``'lstm'`` (options: ``hidden``)."""
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+def build_model(name, rng=None, num_classes=10, image_shape=IMAGE_SHAPE, **options):
+    """A freshly initialised model of a registered kind (``registry.names()``).
+
+    ``options`` override the model file's defaults (``ModelSpec.options``, e.g. ``hidden``).
+    """
+    spec = registry.get(name)
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise UserError(f"model {name!r} has no option {', '.join(unknown)} "
+                        f"(its options: {', '.join(spec.options) or 'none'})")
+    options = {**spec.options, **options}
     rng = rng if rng is not None else np.random.default_rng()
-    return Model(name, MODEL_NAMES[name](rng=rng, **options), options)
+    network = spec.build(rng, image_shape=tuple(image_shape), num_classes=num_classes, **options)
+    return Model(spec, network, options, num_classes, image_shape)
 
 
-def load_model(path, expect=None):
-    """A ready model from a weights file; ``expect='cnn'`` refuses a file of another model."""
+def shipped_weights(name):
+    """The path of model ``name``'s shipped weights (inside the installed package, or the
+    repository's weights/ folder when running from a checkout)."""
+    try:
+        folder = resources.files("models.weights")
+        candidate = Path(str(folder / f"{name}.npz"))
+        if candidate.is_file():
+            return candidate
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return REPOSITORY_WEIGHTS / f"{name}.npz"
+
+
+def resolve_weights(source):
+    """A weights path from a path or a model name ('cnn' -> its shipped weights)."""
+    text = str(source)
+    looks_like_name = "/" not in text and "\\" not in text and not text.endswith(".npz")
+    if looks_like_name and not Path(text).exists():
+        registry.get(text)  # an unknown name: one line listing the known ones
+        path = shipped_weights(text)
+        if not path.is_file():
+            raise WeightsError(f"model {text!r} has no shipped weights ({path}); train it with: "
+                               f"python -m models.train --model {text}")
+        return path
+    return Path(source)
+
+
+def load_model(source, expect=None):
+    """A ready model from a weights file or a shipped model's name.
+
+    ``expect='cnn'`` refuses a file of another model.  A model defined outside the package must
+    be registered first (``registry.load_model_file``, the ``--model-file`` flag).
+    """
+    path = resolve_weights(source)
     meta, state = read_weights(path)
     name = meta.get("model")
-    if not isinstance(name, str) or name not in MODEL_NAMES:
-        raise WeightsError(f"{path}: unknown model {name!r} in the weights file")
+    if not isinstance(name, str):
+        raise WeightsError(f"{path}: the weights file names no model")
+    try:
+        spec = registry.get(name)
+    except UserError:
+        raise WeightsError(f"{path}: holds a model {name!r} that is not defined here; "
+                           "load its file with --model-file PATH") from None
     if expect is not None and name != expect:
-        raise WeightsError(f"{path}: holds the {name.upper()} model's weights, not the {expect.upper()}'s")
+        raise WeightsError(f"{path}: holds the {spec.title} model's weights, not the "
+                           f"{registry.get(expect).title}'s")
     options, extra = meta.get("options", {}), meta.get("extra", {})
     if not isinstance(options, dict) or not isinstance(extra, dict):
         raise WeightsError(f"{path}: malformed header ('options' and 'extra' must be JSON objects)")
+    num_classes, image_shape = meta.get("num_classes", 10), meta.get("image_shape", list(IMAGE_SHAPE))
+    if (not isinstance(num_classes, int) or not 2 <= num_classes <= 10_000
+            or not isinstance(image_shape, list) or len(image_shape) != 2
+            or not all(isinstance(side, int) and 1 <= side <= 4096 for side in image_shape)):
+        raise WeightsError(f"{path}: malformed header (num_classes {num_classes!r}, "
+                           f"image_shape {image_shape!r})")
+    layers = meta.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise WeightsError(f"{path}: the weights file lists no layers")
     try:
-        network = build_layers(meta["layers"], rng=np.random.default_rng(0))
+        network = build_layers(layers, rng=np.random.default_rng(0))
     except (KeyError, TypeError, ValueError, OverflowError, MemoryError) as error:
         # OverflowError/MemoryError: negative or absurd layer sizes in a tampered header
         raise WeightsError(f"{path}: the architecture in the file is invalid ({error})") from None
     check_state(path, state, network.state())
     network.load_state(state)
-    model = Model(name, network, options)
+    model = Model(spec, network, options, num_classes, image_shape)
     model.extra = extra
     return model
-
-
-def _register():
-    from models.cnn import build_cnn
-    from models.lstm import build_lstm
-    return {"cnn": build_cnn, "lstm": build_lstm}
-
-
-MODEL_NAMES = _register()

@@ -16,7 +16,10 @@ with every number, and PNG figures when matplotlib is installed) into ``--out``:
 Every sentence in the report is generated from the numbers it sits next to.  Seeds are fixed,
 so two runs on the same weights and data give the same report except for the timings.
 """
-import nn  # noqa: F401  (first: calms OpenBLAS threads before NumPy loads it, see nn/__init__.py)
+import nn
+
+if __name__ == "__main__":
+    nn.configure_threads()  # before NumPy loads BLAS
 
 import json
 import math
@@ -33,9 +36,10 @@ import numpy as np
 from models import metrics
 from models.base import load_model
 from models.evaluate import evaluate, load_test_set, read_history
-from models.training import CommandLineParser, positive_int
-from nn.augment import affine_maps, warp
-from nn.errors import UserError, exit_on_user_error
+from kit.cli import CommandLineParser, positive_int
+from kit.augment import affine_maps, warp
+from nn.errors import UserError
+from kit.cli import exit_on_user_error
 from nn.flops import network_flops
 from nn.serialize import atomic_write_text
 

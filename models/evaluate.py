@@ -1,8 +1,9 @@
 """Evaluate a trained model on the MNIST test images: accuracy, per-class report, confusion matrix.
 
-    python -m models.evaluate --model cnn                      # weights/cnn.npz, all 10,000 images
-    python -m models.evaluate --model lstm --json              # the same numbers as one JSON object
+    python -m models.evaluate --model cnn                      # shipped weights, all 10,000 images
+    python -m models.evaluate --model gru --json               # the same numbers as one JSON object
     python -m models.evaluate --model cnn --plots plots/       # + PNG figures (needs matplotlib)
+    python -m models.evaluate --weights runs/my.npz            # any weights file (it names its model)
 
 What it prints (text mode): the test accuracy and mean cross-entropy, a per-digit table of
 precision, recall, F1 and support (see :mod:`models.metrics` for the definitions), and the
@@ -14,7 +15,10 @@ heatmap, and grids of correctly and wrongly classified test digits.
 A weights file that is missing, damaged or of the other model, a missing data folder or a bad
 flag gives one line ``error: ...`` and exit status 2, before anything is written.
 """
-import nn  # noqa: F401  (first: calms OpenBLAS threads before NumPy loads it, see nn/__init__.py)
+import nn
+
+if __name__ == "__main__":
+    nn.configure_threads()  # before NumPy loads BLAS
 
 import json
 import sys
@@ -23,11 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from models import metrics
-from models.base import MODEL_NAMES, load_model
-from models.training import CommandLineParser, positive_int, sibling_paths
-from nn.data import require_mnist, resolve_data_dir
-from nn.errors import UserError, exit_on_user_error
-from nn.idx import load_mnist_float
+from kit.cli import CommandLineParser, exit_on_user_error, positive_int
+from kit.data import ensure_mnist, resolve_data_dir
+from kit.mnist import load_dataset
+from models import registry
+from models.base import load_model, resolve_weights
+from models.train import sibling_paths
+from nn.errors import UserError
 from nn.losses import log_softmax
 
 GRID_IMAGES = 40  # digits per grid figure
@@ -39,8 +45,8 @@ class Evaluation:
     Attributes
     ----------
     labels, predictions : numpy.ndarray, int64, shape (N,)
-    probabilities : numpy.ndarray, float32, shape (N, 10)
-    confusion : numpy.ndarray, int64, shape (10, 10)   rows: true digit, columns: predicted
+    probabilities : numpy.ndarray, float32, shape (N, C)
+    confusion : numpy.ndarray, int64, shape (C, C)   rows: true class, columns: predicted
     loss : float     mean cross-entropy
     """
 
@@ -51,7 +57,7 @@ class Evaluation:
         log_p = log_softmax(logits.astype(np.float64))
         self.probabilities = np.exp(log_p).astype(np.float32)
         self.loss = float(-log_p[np.arange(len(self.labels)), self.labels].mean())  # mean cross-entropy
-        self.confusion = metrics.confusion_matrix(self.labels, self.predictions)
+        self.confusion = metrics.confusion_matrix(self.labels, self.predictions, logits.shape[1])
         self.per_class = metrics.per_class_report(self.confusion)
         self.macro = metrics.macro_average(self.per_class)
 
@@ -79,11 +85,11 @@ def evaluate(model, images, labels, batch_size=500):
     return Evaluation(labels, model.logits(images, batch_size=batch_size))
 
 
-def load_test_set(data_arg, limit=None):
-    """(images, labels, folder) of the MNIST test split; ``limit`` keeps the first N."""
+def load_test_set(data_arg, limit=None, num_classes=10, download=False):
+    """(images, labels, folder) of the test split; ``limit`` keeps the first N."""
     directory = resolve_data_dir(data_arg)
-    require_mnist(directory)
-    images, labels = load_mnist_float(directory, "test")
+    ensure_mnist(directory, download_if_missing=download)
+    images, labels, _ = load_dataset(directory, "test", num_classes)
     if limit:
         images, labels = images[:limit], labels[:limit]
     return images, labels, directory
@@ -113,7 +119,7 @@ def describe_weights(model, path):
         details.append(f"epoch {extra['epoch']}")
     if isinstance(extra.get("val_accuracy"), (int, float)):
         details.append(f"validation accuracy {100 * extra['val_accuracy']:.2f}%")
-    return f"{model.name.upper()} {path}" + (f" ({', '.join(details)})" if details else "")
+    return f"{model.title} {path}" + (f" ({', '.join(details)})" if details else "")
 
 
 def grid_of(images, evaluation, which, limit=GRID_IMAGES):
@@ -184,9 +190,13 @@ def make_parser():
         description="Evaluate a trained model on the MNIST test images: accuracy, per-class "
                     "precision/recall/F1 and the confusion matrix.")
     add = parser.add_argument
-    add("--model", required=True, choices=sorted(MODEL_NAMES), help="which model the weights are for")
-    add("--weights", metavar="PATH", help="weights file (default: weights/<model>.npz)")
-    add("--data", metavar="DIR", help="folder with the MNIST IDX files (default: $MNIST_DIR, else ./data/mnist)")
+    add("--model", metavar="NAME", help="a model: " + ", ".join(registry.names())
+        + " (its shipped weights unless --weights is given)")
+    add("--model-file", metavar="PATH", help="a Python file defining MODEL = ModelSpec(...)")
+    add("--weights", metavar="PATH", help="weights file (default: the model's shipped weights)")
+    add("--data", metavar="DIR",
+        help="folder with the IDX files (default: $MNIST_DIR, else ./data/mnist, else the user data folder)")
+    add("--download", action="store_true", help="fetch MNIST into the data folder if it is missing")
     add("--json", action="store_true", help="print the results as one JSON object")
     add("--limit", type=positive_int, metavar="N", help="evaluate only the first N test images")
     add("--plots", metavar="DIR", help="also write PNG figures into DIR (needs matplotlib: the plot extra)")
@@ -199,9 +209,17 @@ def main(argv=None):
     if args.plots:
         from models.plots import require_matplotlib
         require_matplotlib()
-    weights_path = Path(args.weights or f"weights/{args.model}.npz")
+    if args.model_file:
+        spec = registry.load_model_file(args.model_file)
+        args.model = args.model or spec.name
+    if not args.model and not args.weights:
+        raise UserError("say which model to evaluate: --model NAME (" + ", ".join(registry.names())
+                        + ") or --weights PATH")
+    weights_path = resolve_weights(args.weights or args.model)
     model = load_model(weights_path, expect=args.model)
-    images, labels, data_dir = load_test_set(args.data, args.limit)
+    images, labels, data_dir = load_test_set(args.data, args.limit, model.num_classes, args.download)
+    if images.shape[1:] != model.image_shape:
+        raise UserError(f"{data_dir}: its images are {images.shape[1:]}, the model reads {model.image_shape}")
     evaluation = evaluate(model, images, labels)
     plot_paths, notes = [], []
     if args.plots:

@@ -1,5 +1,7 @@
 """Shared fixtures: where the repository and the real MNIST files are."""
-import nn  # noqa: F401  (first: it configures BLAS threads and the Numba cache before NumPy loads)
+import nn
+
+nn.configure_threads()  # first, as every entry point does: BLAS threads set before NumPy loads
 import os
 from pathlib import Path
 
@@ -23,5 +25,5 @@ def mnist_dir() -> Path:
     directory = Path(os.environ.get("MNIST_DIR") or REPO_ROOT.parent / "shared" / "data" / "mnist")
     if not directory.is_dir():
         pytest.skip(f"MNIST data not found at {directory} (set MNIST_DIR to the folder holding "
-                    f"the IDX files, or run: python -m nn.data download --dir {directory})")
+                    f"the IDX files, or run: python -m kit.data download --dir {directory})")
     return directory

@@ -8,10 +8,10 @@ import threading
 
 import pytest
 
-from nn.data import (MNIST_FILES, download, require_mnist, resolve_data_dir,
+from kit.data import (MNIST_FILES, download, require_mnist, resolve_data_dir,
                      sha256_uncompressed, verify)
 from nn.errors import DataError
-from nn.idx import find_mnist_file
+from kit.mnist import find_mnist_file
 
 SPLIT_KIND = {
     "train-images-idx3-ubyte": ("train", "images"),
@@ -181,7 +181,12 @@ def test_mirror_fallback(tmp_path, server, capsys):
 
 def test_resolve_data_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("MNIST_DIR", raising=False)
-    assert str(resolve_data_dir(None)) == "data/mnist"
+    monkeypatch.setenv("CNN_VS_LSTM_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    # no ./data/mnist here: the per-user data folder
+    assert resolve_data_dir(None) == tmp_path / "home" / "mnist"
+    (tmp_path / "data" / "mnist").mkdir(parents=True)
+    assert str(resolve_data_dir(None)) == "data/mnist"   # ./data/mnist keeps working where it exists
     monkeypatch.setenv("MNIST_DIR", str(tmp_path))
     assert resolve_data_dir(None) == tmp_path
     assert str(resolve_data_dir("elsewhere")) == "elsewhere"
@@ -191,18 +196,18 @@ def test_require_mnist(tmp_path, gz_files):
     with pytest.raises(DataError) as info:
         require_mnist(tmp_path / "absent")
     assert "does not exist" in str(info.value)
-    assert f"python -m nn.data download --dir {tmp_path / 'absent'}" in str(info.value)
+    assert f"python -m kit.data download --dir {tmp_path / 'absent'}" in str(info.value)
     (tmp_path / "train-images.idx3-ubyte.gz").write_bytes(gz_files["train-images-idx3-ubyte"])
     with pytest.raises(DataError) as info:
         require_mnist(tmp_path)
     message = str(info.value)
     assert "train-labels-idx1-ubyte" in message and "t10k-images-idx3-ubyte" in message
     assert "train-images" not in message.split(";")[0]
-    assert f"python -m nn.data download --dir {tmp_path}" in message
+    assert f"python -m kit.data download --dir {tmp_path}" in message
 
 
 def run_cli(repo_root, *args):
-    return subprocess.run([sys.executable, "-m", "nn.data", *args], cwd=repo_root,
+    return subprocess.run([sys.executable, "-m", "kit.data", *args], cwd=repo_root,
                           capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, no_proxy="127.0.0.1,localhost"))
 
@@ -227,4 +232,4 @@ def test_cli_errors_are_one_line(tmp_path, server, repo_root):
     empty = run_cli(repo_root, "verify", "--dir", str(target))
     assert empty.returncode != 0
     assert len(empty.stderr.strip().splitlines()) == 1 and empty.stderr.startswith("error: ")
-    assert "python -m nn.data download --dir" in empty.stderr
+    assert "python -m kit.data download --dir" in empty.stderr

@@ -110,7 +110,7 @@ def trace_events(digit, left, top, scale):
 
 # ------------------------------------------------------------------------- recognising drawings
 def test_mnist_digits_traced_with_the_mouse_are_recognised(trained_app, mnist_dir, capsys):
-    from nn.idx import load_mnist_float
+    from kit.mnist import load_mnist_float
     images, labels = load_mnist_float(mnist_dir, "test")
     rng = np.random.default_rng(7)
     chosen = [int(np.flatnonzero(labels == d)[k]) for d in range(10) for k in (0, 1)]

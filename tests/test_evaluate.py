@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from models import metrics
 from models.base import build_model, load_model
-from nn.idx import load_mnist_float
+from kit.mnist import load_mnist_float
 
 LIMIT = 300
 

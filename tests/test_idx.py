@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from nn.errors import DataError
-from nn.idx import (find_mnist_file, load_mnist, load_mnist_float, mnist_file_names, read_idx,
-                    write_idx)
+from kit.mnist import find_mnist_file, load_mnist, load_mnist_float, mnist_file_names
+from nn.idx import read_idx, write_idx
 
 
 def idx_bytes(shape, data=None, magic=b"\x00\x00", code=0x08, ndim=None) -> bytes:
@@ -107,7 +107,7 @@ def test_find_mnist_file_missing_names_what_and_how(tmp_path):
         find_mnist_file(tmp_path, "train", "images")
     message = str(info.value)
     assert "train images" in message and "train-images-idx3-ubyte" in message
-    assert str(tmp_path) in message and "python -m nn.data download --dir" in message
+    assert str(tmp_path) in message and "python -m kit.data download --dir" in message
     with pytest.raises(DataError, match="does not exist"):
         find_mnist_file(tmp_path / "nope", "test", "labels")
 

@@ -2,7 +2,7 @@
 import numpy as np
 
 import models
-from nn.idx import load_mnist_float
+from kit.mnist import load_mnist_float
 from nn.losses import SoftmaxCrossEntropy
 from nn.optim import Adam
 

@@ -55,7 +55,7 @@ def redraw(digit, rng, canvas_side=400, heights=(150, 350)):
 
 @pytest.fixture(scope="module")
 def mnist_test(mnist_dir):
-    from nn.idx import load_mnist_float
+    from kit.mnist import load_mnist_float
     return load_mnist_float(mnist_dir, "test")
 
 

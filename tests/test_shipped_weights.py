@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import models
-from nn.idx import load_mnist_float
+from kit.mnist import load_mnist_float
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 BARS = {"cnn": 0.994, "lstm": 0.988}

@@ -100,7 +100,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, mnist_dir):
 def test_diverging_loss_stops_cleanly_and_leaves_existing_weights_alone(tmp_path, mnist_dir):
     out = tmp_path / "cnn.npz"
     out.write_bytes(b"previous weights")
-    result = run_script("train_cnn.py", *QUICK, "--data", mnist_dir, "--lr", "1e30", "--out", out)
+    result = run_script("train_cnn.py", *QUICK, "--data", mnist_dir, "--lr", "1e30", "--out", out, "--force")
     assert result.returncode == 3
     assert "Warning" not in result.stderr and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
@@ -160,7 +160,7 @@ def test_missing_data_folder_names_it_and_the_download_command(tmp_path):
     result = run_script("train_lstm.py", "--data", missing, "--out", tmp_path / "o" / "x.npz")
     assert result.returncode == 2
     line = error_line(result)
-    assert str(missing) in line and "python -m nn.data download" in line
+    assert str(missing) in line and "python -m kit.data download" in line
     assert not (tmp_path / "o").exists()
 
 

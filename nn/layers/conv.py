@@ -83,7 +83,6 @@ def conv2d_backward(dy, cache, need_input_grad=True):
 
 
 class Conv2D(Layer):
-    uses_rng = True
     """2-D convolution with bias; Glorot-uniform kernel and zero bias (Keras' defaults).
 
     Parameters
@@ -98,6 +97,8 @@ class Conv2D(Layer):
         False for a first layer, whose input gradient nobody uses: backward then skips the
         col2im that computes it and returns None.
     """
+
+    uses_rng = True
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding="same",
                  need_input_grad=True, rng=None, dtype=np.float32):

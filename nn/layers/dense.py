@@ -22,8 +22,9 @@ def dense_backward(dy, x, w):
 
 
 class Dense(Layer):
-    uses_rng = True
     """y = x w^T + b with a Glorot-uniform w and zero b."""
+
+    uses_rng = True
 
     def __init__(self, in_features, out_features, rng=None, dtype=np.float32):
         super().__init__()

@@ -23,12 +23,13 @@ def dropout_backward(dy, mask):
 
 
 class Dropout(Layer):
-    uses_rng = True
     """Drops each activation with probability ``rate`` during training.
 
     The mask is drawn from ``rng`` (a seeded ``np.random.Generator`` gives reproducible runs);
     ``backward`` reuses the mask of the last forward pass.
     """
+
+    uses_rng = True
 
     def __init__(self, rate, rng=None):
         super().__init__()

@@ -75,7 +75,6 @@ def lstm_backward(dhs, cache, need_input_grad=True):
 
 
 class LSTM(Layer):
-    uses_rng = True
     """LSTM layer: Glorot-uniform w_ih, orthogonal w_hh, zero bias but forget gate 1 (Keras).
 
     Parameters
@@ -87,6 +86,8 @@ class LSTM(Layer):
         False for a first layer, whose input gradient nobody uses: backward then skips the
         (N*T, 4H) @ (4H, D) product and returns None.
     """
+
+    uses_rng = True
 
     def __init__(self, input_size, hidden_size, return_sequences=False, need_input_grad=True,
                  rng=None, dtype=np.float32):

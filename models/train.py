@@ -1,85 +1,154 @@
-"""Training the reference models on MNIST: the loop behind train_cnn.py and train_lstm.py.
+"""The trainer: any registered model on any MNIST-like IDX data set.
+
+    python -m models.train --model gru                 # the model file's recipe, MNIST
+    python -m models.train --model cnn --epochs 5 --lr 3e-4 --out runs/cnn.npz
+    python -m models.train --model-file my_net.py      # a model defined outside the kit
+    python -m models.train --model lstm --data ~/letters   # 26 classes? read from the files
 
 What a run does, in order:
-  1. read the IDX files (any problem -> one-line error, nothing written);
-  2. split the 60,000 training images into train / validation with a seeded permutation;
+  1. check every flag and that --out can be written, read the IDX files (any problem -> one-line
+     error, nothing written); the image size and the number of classes come from the files;
+  2. split the training images into train / validation with a seeded permutation;
   3. per epoch: shuffle, optionally distort each batch (--augment), forward, loss, backward,
      optimizer step with the scheduled learning rate; a progress bar shows running loss,
      accuracy, images/s and ETA; then the validation loss and accuracy;
   4. whenever validation accuracy improves, write the weights to --out (atomically), and after
      every epoch a checkpoint and the history JSON beside it;
-  5. at the end, the test accuracy of the best weights on the 10,000 test images.
+  5. at the end, the test accuracy of the best weights on the test images.
 
 Reproducibility: three generators derived from --seed drive the split, the model (initial
 weights and dropout masks) and the data order/augmentation.  Their states are saved in the
 checkpoint, so a run interrupted with Ctrl-C and resumed with --resume ends with exactly the
-weights of an uninterrupted run.
+weights of an uninterrupted run.  ``train_cnn.py`` and ``train_lstm.py`` are this trainer with
+``--model`` fixed.
 """
-import argparse
-import json
-import math
-import signal
-import sys
-import time
-from pathlib import Path
+import nn
+from nn.threads import threads_from_argv
 
-import numpy as np
+if __name__ == "__main__":
+    nn.configure_threads(threads_from_argv(__import__("sys").argv[1:]))  # before NumPy loads BLAS
 
-from models.base import build_model, load_model
-from nn.augment import random_affine
-from nn.cli import CommandLineParser, fraction, positive_float, positive_int  # noqa: F401 (re-exported)
-from nn.data import require_mnist, resolve_data_dir
-from nn.errors import UserError, exit_on_user_error
-from nn.idx import load_mnist_float
-from nn.losses import SoftmaxCrossEntropy, log_softmax
-from nn.optim import SGD, Adam
-from nn.progress import ProgressBar, format_duration
-from nn.serialize import atomic_savez, atomic_write_text
-from nn.warmup import warm_up
-from nn import augment
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from kit import augment  # noqa: E402
+from kit.augment import random_affine  # noqa: E402
+from kit.cli import CommandLineParser, exit_on_user_error, fraction, positive_float, positive_int  # noqa: E402
+from kit.data import ensure_mnist, resolve_data_dir  # noqa: E402
+from kit.mnist import load_dataset  # noqa: E402
+from kit.paths import new_run_path  # noqa: E402
+from kit.progress import ProgressBar, format_duration  # noqa: E402
+from models import registry  # noqa: E402
+from models.base import build_model, load_model  # noqa: E402
+from nn.errors import UserError  # noqa: E402
+from nn.losses import SoftmaxCrossEntropy, log_softmax  # noqa: E402
+from nn.optim import SGD, Adam  # noqa: E402
+from nn.serialize import atomic_savez, atomic_write_text  # noqa: E402
+from nn.warmup import warm_up  # noqa: E402
 
 CHECKPOINT_FORMAT = "cnn-vs-lstm-numpy/checkpoint"
 EXIT_INTERRUPTED = 130
 EXIT_DIVERGED = 3
 
-# Defaults per model; the flags override them.
-DEFAULTS = {
-    "cnn": dict(lr=1e-3, out="weights/cnn.npz"),
-    "lstm": dict(lr=1e-3, out="weights/lstm.npz"),
-}
+
+def _option_type(default):
+    if isinstance(default, bool):
+        return lambda text: {"true": True, "1": True, "false": False, "0": False}[text.lower()]
+    if isinstance(default, int):
+        return positive_int
+    if isinstance(default, float):
+        return positive_float
+    return str
 
 
-def make_parser(model_name):
-    defaults = DEFAULTS[model_name]
+def models_epilog():
+    lines = ["models (one file each in models/, or your own with --model-file):"]
+    for name in registry.names():
+        spec = registry.get(name)
+        lines.append(f"  {name:<6} {spec.description}")
+    return "\n".join(lines)
+
+
+def make_parser(spec=None, prog="python -m models.train"):
+    """The trainer's flags; with ``spec`` its recipe gives the defaults and its options the
+    model-specific flags (``--hidden`` ...)."""
+    recipe = spec.recipe if spec is not None else registry.Recipe()
+    title = spec.title if spec is not None else "a model"
     parser = CommandLineParser(
-        prog=f"train_{model_name}.py",
-        description=f"Train the reference {model_name.upper()} on the MNIST IDX files and write its weights.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog=prog,
+        description=(f"Train {title} on MNIST-like IDX files and write its weights."
+                     + (f" {spec.description}" if spec is not None else "")),
+        epilog=models_epilog() if spec is None else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter if spec is None
+        else argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
-    add("--data", metavar="DIR", help="folder with the MNIST IDX files (default: $MNIST_DIR, else ./data/mnist)")
-    add("--epochs", type=positive_int, default=20, help="passes over the training split")
-    add("--batch-size", type=positive_int, default=64, help="images per optimizer step")
-    add("--lr", type=positive_float, default=defaults["lr"], help="peak learning rate")
-    add("--optimizer", choices=("adam", "sgd"), default="adam", help="adam, or sgd with --momentum")
-    add("--momentum", type=float, default=0.9, help="momentum for --optimizer sgd")
-    add("--schedule", choices=("constant", "cosine"), default="constant",
+    add("--model", metavar="NAME", help="which model to train: " + ", ".join(registry.names()))
+    add("--model-file", metavar="PATH",
+        help="a Python file defining MODEL = ModelSpec(...): train a model of your own")
+    add("--data", metavar="DIR",
+        help="folder with the IDX files (default: $MNIST_DIR, else ./data/mnist, else the user data folder)")
+    add("--download", action="store_true", help="fetch MNIST into the data folder if it is missing")
+    add("--epochs", type=positive_int, default=recipe.epochs, help="passes over the training split")
+    add("--batch-size", type=positive_int, default=recipe.batch_size, help="images per optimizer step")
+    add("--lr", type=positive_float, default=recipe.lr, help="peak learning rate")
+    add("--optimizer", choices=("adam", "sgd"), default=recipe.optimizer, help="adam, or sgd with --momentum")
+    add("--momentum", type=fraction, default=0.9, help="momentum for --optimizer sgd")
+    add("--schedule", choices=("constant", "cosine"), default=recipe.schedule,
         help="learning rate over the run: constant, or cosine decay to --lr * --final-lr-factor")
-    add("--final-lr-factor", type=float, default=0.01, help="end of the cosine schedule, relative to --lr")
-    add("--augment", action="store_true",
+    add("--final-lr-factor", type=fraction, default=recipe.final_lr_factor,
+        help="end of the cosine schedule, relative to --lr")
+    add("--augment", action=argparse.BooleanOptionalAction, default=recipe.augment,
         help="distort every training batch: shifts up to 2 px, rotations up to 10 deg, scaling 0.9-1.1")
-    add("--seed", type=int, default=0, help="seed for the split, the initial weights, dropout and data order")
+    add("--seed", type=seed_value, default=0, help="seed for the split, the initial weights, dropout and data order")
     add("--val-fraction", type=fraction, default=0.2, help="share of the training images held out for validation")
     add("--limit", type=positive_int, metavar="N", help="use only the first N training and test images (quick runs)")
-    add("--out", metavar="PATH", default=defaults["out"],
-        help="weights file to write (best validation accuracy); history JSON and checkpoint go beside it")
+    add("--out", metavar="PATH",
+        help="weights file to write (best validation accuracy); history JSON and checkpoint go beside it "
+             "(default: a new folder under the user data folder's runs/)")
+    add("--force", action="store_true", help="replace an existing --out file and its checkpoint")
     add("--resume", metavar="CHECKPOINT", help="continue an interrupted run from its checkpoint file")
     add("--threads", type=positive_int, help="CPU threads for BLAS and Numba (default: all cores)")
-    if model_name == "lstm":
-        add("--hidden", type=positive_int, default=64, help="LSTM hidden units")
+    if spec is not None:
+        for option, default in spec.options.items():
+            add(f"--{option.replace('_', '-')}", dest=option, type=_option_type(default), default=default,
+                help=f"model option {option!r}")
     add("--quiet", action="store_true", help="no progress bar, only per-epoch lines")
     # For tests: behave as if Ctrl-C arrived after this many optimizer steps.
     add("--interrupt-after", type=positive_int, help=argparse.SUPPRESS)
     return parser
+
+
+def seed_value(text):
+    value = int(text)
+    if not 0 <= value < 2 ** 63:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 2^63 - 1, not {text}")
+    return value
+
+
+def choose_model(argv, fixed_model=None):
+    """The spec of the model named by --model / --model-file in ``argv`` (or ``fixed_model``)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--model")
+    pre.add_argument("--model-file")
+    pre.add_argument("--resume")
+    known, _ = pre.parse_known_args(argv)
+    if known.model_file:
+        spec = registry.load_model_file(known.model_file)
+        if known.model and known.model != spec.name:
+            raise UserError(f"--model {known.model} but {known.model_file} defines {spec.name!r}")
+        return spec
+    name = fixed_model or known.model
+    if name is None and known.resume:
+        return None  # the checkpoint says which model
+    return registry.get(name) if name else None
 
 
 def sibling_paths(out):
@@ -163,9 +232,12 @@ def load_checkpoint(path):
 
 def load_data(args):
     directory = resolve_data_dir(args.data)
-    require_mnist(directory)
-    train_images, train_labels = load_mnist_float(directory, "train")
-    test_images, test_labels = load_mnist_float(directory, "test")
+    ensure_mnist(directory, download_if_missing=getattr(args, "download", False))
+    train_images, train_labels, num_classes = load_dataset(directory, "train")
+    test_images, test_labels, _ = load_dataset(directory, "test", num_classes)
+    if train_images.shape[1:] != test_images.shape[1:]:
+        raise UserError(f"{directory}: training images are {train_images.shape[1:]} but test images "
+                        f"are {test_images.shape[1:]}")
     if args.limit:
         train_images, train_labels = train_images[:args.limit], train_labels[:args.limit]
         test_images, test_labels = test_images[:args.limit], test_labels[:args.limit]
@@ -176,11 +248,11 @@ def load_data(args):
     if len(train_index) == 0:
         raise UserError("no training images left after the validation split; raise --limit or lower --val-fraction")
     return (train_images[train_index], train_labels[train_index],
-            train_images[val_index], train_labels[val_index], test_images, test_labels)
+            train_images[val_index], train_labels[val_index], test_images, test_labels, num_classes)
 
 
-def model_options(model_name, args):
-    return {"hidden": args.hidden} if model_name == "lstm" else {}
+def model_options(spec, args):
+    return {option: getattr(args, option) for option in spec.options}
 
 
 def make_optimizer(args, model):
@@ -189,41 +261,79 @@ def make_optimizer(args, model):
     return SGD(model.network.parameters(), lr=args.lr, momentum=args.momentum)
 
 
-def run(model_name, argv=None):
-    """Parse flags and train; returns the process exit status."""
-    return _run(model_name, argv)
+def run(argv=None, model=None, prog=None):
+    """Parse flags and train; returns the process exit status.  ``model`` fixes --model
+    (train_cnn.py, train_lstm.py)."""
+    return _run(sys.argv[1:] if argv is None else list(argv), model, prog)
 
 
 @exit_on_user_error
-def _run(model_name, argv):
-    parser = make_parser(model_name)
+def _run(argv, fixed_model, prog):
+    spec = choose_model(argv, fixed_model)
+    prog = prog or "python -m models.train"
+    parser = make_parser(spec, prog)
     args = parser.parse_args(argv)
+    if spec is None and not args.resume:
+        parser.error("say which model to train: --model NAME (" + ", ".join(registry.names())
+                     + ") or --model-file PATH")
+    if fixed_model and args.model and args.model != fixed_model:
+        parser.error(f"{prog} trains the {fixed_model} model; --model {args.model} belongs to "
+                     "python -m models.train")
     resume_meta = resume_arrays = None
     if args.resume:
         resume_meta, resume_arrays = load_checkpoint(args.resume)
-        if resume_meta["model"] != model_name:
-            raise UserError(f"{args.resume}: is a checkpoint of the {resume_meta['model'].upper()}, "
-                            f"not the {model_name.upper()}")
+        resumed = registry.get(resume_meta["model"])
+        if spec is not None and resumed.name != spec.name:
+            raise UserError(f"{args.resume}: is a checkpoint of the {resumed.title}, not the {spec.title}")
+        spec = resumed
         # The run continues with the flags it started with; only where and how fast may change.
         # --data and --threads only when given again (the files may have moved).
         keep = {"quiet": args.quiet, "interrupt_after": args.interrupt_after, "resume": args.resume}
         keep.update({k: getattr(args, k) for k in ("data", "threads") if getattr(args, k) is not None})
         args = argparse.Namespace(**{**resume_meta["args"], **keep})
+    else:
+        args.model = spec.name
+        if args.out is None:
+            args.out = str(new_run_path(spec.name))
+        check_output(args.out, args.force, prog)
     if args.threads:
         from nn.threads import limit_threads
         limit_threads(args.threads)
-    return train(model_name, args, resume_meta, resume_arrays)
+    args.prog = prog
+    return train(spec, args, resume_meta, resume_arrays)
 
 
-def train(model_name, args, resume_meta=None, resume_arrays=None):
-    train_x, train_y, val_x, val_y, test_x, test_y = load_data(args)
+def check_output(out, force, prog):
+    """Before any work: --out must be a writable file path, and nothing a person made there
+    (weights, an unfinished run's checkpoint) is replaced without --force."""
+    out = Path(out)
+    history_path, checkpoint_path = sibling_paths(out)
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder; give a file path such as {out / 'model.npz'}")
+    if checkpoint_path.exists() and not force:
+        raise UserError(f"{checkpoint_path}: an unfinished run's checkpoint is there; resume it with "
+                        f"{prog} --resume {checkpoint_path}, or pass --force to start over")
+    if out.exists() and not force:
+        raise UserError(f"--out {out}: already exists; pass --force to replace it, or choose another --out")
+    folder = out.parent
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: cannot write in {probe} (not a writable folder)")
+
+
+def train(spec, args, resume_meta=None, resume_arrays=None):
+    model_name = spec.name
+    train_x, train_y, val_x, val_y, test_x, test_y, num_classes = load_data(args)
     warm_up(extra=(augment.warm_up,))  # compile or load every Numba kernel now, so the first epoch's rate is honest
     out = Path(args.out)
     history_path, checkpoint_path = sibling_paths(out)
 
     model_rng = np.random.default_rng([args.seed, 1])  # initial weights, then dropout masks
     data_rng = np.random.default_rng([args.seed, 2])   # shuffling and augmentation
-    model = build_model(model_name, rng=model_rng, **model_options(model_name, args))
+    model = build_model(model_name, rng=model_rng, num_classes=num_classes,
+                        image_shape=train_x.shape[1:], **model_options(spec, args))
     optimizer = make_optimizer(args, model)
     criterion = SoftmaxCrossEntropy()
 
@@ -247,7 +357,7 @@ def train(model_name, args, resume_meta=None, resume_arrays=None):
         print(f"resuming {checkpoint_path if args.resume is None else args.resume}: epoch "
               f"{state['epoch'] + 1}, step {state['step_in_epoch']}/{steps_per_epoch}", file=sys.stderr)
     else:
-        print(f"{model_name.upper()}: {model.num_parameters():,} parameters; "
+        print(f"{spec.title}: {model.num_parameters():,} parameters, {num_classes} classes; "
               f"{len(train_x):,} training, {len(val_x):,} validation, {len(test_x):,} test images",
               file=sys.stderr)
 
@@ -281,7 +391,7 @@ def train(model_name, args, resume_meta=None, resume_arrays=None):
                     checkpoint()
                     print(f"interrupted at epoch {epoch + 1}, step {state['step_in_epoch']}/"
                           f"{steps_per_epoch}; checkpoint saved. Resume with:\n"
-                          f"  python train_{model_name}.py --resume {checkpoint_path}", file=sys.stderr)
+                          f"  {args.prog} --resume {checkpoint_path}", file=sys.stderr)
                     return EXIT_INTERRUPTED
                 step = state["step_in_epoch"]
                 index = state["permutation"][step * args.batch_size:(step + 1) * args.batch_size]
@@ -345,3 +455,7 @@ def train(model_name, args, resume_meta=None, resume_arrays=None):
     print(f"test accuracy {100 * test_accuracy:.2f}% on {len(test_x):,} images "
           f"(weights of epoch {state['best_epoch']}, written to {out}; history in {history_path})")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

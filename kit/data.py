@@ -2,10 +2,11 @@
 
 Usage::
 
-    python -m nn.data download [--dir DIR] [--mirror URL ...]
-    python -m nn.data verify [--dir DIR]
+    python -m kit.data download [--dir DIR] [--mirror URL ...]
+    python -m kit.data verify [--dir DIR]
 
-The folder is ``--dir``, else the ``MNIST_DIR`` environment variable, else ``./data/mnist``.
+The folder is ``--dir``, else the ``MNIST_DIR`` environment variable, else ``./data/mnist`` where
+it exists, else the per-user data folder (``~/.local/share/cnn-vs-lstm-numpy/mnist`` on Linux).
 Every file is checked against the SHA-256 of its *uncompressed* content, so a gzipped and a raw
 copy verify alike and a mirror cannot hand us different bytes.
 """
@@ -21,9 +22,11 @@ import urllib.request
 from collections import namedtuple
 from pathlib import Path
 
-from nn.errors import DataError, exit_on_user_error
-from nn.idx import (_GZIP_ERRORS, GZIP_MAGIC, download_command, find_mnist_file,
-                    mnist_file_names, open_maybe_gzip, read_idx)
+from kit.cli import exit_on_user_error
+from kit.paths import user_mnist_dir
+from kit.mnist import download_command, find_mnist_file, mnist_file_names
+from nn.errors import DataError
+from nn.idx import _GZIP_ERRORS, GZIP_MAGIC, open_maybe_gzip, read_idx
 
 __all__ = [
     "MNIST_FILES",
@@ -68,7 +71,8 @@ DownloadResult.__doc__ = """One MNIST file after :func:`download`: canonical ``n
 
 
 def resolve_data_dir(arg=None) -> Path:
-    """The MNIST folder: ``arg`` (a ``--data`` flag), else ``$MNIST_DIR``, else ``./data/mnist``.
+    """The MNIST folder: ``arg`` (a ``--data`` flag), else ``$MNIST_DIR``, else ``./data/mnist``
+    where it exists, else the per-user data folder (:func:`kit.paths.user_mnist_dir`).
 
     Parameters
     ----------
@@ -80,15 +84,43 @@ def resolve_data_dir(arg=None) -> Path:
     pathlib.Path
         The folder, ``~`` expanded; it need not exist.
     """
-    chosen = arg or os.environ.get("MNIST_DIR") or DEFAULT_DATA_DIR
-    return Path(chosen).expanduser()
+    chosen = arg or os.environ.get("MNIST_DIR")
+    if chosen:
+        return Path(chosen).expanduser()
+    if DEFAULT_DATA_DIR.is_dir():
+        return DEFAULT_DATA_DIR
+    return user_mnist_dir()
+
+
+def ensure_mnist(directory, download_if_missing=False, ask=None) -> dict:
+    """:func:`require_mnist`, fetching the files first when they are missing and the user agrees:
+    ``download_if_missing`` (the ``--download`` flag), or a yes at a prompt on a terminal.
+    Never downloads silently."""
+    directory = Path(directory)
+    try:
+        return require_mnist(directory)
+    except DataError:
+        if not download_if_missing:
+            ask = ask if ask is not None else (sys.stdin.isatty() and sys.stderr.isatty())
+            if not ask:
+                raise
+            print(f"MNIST is not in {directory}. Download it there (about 11 MB, checked against "
+                  "its SHA-256 sums)? [y/N] ", end="", file=sys.stderr, flush=True)
+            try:
+                answer = input().strip().lower()
+            except EOFError:
+                answer = ""
+            if answer not in ("y", "yes"):
+                raise
+        download(directory, progress=sys.stderr.isatty())
+        return require_mnist(directory)
 
 
 def require_mnist(directory) -> dict:
     """Check that all four MNIST files are in ``directory``, before any work starts.
 
     Only presence is checked (cheap); parsing happens when the files are loaded, and
-    ``python -m nn.data verify`` checks the checksums.
+    ``python -m kit.data verify`` checks the checksums.
 
     Parameters
     ----------
@@ -373,7 +405,7 @@ def verify(directory) -> list:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m nn.data",
+        prog="python -m kit.data",
         description="Download and verify the MNIST IDX files. The folder is --dir, else "
                     f"$MNIST_DIR, else ./{DEFAULT_DATA_DIR.as_posix()}.",
     )
@@ -404,7 +436,7 @@ def _parser() -> argparse.ArgumentParser:
 
 @exit_on_user_error
 def main(argv=None) -> int:
-    """Command-line entry point; see ``python -m nn.data --help``."""
+    """Command-line entry point; see ``python -m kit.data --help``."""
     args = _parser().parse_args(argv)
     directory = resolve_data_dir(args.dir)
     if args.command == "download":
