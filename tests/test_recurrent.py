@@ -289,3 +289,165 @@ def test_flops_and_output_shapes():
     assert SimpleRNN(4, 3).output_shape((5, 4)) == (3,)
     assert Bidirectional(GRU(4, 3, return_sequences=True)).output_shape((5, 4)) == (5, 6)
     assert Bidirectional(SimpleRNN(4, 3)).output_shape((5, 4)) == (6,)
+
+
+# ----------------------------------------------------------------------------- PyTorch oracle
+# Float32 through both, identical weights; forward within 1e-5 and every gradient within 1e-4,
+# relative to the largest torch value.  Our single bias b (SimpleRNN, LSTM) is torch's bias_ih
+# with bias_hh = 0, so both torch biases receive our db.
+
+FORWARD_TOL = 1e-5
+GRAD_TOL = 1e-4
+
+
+def assert_close(ours, theirs, tol, what):
+    theirs = theirs.detach().numpy() if hasattr(theirs, "detach") else np.asarray(theirs)
+    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} != torch's {theirs.shape}"
+    assert np.all(np.isfinite(ours)), f"{what}: not finite"
+    scale = max(float(np.abs(theirs).max()), 1e-30)
+    error = float(np.abs(ours.astype(np.float64) - theirs.astype(np.float64)).max()) / scale
+    assert error < tol, f"{what}: relative difference {error:.3e} >= {tol:.0e}"
+
+
+def torch_module(layer):
+    """torch.nn.RNN/GRU/LSTM (bidirectional for a Bidirectional) holding ``layer``'s weights.
+
+    Returns (module, {our parameter key: [torch parameters whose gradient must equal ours]}).
+    """
+    torch = pytest.importorskip("torch")
+    bidirectional = isinstance(layer, Bidirectional)
+    sides = {"forward": layer.forward_layer, "backward": layer.backward_layer} if bidirectional \
+        else {"": layer}
+    inner = next(iter(sides.values()))
+    kind = type(inner).__name__
+    make_module = {"SimpleRNN": lambda **kw: torch.nn.RNN(nonlinearity="tanh", **kw),
+                   "GRU": torch.nn.GRU, "LSTM": torch.nn.LSTM}[kind]
+    module = make_module(input_size=inner.input_size, hidden_size=inner.hidden_size,
+                         batch_first=True, bidirectional=bidirectional)
+    matches = {}
+    with torch.no_grad():
+        for side, sub in sides.items():
+            suffix = "_l0_reverse" if side == "backward" else "_l0"
+            prefix = f"{side}." if side else ""
+            torch_param = {name: getattr(module, f"{name}{suffix}") for name in
+                           ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+            names = {"w_ih": ["weight_ih"], "w_hh": ["weight_hh"], "b_ih": ["bias_ih"],
+                     "b_hh": ["bias_hh"], "b": ["bias_ih", "bias_hh"]}
+            for name, value in sub.params.items():
+                torch_param[names[name][0]].copy_(torch.from_numpy(value))
+                matches[prefix + name] = [torch_param[t] for t in names[name]]
+            if "b" in sub.params:
+                torch_param["bias_hh"].zero_()
+    return module, matches
+
+
+def torch_output(module, x_t, return_sequences):
+    out, state = module(x_t)
+    if return_sequences:
+        return out
+    h_n = state[0] if isinstance(state, tuple) else state        # LSTM: (h_n, c_n)
+    return torch_cat_directions(h_n)
+
+
+def torch_cat_directions(h_n):
+    """h_n (directions, N, H) -> (N, directions * H): [forward | backward], like our output."""
+    return h_n.permute(1, 0, 2).reshape(h_n.shape[1], -1)
+
+
+ORACLE_CASES = [(kind, bidirectional, sequences) for kind in ("SimpleRNN", "GRU", "LSTM")
+                for bidirectional in (False, True) for sequences in (False, True)
+                if bidirectional or kind != "LSTM"]  # the plain LSTM: tests/test_torch_oracle.py
+
+
+@pytest.mark.parametrize("kind, bidirectional, sequences", ORACLE_CASES, ids=IDS)
+def test_against_torch(kind, bidirectional, sequences):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(50 + len(kind) + 2 * bidirectional + sequences)
+    layer = make(kind, rng, sequences, bidirectional)
+    module, matches = torch_module(layer)
+    assert set(matches) == set(layer.params), "every parameter must be compared"
+    x = rng.standard_normal((4, 7, D)).astype(np.float32)
+    y = layer.forward(x)
+    x_t = torch.tensor(x, requires_grad=True)
+    y_t = torch_output(module, x_t, sequences)
+    assert_close(y, y_t, FORWARD_TOL, "forward")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(dy)
+    y_t.backward(torch.from_numpy(dy))
+    assert_close(dx, x_t.grad, GRAD_TOL, "input gradient")
+    for key, tensors in matches.items():
+        for tensor in tensors:
+            assert_close(layer.grads[key], tensor.grad, GRAD_TOL, f"gradient of {key}")
+
+
+# ----------------------------------------------------------------------------- record_hidden_grads
+
+def torch_cell(sub):
+    """A torch RNNCell/GRUCell/LSTMCell with ``sub``'s weights (bias_hh = 0 for a single b)."""
+    torch = pytest.importorskip("torch")
+    kind = type(sub).__name__
+    cell = {"SimpleRNN": lambda d, h: torch.nn.RNNCell(d, h, nonlinearity="tanh"),
+            "GRU": torch.nn.GRUCell, "LSTM": torch.nn.LSTMCell}[kind](sub.input_size,
+                                                                      sub.hidden_size)
+    p = sub.params
+    with torch.no_grad():
+        cell.weight_ih.copy_(torch.from_numpy(p["w_ih"]))
+        cell.weight_hh.copy_(torch.from_numpy(p["w_hh"]))
+        cell.bias_ih.copy_(torch.from_numpy(p["b_ih"] if "b_ih" in p else p["b"]))
+        if "b_hh" in p:
+            cell.bias_hh.copy_(torch.from_numpy(p["b_hh"]))
+        else:
+            cell.bias_hh.zero_()
+    return cell
+
+
+def unrolled(cell, x_t):
+    """Run ``cell`` over x_t (N, T, D) step by step; every h_t keeps its gradient."""
+    torch = pytest.importorskip("torch")
+    n_batch, hidden = x_t.shape[0], cell.hidden_size
+    h = torch.zeros(n_batch, hidden)
+    c = torch.zeros(n_batch, hidden)
+    hs = []
+    for t in range(x_t.shape[1]):
+        if isinstance(cell, torch.nn.LSTMCell):
+            h, c = cell(x_t[:, t], (h, c))
+        else:
+            h = cell(x_t[:, t], h)
+        h.retain_grad()
+        hs.append(h)
+    return hs
+
+
+@pytest.mark.parametrize("kind, bidirectional, sequences",
+                         [(k, b, s) for k in ("SimpleRNN", "GRU", "LSTM")
+                          for b in (False, True) for s in (False, True)])
+def test_record_hidden_grads_against_torch(kind, bidirectional, sequences):
+    """hidden_grads[t] = the total dL/dh_t (output part plus what step t+1 sends back)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(60 + len(kind) + 2 * bidirectional + sequences)
+    layer = make(kind, rng, sequences, bidirectional)
+    assert layer.record_hidden_grads is False
+    x = rng.standard_normal((4, 6, D)).astype(np.float32)
+    y = layer.forward(x)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    layer.backward(dy)
+    assert layer.hidden_grads is None                  # off by default: nothing stored
+    layer.record_hidden_grads = True
+    layer.forward(x)
+    layer.backward(dy)
+    sides = [layer.forward_layer, layer.backward_layer] if bidirectional else [layer]
+    x_t = torch.tensor(x)
+    outputs, states = [], []
+    for side, sub in enumerate(sides):
+        hs = unrolled(torch_cell(sub), x_t.flip(1) if side else x_t)   # in reading order
+        states.append(hs[::-1] if side else hs)                         # aligned with time
+        outputs.append(torch.stack(states[-1], 1) if sequences else hs[-1])
+    y_t = torch.cat(outputs, -1)
+    assert_close(y, y_t, FORWARD_TOL, "forward")
+    y_t.backward(torch.from_numpy(dy))
+    expected = torch.cat([torch.stack([h.grad for h in hs]) for hs in states], -1)  # (T, N, *H)
+    assert layer.hidden_grads.shape == (6, 4, H * len(sides))
+    assert_close(layer.hidden_grads, expected, GRAD_TOL, "hidden_grads")
+    if not sequences:    # only h_T receives an output gradient; earlier ones come through w_hh
+        np.testing.assert_array_equal(sides[0].hidden_grads[-1], dy[:, :H])
+        assert np.abs(sides[0].hidden_grads[0]).max() > 0
