@@ -96,3 +96,34 @@ def adam_update(param, grad, m, v, beta1, beta2, step_size, sqrt_bias_correction
     v *= beta2
     v += (1 - beta2) * grad * grad
     param -= step_size * m / (np.sqrt(v) / sqrt_bias_correction2 + eps)
+
+
+def rnn_step_forward(pre, recurrent, h):
+    h[:] = np.tanh(pre + recurrent)
+
+
+def rnn_step_backward(dh, h, da):
+    da[:] = dh * (1 - h ** 2)
+
+
+def gru_step_forward(gates, recurrent, b_hh, h_prev, hn, h):
+    hidden = h_prev.shape[1]
+    gx_r, gx_z, gx_n = (gates[:, k * hidden:(k + 1) * hidden] for k in range(3))
+    gh = recurrent + b_hh
+    gh_r, gh_z, gh_n = (gh[:, k * hidden:(k + 1) * hidden] for k in range(3))
+    r, z = _sigmoid(gx_r + gh_r), _sigmoid(gx_z + gh_z)
+    n = np.tanh(gx_n + r * gh_n)
+    gates[:] = np.concatenate([r, z, n], axis=1)
+    hn[:] = gh_n
+    h[:] = (1 - z) * n + z * h_prev
+
+
+def gru_step_backward(dh, gates, h_prev, hn, dgx, dgh):
+    hidden = dh.shape[1]
+    r, z, n = (gates[:, k * hidden:(k + 1) * hidden] for k in range(3))
+    da_n = dh * (1 - z) * (1 - n ** 2)
+    da_z = dh * (h_prev - n) * z * (1 - z)
+    da_r = da_n * hn * r * (1 - r)
+    dgx[:] = np.concatenate([da_r, da_z, da_n], axis=1)
+    dgh[:] = np.concatenate([da_r, da_z, da_n * r], axis=1)
+    dh[:] = dh * z

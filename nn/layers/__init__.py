@@ -2,11 +2,14 @@
 from nn.layers.activation import LeakyReLU, ReLU
 from nn.layers.base import Layer
 from nn.layers.batchnorm import BatchNorm
+from nn.layers.bidirectional import Bidirectional
 from nn.layers.conv import Conv2D
 from nn.layers.dense import Dense, Flatten
 from nn.layers.dropout import Dropout
+from nn.layers.gru import GRU
 from nn.layers.lstm import LSTM
 from nn.layers.pool import MaxPool2D
+from nn.layers.rnn import SimpleRNN
 from nn.layers.sequential import Sequential
 
 # Every Layer subclass defined so far, by name (a layer defined elsewhere joins when its module
@@ -30,4 +33,5 @@ def build_layers(layer_configs, rng=None):
 
 
 __all__ = ["Layer", "Conv2D", "MaxPool2D", "Dense", "Flatten", "LeakyReLU", "ReLU", "Dropout",
-           "BatchNorm", "LSTM", "Sequential", "LAYER_TYPES", "build_layers"]
+           "BatchNorm", "LSTM", "SimpleRNN", "GRU", "Bidirectional", "Sequential", "LAYER_TYPES",
+           "build_layers"]

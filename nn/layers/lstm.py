@@ -46,9 +46,11 @@ def lstm_forward(x, w_ih, w_hh, b):
     return hs[1:], cache
 
 
-def lstm_backward(dhs, cache, need_input_grad=True):
+def lstm_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
     """dhs: dL/dh_t from the output, (T, N, H) for every step, or (N, H) for the last step only.
 
+    hidden_grads: optional (T, N, H) array that receives the total dL/dh_t of every step (from
+    the output and from step t+1).
     Returns (dx or None, dw_ih, dw_hh, db); dx is skipped when the input needs no gradient.
     """
     x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs = cache
@@ -62,6 +64,8 @@ def lstm_backward(dhs, cache, need_input_grad=True):
     for t in range(steps - 1, -1, -1):
         if every_step:
             dh += dhs[t]
+        if hidden_grads is not None:
+            hidden_grads[t] = dh
         kernels.lstm_step_backward(dh, dc, gates[t], cs[t], tanh_cs[t], dgates[t])
         np.matmul(dgates[t], w_hh, out=dh)                                 # dh_{t-1} = da_t w_hh
     dgates2d = dgates.reshape(steps * n_batch, 4 * hidden)
@@ -88,6 +92,8 @@ class LSTM(Layer):
     """
 
     uses_rng = True
+    record_hidden_grads = False  # True: backward stores hidden_grads (T, N, H), the total dL/dh_t
+    hidden_grads = None          # (T, N, H) after such a backward
 
     def __init__(self, input_size, hidden_size, return_sequences=False, need_input_grad=True,
                  rng=None, dtype=np.float32):
@@ -114,8 +120,12 @@ class LSTM(Layer):
     def backward(self, dout):
         # every step's gradient (N, T, H) -> (T, N, H), or the last step's alone (N, H)
         dhs = np.ascontiguousarray(dout.transpose(1, 0, 2)) if self.return_sequences else dout
+        hidden_grads = None
+        if self.record_hidden_grads:
+            hidden_grads = np.empty(self.cache[4][1:].shape, dtype=dout.dtype)  # (T, N, H)
         dx, self.grads["w_ih"], self.grads["w_hh"], self.grads["b"] = lstm_backward(
-            dhs, self.cache, self.need_input_grad)
+            dhs, self.cache, self.need_input_grad, hidden_grads)
+        self.hidden_grads = hidden_grads
         return dx
 
     def output_shape(self, input_shape):
