@@ -184,9 +184,9 @@ def format_text(model, weights_path, data_dir, evaluation):
     return "\n".join(lines)
 
 
-def make_parser():
+def make_parser(prog="python -m models.evaluate"):
     parser = CommandLineParser(
-        prog="python -m models.evaluate",
+        prog=prog,
         description="Evaluate a trained model on the MNIST test images: accuracy, per-class "
                     "precision/recall/F1 and the confusion matrix.")
     add = parser.add_argument
@@ -204,8 +204,8 @@ def make_parser():
 
 
 @exit_on_user_error
-def main(argv=None):
-    args = make_parser().parse_args(argv)
+def main(argv=None, prog="python -m models.evaluate"):
+    args = make_parser(prog).parse_args(argv)
     if args.plots:
         from models.plots import require_matplotlib
         require_matplotlib()
