@@ -1,6 +1,7 @@
 """The installed package: shipped weights as package data, the console command, the user folder."""
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -24,6 +25,8 @@ def sha256(data):
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
+    # setuptools reuses build/ (git-ignored) in place: stale copies there would enter the wheel
+    shutil.rmtree(REPO / "build", ignore_errors=True)
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                              "-q", "-w", str(out), str(REPO)], capture_output=True, text=True)
     if result.returncode != 0:
@@ -83,7 +86,6 @@ def test_missing_data_is_never_downloaded_without_consent(tmp_path, monkeypatch)
 
 def test_consent_downloads_into_the_folder(tmp_path, monkeypatch, mnist_dir):
     """With --download (or a yes) the verified downloader fills the folder, then it is used."""
-    import shutil
     target = tmp_path / "mnist"
 
     def fake_download(directory, progress=True):
