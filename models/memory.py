@@ -146,9 +146,13 @@ def _factor(ratio):
     return f"{rounded:,.0f}" if rounded >= 10 else f"{rounded:.1f}"
 
 
-def _times(ratio):
-    """A ratio g_T / g_1 in words: '3,400x smaller', '2.1x larger'."""
-    return f"{_factor(ratio)}x smaller" if ratio >= 1 else f"{_factor(1 / ratio)}x larger"
+def _times(ratio, than=""):
+    """A ratio g_T / g_1 in words: '3,400x smaller', '2.1x larger' (+ ``than``), or 'about as
+    large' (+ ``than`` with 'as' for 'than') within 10 %."""
+    if 1 / 1.1 < ratio < 1.1:
+        return "about as large" + (" as" + than[len("than"):] if than else "")
+    return (f"{_factor(ratio)}x smaller" if ratio >= 1 else f"{_factor(1 / ratio)}x larger") + (
+        " " + than if than else "")
 
 
 def describe_gradients(result, titles):
@@ -163,7 +167,7 @@ def describe_gradients(result, titles):
         start = initial[-1] / initial[0] if initial[0] > 0 else float("inf")
         text.append(
             f"{titles[name]}: after training, the gradient reaching the state after row 1 is "
-            f"{_times(ratios[name])} than at row {steps} (mean ||dL/dh_1|| = {trained[0]:.2e}, "
+            f"{_times(ratios[name], f'than at row {steps}')} (mean ||dL/dh_1|| = {trained[0]:.2e}, "
             f"||dL/dh_{steps}|| = {trained[-1]:.2e}); freshly initialised (seed {g['seed']}) it "
             f"was {_times(start)} ({initial[0]:.2e} vs {initial[-1]:.2e}).")
     if len(ratios) >= 2:
@@ -173,37 +177,49 @@ def describe_gradients(result, titles):
             f"Of the trained models, the {titles[best]} keeps the most gradient over the {steps} "
             f"steps and the {titles[worst]} the least: the {titles[worst]}'s ratio is "
             f"{_factor(ratios[worst] / ratios[best])}x the {titles[best]}'s.")
+        initial = {name: result["gradients"][name]["initial"][-1] / result["gradients"][name]["initial"][0]
+                   for name in result["models"]}
+        order = sorted(initial, key=lambda name: initial[name])
+        text.append(
+            f"Freshly initialised, the {titles[order[-1]]} loses the most gradient between row {steps} "
+            f"and row 1 ({_factor(initial[order[-1]])}x) and the {titles[order[0]]} the least "
+            f"({_factor(initial[order[0]])}x).")
     return text
 
 
 def describe_blank_rows(result, titles, bar=MEMORY_BAR):
-    """Sentences on the blank-row accuracy: where each model falls below ``bar``."""
+    """Sentences on the blank-row accuracy: where each model falls below ``bar``, and the mean."""
     counts = result["blank_rows"]["counts"]
     accuracy = result["blank_rows"]["accuracy"]
+    names = result["models"]
+    bar_words = f"{bar * 100:.0f} %"
     text = []
     falls = {}
-    for name in result["models"]:
+    for name in names:
         acc = accuracy[name]
         below = next((i for i, a in enumerate(acc) if a < bar), None)
         falls[name] = counts[below] if below is not None else None
         if below is None:
-            text.append(f"The {titles[name]} stays at or above {bar * 100:.0f} % all the way to "
+            text.append(f"The {titles[name]} stays at or above {bar_words} all the way to "
                         f"{counts[-1]} blank rows ({acc[0] * 100:.1f} % with none, "
                         f"{acc[-1] * 100:.1f} % with {counts[-1]}).")
         elif below == 0:
-            text.append(f"The {titles[name]} is below {bar * 100:.0f} % even with no blank rows "
+            text.append(f"The {titles[name]} is below {bar_words} even with no blank rows "
                         f"({acc[0] * 100:.1f} %).")
+        elif below == 1:
+            text.append(f"The {titles[name]} scores {acc[0] * 100:.1f} % with no blank rows and falls "
+                        f"below {bar_words} already at {counts[1]} ({acc[1] * 100:.1f} %); after "
+                        f"{counts[-1]} it scores {acc[-1] * 100:.1f} %.")
         else:
             text.append(f"The {titles[name]} scores {acc[0] * 100:.1f} % with no blank rows and "
                         f"{acc[below - 1] * 100:.1f} % after {counts[below - 1]}, then falls below "
-                        f"{bar * 100:.0f} % at {counts[below]} blank rows ({acc[below] * 100:.1f} %); "
+                        f"{bar_words} at {counts[below]} blank rows ({acc[below] * 100:.1f} %); "
                         f"after {counts[-1]} it scores {acc[-1] * 100:.1f} %.")
-    if len(falls) >= 2:
-        key = {name: (counts[-1] + 1 if k is None else k) for name, k in falls.items()}
-        order = sorted(key, key=lambda name: -key[name])
-        if key[order[0]] > key[order[-1]]:
-            text.append(f"The {titles[order[0]]} holds the digit longest and the "
-                        f"{titles[order[-1]]} the shortest on this test.")
-        else:
-            text.append(f"All {len(falls)} models fall below {bar * 100:.0f} % at the same k.")
+    later = [i for i, k in enumerate(counts) if k > 0]
+    if len(names) >= 2 and later:
+        mean = {name: float(np.mean([accuracy[name][i] for i in later])) for name in names}
+        order = sorted(names, key=lambda name: -mean[name])
+        text.append(f"Averaged over k = {counts[later[0]]}..{counts[later[-1]]}: " + ", ".join(
+            f"{titles[name]} {mean[name] * 100:.1f} %" for name in order)
+            + f"; the {titles[order[0]]} holds the digit best and the {titles[order[-1]]} worst.")
     return text

@@ -77,7 +77,8 @@ def plot_training_curves(histories, path):
     path : path-like
         PNG file to write.
     """
-    figure = _figure(10, 3.8)
+    many = len(histories) > 2   # then one legend beside both panels instead of one in each
+    figure = _figure(12 if many else 10, 3.8 + (0.4 if many else 0))
     loss_axes, accuracy_axes = figure.subplots(1, 2)
     low = []
     for index, (label, history) in enumerate(histories.items()):
@@ -107,8 +108,10 @@ def plot_training_curves(histories, path):
     for axes in (loss_axes, accuracy_axes):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
-        if axes.lines:
+        if axes.lines and not many:
             axes.legend(fontsize=8)
+    if many and accuracy_axes.lines:
+        accuracy_axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.tight_layout()
     return _save(figure, path)
 

@@ -4,6 +4,7 @@ The end-to-end test builds the report on a few hundred real test images with sma
 weights made here, and checks it against ``python -m models.evaluate --json`` for the same
 weights and data.
 """
+import hashlib
 import json
 import math
 import os
@@ -146,8 +147,8 @@ def test_sweep_sentences_for_three_models():
                        "96.0 % (RNN) accuracy.")
     assert text[1] == ("At a blur of sigma 2 px the CNN drops to 70.0 % (-29.0 points), the LSTM drops to "
                        "35.0 % (-63.0 points) and the RNN drops to 30.0 % (-66.0 points). The CNN loses at "
-                       "most 1 point up to a blur of sigma 1 px; the LSTM loses at most 1 point up to a blur "
-                       "of sigma 0.5 px; the RNN loses at most 1 point up to a blur of sigma 0.5 px.")
+                       "most 1 point up to a blur of sigma 1 px; the LSTM and the RNN lose at most 1 point up to a "
+                       "blur of sigma 0.5 px.")
     # means over the 4 perturbed levels: CNN 90.625, LSTM 74.5, RNN 68.875
     assert text[2] == ("Averaged over the 4 perturbed levels: CNN 90.6 %, LSTM 74.5 %, RNN 68.9 %; the CNN "
                        "holds up best and the RNN worst.")
@@ -204,12 +205,22 @@ def test_memory_sentences_state_the_numbers():
                        "initialised (seed 1) it was 2.0x larger (2.00e-01 vs 1.00e-01).")
     assert text[2] == ("Of the trained models, the LSTM keeps the most gradient over the 28 steps and the RNN "
                        "the least: the RNN's ratio is 50,000x the LSTM's.")
+    assert text[3] == ("Freshly initialised, the RNN loses the most gradient between row 28 and row 1 "
+                       "(100,000,000x) and the LSTM the least (0.5x).")
     text = memory.describe_blank_rows(result, titles)
     assert text[0] == ("The RNN scores 97.0 % with no blank rows and 93.0 % after 4, then falls below 90 % at "
                        "8 blank rows (85.0 %); after 12 it scores 40.0 %.")
     assert text[1] == ("The LSTM stays at or above 90 % all the way to 12 blank rows (99.0 % with none, "
                        "92.0 % with 12).")
-    assert text[2] == "The LSTM holds the digit longest and the RNN the shortest on this test."
+    # means over k = 4, 8, 12: RNN (93 + 85 + 40) / 3 = 72.67, LSTM (99 + 95 + 92) / 3 = 95.33
+    assert text[2] == ("Averaged over k = 4..12: LSTM 95.3 %, RNN 72.7 %; the LSTM holds the digit best "
+                       "and the RNN worst.")
+    result["blank_rows"]["accuracy"]["rnn"] = [0.97, 0.85, 0.80, 0.40]
+    assert memory.describe_blank_rows(result, titles)[0] == (
+        "The RNN scores 97.0 % with no blank rows and falls below 90 % already at 4 (85.0 %); after 12 "
+        "it scores 40.0 %.")
+    result["gradients"]["rnn"]["trained"][0] = 0.48  # within 10 % of the last row's 0.5
+    assert "row 1 is about as large as at row 28 (mean" in memory.describe_gradients(result, titles)[0]
 
 
 # --- the memory measurements, against direct computations ---
@@ -342,6 +353,9 @@ def test_three_model_report_states_measured_values_and_links_every_figure(repo_r
     images, labels, _ = load_test_set(str(mnist_dir), LIMIT)
     assert numbers["models"] == list(THREE) and numbers["pair"] == ["rnn", "cnn"]
     assert report.startswith("# CNN, LSTM and RNN on MNIST")
+    for name in THREE:
+        digest = hashlib.sha256(weights[name].read_bytes()).hexdigest()
+        assert numbers["weights_sha256"][name] == digest and f"(SHA-256 {digest[:12]}...)" in report
 
     evaluations = {}
     for name in THREE:
