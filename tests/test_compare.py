@@ -458,3 +458,60 @@ def test_bad_model_lists_give_one_line_and_write_nothing(repo_root, mnist_dir, w
     line = assert_one_line_error(run_compare(repo_root, tmp_path / "no_data", weights, out))
     assert str(tmp_path / "no_data") in line
     assert not out.exists()
+
+
+OUT_OF_TREE_MODEL = '''
+from models.inputs import image_rows
+from models.registry import ModelSpec
+from nn.layers import GRU, Dense, Sequential
+
+
+def build(rng, image_shape=(28, 28), num_classes=10, hidden=8):
+    return Sequential([GRU(image_shape[1], hidden, need_input_grad=False, rng=rng),
+                       Dense(hidden, num_classes, rng=rng)])
+
+
+MODEL = ModelSpec(name="tinygru", title="TinyGRU", description="An 8-unit GRU defined outside the kit.",
+                  build=build, to_input=image_rows, options={"hidden": 8}, recurrent=True, shipped=False)
+'''
+
+
+def test_a_model_defined_outside_the_kit_is_compared_and_measured(repo_root, mnist_dir, weights, tmp_path):
+    from models import registry
+    model_file = tmp_path / "tinygru.py"
+    model_file.write_text(OUT_OF_TREE_MODEL)
+    registry.load_model_file(model_file)
+    tiny_weights = tmp_path / "tinygru.npz"
+    build_model("tinygru", np.random.default_rng(4)).save(tiny_weights)
+    out = tmp_path / "report"
+    result = run_module(repo_root, "models.compare", "--model-file", model_file, "--models",
+                        f"{weights['rnn']},{tiny_weights}", "--data", mnist_dir, "--out", out, "--limit", 100,
+                        "--sweep-images", 20, "--latency-calls", 3, "--speed-seconds", 0.05, "--quiet",
+                        pythonpath_first=without_matplotlib(tmp_path))
+    assert result.returncode == 0, result.stderr
+    numbers = json.loads((out / "report.json").read_text())
+    report = (out / "report.md").read_text()
+    assert numbers["models"] == ["rnn", "tinygru"] and numbers["pair"] == ["rnn", "tinygru"]
+    # GRU: w_ih 24 x 28, w_hh 24 x 8, b_ih and b_hh 24 each = 912; dense 8 x 10 + 10 = 90
+    assert "- **TinyGRU** (`tinygru`, 1,002 parameters): An 8-unit GRU defined outside the kit." in report
+    images, labels, _ = load_test_set(str(mnist_dir), 100)
+    tiny = load_model(tiny_weights)
+    assert numbers["evaluations"]["tinygru"]["accuracy"] == float((tiny.predict(images) == labels).mean())
+    assert numbers["memory"]["models"] == ["rnn", "tinygru"]
+    subset = compare.sweep_subset(100, 20)
+    assert numbers["memory"]["blank_rows"]["accuracy"]["tinygru"][0] == float(
+        (tiny.predict(images[subset]) == labels[subset]).mean())
+
+
+def test_default_is_every_shipped_model_in_registry_order():
+    from models import registry
+    from models.base import shipped_weights
+    missing = [name for name in registry.shipped() if not shipped_weights(name).is_file()]
+    if missing:
+        pytest.skip(f"shipped weights not present yet: {', '.join(missing)}")
+    models, paths, pair = compare.load_models(None, None)
+    assert list(models) == registry.shipped() and len(models) >= 2
+    assert pair == tuple(registry.shipped()[:2])
+    assert all(paths[name] == shipped_weights(name) for name in models)
+    _, _, pair = compare.load_models(",".join(registry.shipped()), ",".join(registry.shipped()[:0:-1][:2]))
+    assert pair == tuple(registry.shipped()[:0:-1][:2])
