@@ -1,8 +1,10 @@
-"""The comparison report: perturbations, generated sentences, and ``python -m models.compare``.
+"""The comparison report: perturbations, generated sentences, the memory measurements, and
+``python -m models.compare``.
 
-The end-to-end test builds the report on a few hundred real test images with small untrained
-weights made here, and checks it against ``python -m models.evaluate --json`` for the same
-weights and data.
+The memory measurements are checked against direct computations on a tiny RNN (central
+differences on the hidden state, a float64 NumPy forward).  The end-to-end tests build the
+report for three models (untrained weights made here) on a few hundred real test images and
+check its numbers against evaluations, predictions and measurements made in the test.
 """
 import hashlib
 import json
