@@ -1,26 +1,39 @@
-"""CNN versus LSTM: the comparison report.
+"""The comparison report: every shipped model (or the ones named) on the MNIST test images.
 
-    python -m models.compare                          # weights/cnn.npz vs weights/lstm.npz
-    python -m models.compare --out docs/compare       # where report.md and the PNGs go
+    python -m models.compare                                   # every shipped model
+    python -m models.compare --models cnn,lstm,gru,rnn,mlp     # these, in this order
+    python -m models.compare --models cnn,runs/my.npz          # a name or a weights file each
+    python -m models.compare --pair cnn,lstm --out docs/compare
+    python -m models.compare --threads 1                       # steadier speeds on a busy machine
 
-Evaluates both models on the MNIST test images and writes ``report.md`` (plus ``report.json``
+Evaluates the models on the MNIST test images and writes ``report.md`` (plus ``report.json``
 with every number, and PNG figures when matplotlib is installed) into ``--out``:
 
-- per model: test accuracy, parameters, FLOPs per image, training time per epoch (from the
-  history JSON beside the weights), single-image prediction latency, training curves;
-- per class: precision, recall and F1 side by side, both confusion matrices, the digits one model
-  gets right and the other wrong (both ways) and the digits both miss;
-- robustness: accuracy of both models as the digits are shifted, rotated, scaled, blurred,
-  noised or have rows blanked, one figure per perturbation, on a fixed subset of test images.
+- per model: its description (from its model file), test accuracy, parameters, FLOPs per image,
+  training speed measured in this run (a short timed training loop, batch 64), single-image
+  prediction latency, training curves (from the history JSON beside the weights);
+- per class: F1 side by side (precision and recall in the figure and the JSON), every confusion
+  matrix, how often each model is right where another is wrong, and for one chosen pair
+  (``--pair``, default the first two) the digits one gets right and the other wrong, both ways,
+  and the digits both miss;
+- robustness: accuracy of every model as the digits are shifted, rotated, scaled, blurred,
+  noised or have rows blanked, one figure per perturbation, on a fixed subset of test images;
+- "Does the LSTM remember longer?": for the recurrent models, the gradient norm ||dL/dh_t|| per
+  row at initialisation and after training, and the accuracy when blank rows follow the digit
+  (see :mod:`models.memory`).
 
 Every sentence in the report is generated from the numbers it sits next to.  Seeds are fixed,
 so two runs on the same weights and data give the same report except for the timings.
 """
+import sys
+
 import nn
+from nn.threads import threads_from_argv
 
 if __name__ == "__main__":
-    nn.configure_threads()  # before NumPy loads BLAS
+    nn.configure_threads(threads_from_argv(sys.argv[1:]))  # before NumPy loads BLAS
 
+import hashlib
 import json
 import math
 import os
@@ -33,14 +46,15 @@ from typing import Callable
 
 import numpy as np
 
-from models import metrics
-from models.base import load_model
+from models import memory, metrics, registry
+from models.base import build_model, load_model, resolve_weights
 from models.evaluate import evaluate, load_test_set, read_history
 from kit.cli import CommandLineParser, positive_int
 from kit.augment import affine_maps, warp
 from nn.errors import UserError
 from kit.cli import exit_on_user_error
-from nn.flops import network_flops
+from nn.losses import SoftmaxCrossEntropy
+from nn.optim import Adam
 from nn.serialize import atomic_write_text
 
 SEED = 20240611          # the sweep subset and the noise are drawn from generators seeded here
@@ -48,7 +62,9 @@ SWEEP_IMAGES = 2000      # test images in the robustness sweeps (a fixed random 
 LATENCY_CALLS = 200      # single-image predictions timed per model (the median is reported)
 LATENCY_WARMUP = 20
 GRID_IMAGES = 40
-MODELS = ("cnn", "lstm")
+SPEED_BATCH = 64         # the training-speed loop: batch size, untimed warm-up steps, timed seconds
+SPEED_WARMUP = 3
+SPEED_SECONDS = 4.0
 
 
 # --- perturbations: (N, 28, 28) float32 in [0, 1] -> same shape; identity returns the input ---
@@ -170,7 +186,7 @@ SWEEPS = [
           [-4, -3, -2, -1, 0, 1, 2, 3, 4], 0,
           {"": lambda x, level, rng: shift(x, rows=level)},
           _signed("down", "up", "shift"),
-          "every digit moved up or down by a whole number of pixels - for the LSTM this changes "
+          "every digit moved up or down by a whole number of pixels - for a recurrent model this changes "
           "at which timestep each stroke arrives"),
     Sweep("rotation", "Rotation", "rotation (degrees, counter-clockwise)",
           [0, 5, 10, 15, 20, 25, 30], 0,
@@ -198,7 +214,7 @@ SWEEPS = [
           {"top": lambda x, level, rng: blank_rows(x, level, "top"),
            "bottom": lambda x, level, rng: blank_rows(x, level, "bottom")},
           lambda level: f"{level:g} blanked rows",
-          "the top or the bottom rows of every image set to black - for the LSTM the first or the "
+          "the top or the bottom rows of every image set to black - for a recurrent model the first or the "
           "last timesteps of its input become empty",
           styles={"top": "-", "bottom": "--"}),
 ]
@@ -265,17 +281,56 @@ def single_image_latency(model, image, calls=LATENCY_CALLS, warmup=LATENCY_WARMU
     return float(np.median(times))
 
 
+def training_speed(model, images, labels, batch_size=SPEED_BATCH, seconds=SPEED_SECONDS,
+                   warmup=SPEED_WARMUP, seed=SEED):
+    """Training images/s of a fresh copy of ``model``, timed in this process.
+
+    One step is what the trainer does per batch without augmentation: forward in training mode,
+    softmax cross-entropy, backward, an Adam step (lr 1e-3).  The batches cycle through
+    ``images`` (test images will do: the speed does not depend on the pixels).  ``warmup`` untimed
+    steps first, then steps until ``seconds`` have passed (at least five).  The rate is
+    ``batch_size`` over the median step time, so a burst of other work on the machine during a
+    few steps does not set it; the mean rate is returned too.
+    """
+    fresh = build_model(model.name, rng=np.random.default_rng(seed), num_classes=model.num_classes,
+                        image_shape=model.image_shape, **model.options)
+    x = np.ascontiguousarray(fresh.to_network_input(images))
+    labels = np.asarray(labels)
+    optimizer = Adam(fresh.network.parameters(), lr=1e-3)
+    criterion = SoftmaxCrossEntropy()
+
+    def step(i):
+        index = np.arange(i * batch_size, (i + 1) * batch_size) % len(x)
+        logits = fresh.network.forward(x[index], training=True)
+        criterion.forward(logits, labels[index])
+        fresh.network.backward(criterion.backward())
+        optimizer.step()
+
+    for i in range(warmup):
+        step(i)
+    times, started = [], time.perf_counter()
+    while time.perf_counter() - started < seconds or len(times) < 5:
+        before = time.perf_counter()
+        step(warmup + len(times))
+        times.append(time.perf_counter() - before)
+    return {"images_per_second": batch_size / float(np.median(times)),
+            "mean_images_per_second": batch_size * len(times) / float(np.sum(times)),
+            "steps": len(times), "seconds": float(np.sum(times)), "batch_size": batch_size}
+
+
+def numba_threads():
+    """The number of threads Numba's parallel kernels use in this process."""
+    import numba
+    return int(numba.get_num_threads())
+
+
 def training_summary(history):
-    """Mean seconds and images/s per epoch, epochs, best epoch and validation accuracy."""
+    """Epochs, best epoch and validation accuracy, last epoch's accuracies and losses."""
     if not history or not history.get("epochs"):
         return None
     epochs = history["epochs"]
-    seconds = [float(e["seconds"]) for e in epochs if "seconds" in e]
-    speed = [float(e["images_per_second"]) for e in epochs if "images_per_second" in e]
     best = max(epochs, key=lambda e: e["val_accuracy"])
     return {"epochs": len(epochs),
-            "seconds_per_epoch": float(np.mean(seconds)) if seconds else None,
-            "images_per_second": float(np.mean(speed)) if speed else None,
             "best_epoch": int(history.get("best_epoch") or best["epoch"]),
             "best_val_accuracy": float(history.get("best_val_accuracy") or best["val_accuracy"]),
             "final_train_accuracy": float(epochs[-1]["train_accuracy"]),
@@ -284,15 +339,45 @@ def training_summary(history):
             "final_val_loss": float(epochs[-1]["val_loss"])}
 
 
-def disagreements(evaluations):
-    """Indices where exactly one model is right (each way), and where both are wrong."""
-    cnn, lstm = evaluations["cnn"], evaluations["lstm"]
-    return {"cnn_right_lstm_wrong": np.flatnonzero(cnn.correct & ~lstm.correct),
-            "lstm_right_cnn_wrong": np.flatnonzero(lstm.correct & ~cnn.correct),
-            "both_wrong": np.flatnonzero(~cnn.correct & ~lstm.correct)}
+def disagreements(evaluations, pair):
+    """For the pair (a, b): indices where exactly one is right (each way), and where both are wrong."""
+    a, b = pair
+    ea, eb = evaluations[a], evaluations[b]
+    return {f"{a}_right_{b}_wrong": np.flatnonzero(ea.correct & ~eb.correct),
+            f"{b}_right_{a}_wrong": np.flatnonzero(eb.correct & ~ea.correct),
+            f"{a}_{b}_both_wrong": np.flatnonzero(~ea.correct & ~eb.correct)}
+
+
+def right_where_wrong(evaluations):
+    """``{a: {b: count}}``: the images model a gets right and model b gets wrong (a != b)."""
+    return {a: {b: int((ea.correct & ~eb.correct).sum()) for b, eb in evaluations.items() if b != a}
+            for a, ea in evaluations.items()}
+
+
+def error_overlap(evaluations):
+    """How the models' errors overlap: images every model misses (and of those, how many get the
+    same wrong answer from all), and per model the images only it misses / only it gets right."""
+    correct = np.stack([e.correct for e in evaluations.values()])          # (M, N)
+    predictions = np.stack([e.predictions for e in evaluations.values()])  # (M, N)
+    all_wrong = ~correct.any(axis=0)
+    same = all_wrong & (predictions == predictions[0]).all(axis=0)
+    names = list(evaluations)
+    wrong_count = (~correct).sum(axis=0)
+    return {"all_wrong": int(all_wrong.sum()), "all_wrong_same_answer": int(same.sum()),
+            "only_wrong": {name: int((~correct[i] & (wrong_count == 1)).sum()) for i, name in enumerate(names)},
+            "only_right": {name: int((correct[i] & (wrong_count == len(names) - 1)).sum())
+                           for i, name in enumerate(names)} if len(names) > 2 else None}
 
 
 # --- words generated from the numbers ---
+
+def title_of(name):
+    """A model's display title ('CNN') from its model file, else its name in capitals."""
+    try:
+        return registry.get(name).title
+    except UserError:
+        return name.upper()
+
 
 def pct(value, digits=1):
     """0.9713 -> '97.1 %'."""
@@ -310,18 +395,30 @@ def _ratio_words(a, b):
     return f"{a / b:.1f}x" if b else "n/a"
 
 
+def _join(parts):
+    """['a'] -> 'a'; ['a', 'b'] -> 'a and b'; ['a', 'b', 'c'] -> 'a, b and c'."""
+    parts = list(parts)
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _all(names):
+    return "both models" if len(names) == 2 else f"all {len(names)} models"
+
+
 def _at_level(names, base, values):
     """'the CNN keeps 99.2 % while the LSTM drops to 61.3 % (-37.2 points)': a model "keeps" its
     accuracy if it lost less than 1 point, the same bar as the 'at most 1 point' sentences."""
     drops = {name: base[name] - values[name] for name in names}
     if all(drop < 0.01 for drop in drops.values()):
-        return "both models stay within 1 point: " + ", ".join(
-            f"the {name.upper()} scores {pct(values[name])}" for name in names)
-    parts = [f"the {name.upper()} keeps {pct(values[name])}" if drops[name] < 0.01 else
-             f"the {name.upper()} drops to {pct(values[name])} (-{100 * drops[name]:.1f} points)"
+        return f"{_all(names)} stay within 1 point: " + ", ".join(
+            f"the {title_of(name)} scores {pct(values[name])}" for name in names)
+    parts = [f"the {title_of(name)} keeps {pct(values[name])}" if drops[name] < 0.01 else
+             f"the {title_of(name)} drops to {pct(values[name])} (-{100 * drops[name]:.1f} points)"
              for name in names]
-    kept = sum(drops[name] < 0.01 for name in names)
-    return (" while " if kept == 1 else " and ").join(parts)
+    if len(names) == 2:
+        kept = sum(drops[name] < 0.01 for name in names)
+        return (" while " if kept == 1 else " and ").join(parts)
+    return _join(parts)
 
 
 def _arms(levels, identity):
@@ -340,7 +437,7 @@ def _reach_words(sweep, arm, level, subject):
     return f"{subject} at most 1 point up to {sweep.phrase(level)}"
 
 
-def describe_sweep(sweep, result, names=MODELS):
+def describe_sweep(sweep, result, names=None):
     """What a sweep's numbers show: a list of paragraphs (each a few generated sentences)."""
     levels = result["levels"]
     at = {level: i for i, level in enumerate(levels)}
@@ -348,11 +445,12 @@ def describe_sweep(sweep, result, names=MODELS):
     sentences = []
     for variant, data in result["variants"].items():
         acc = data["accuracy"]
+        names = list(acc) if names is None else names
         where = f" (rows blanked at the {variant})" if variant else ""
         base = {name: acc[name][base_index] for name in names}
         if not variant or variant == next(iter(result["variants"])):
-            sentences.append(["Unperturbed, the subset is classified with " + " and ".join(
-                f"{pct(base[name])} ({name.upper()})" for name in names) + " accuracy."])
+            sentences.append(["Unperturbed, the subset is classified with " + _join(
+                f"{pct(base[name])} ({title_of(name)})" for name in names) + " accuracy."])
         for arm in _arms(levels, sweep.identity):
             sentences.append([])
             extreme = arm[-1]
@@ -368,71 +466,93 @@ def describe_sweep(sweep, result, names=MODELS):
                         break
                     reach[name] = level
             if len(set(reach.values())) == 1:
-                sentence = _reach_words(sweep, arm, reach[names[0]], "both models lose") + "."
+                sentence = _reach_words(sweep, arm, reach[names[0]], f"{_all(names)} lose") + "."
             else:
-                sentence = "; ".join(_reach_words(sweep, arm, reach[name], f"the {name.upper()} loses")
-                                     for name in names) + "."
+                groups = {}   # models with the same reach share one clause, in order of first mention
+                for name in names:
+                    groups.setdefault(reach[name], []).append(name)
+                sentence = "; ".join(
+                    _reach_words(sweep, arm, level, _join(f"the {title_of(name)}" for name in group)
+                                 + (" loses" if len(group) == 1 else " lose"))
+                    for level, group in groups.items()) + "."
             if variant:
                 sentence = f"with the {variant} rows blanked, {sentence}"
             sentences[-1].append(sentence[0].upper() + sentence[1:])
         # Which model loses more, level by level.
         others = [i for i in range(len(levels)) if i != base_index]
-        if len(names) == 2 and others:
+        if not others:
+            continue
+        mean = {name: float(np.mean([acc[name][i] for i in others])) for name in names}
+        if len(names) == 2:
             a, b = names
             drop = {name: [base[name] - acc[name][i] for i in others] for name in names}
             a_more = sum(da > db for da, db in zip(drop[a], drop[b]))
             b_more = sum(db > da for da, db in zip(drop[a], drop[b]))
-            mean = {name: float(np.mean([acc[name][i] for i in others])) for name in names}
             if a_more == b_more:
-                who = f"the {a.upper()} and the {b.upper()} each lose more accuracy at {a_more} of them"
+                who = (f"the {title_of(a)} and the {title_of(b)} each lose more accuracy at "
+                       f"{a_more} of them")
             else:
                 worse, better = (a, b) if a_more > b_more else (b, a)
-                who = (f"the {worse.upper()} loses more accuracy than the {better.upper()} at "
+                who = (f"the {title_of(worse)} loses more accuracy than the {title_of(better)} at "
                        f"{max(a_more, b_more)} of them")
             sentences.append([
                 f"Over the {len(others)} perturbed levels{where} {who}; averaged over those levels "
-                f"the {a.upper()} scores {pct(mean[a])} and the {b.upper()} {pct(mean[b])}."])
+                f"the {title_of(a)} scores {pct(mean[a])} and the {title_of(b)} {pct(mean[b])}."])
+        elif len(names) > 2:
+            order = sorted(names, key=lambda name: -mean[name])
+            sentences.append([
+                f"Averaged over the {len(others)} perturbed levels{where}: " + ", ".join(
+                    f"{title_of(name)} {pct(mean[name])}" for name in order)
+                + f"; the {title_of(order[0])} holds up best and the {title_of(order[-1])} worst."])
     return [" ".join(paragraph) for paragraph in sentences]
 
 
-def describe_summary(evaluations, facts, training):
+def describe_summary(evaluations, facts):
     e = evaluations
-    c, l = e["cnn"], e["lstm"]
-    errors = {name: e[name].n_images - int(e[name].correct.sum()) for name in MODELS}
-    sentence = (f"On the {c.n_images:,} test images the CNN is right {pct(c.accuracy, 2)} of the time "
-                f"({errors['cnn']:,} errors) and the LSTM {pct(l.accuracy, 2)} ({errors['lstm']:,} errors)")
-    worse, fewer = sorted(MODELS, key=lambda name: -errors[name])
-    if errors[worse] > errors[fewer] > 0:
-        sentence += (f": the {worse.upper()} makes {_ratio_words(errors[worse], errors[fewer])} as many "
-                     f"errors as the {fewer.upper()}")
-    text = [sentence + "."]
+    names = list(e)
+    n = e[names[0]].n_images
+    errors = {name: e[name].n_images - int(e[name].correct.sum()) for name in names}
+    text = [f"On the {n:,} test images " + _join(
+        f"the {title_of(name)} is right {pct(e[name].accuracy, 2)} of the time ({errors[name]:,} errors)"
+        if i == 0 else f"the {title_of(name)} {pct(e[name].accuracy, 2)} ({errors[name]:,})"
+        for i, name in enumerate(names)) + "."]
+    order = sorted(names, key=lambda name: errors[name])
+    fewest, most = order[0], order[-1]
+    if errors[most] > errors[fewest] > 0:
+        text.append(f"The {title_of(most)} makes {_ratio_words(errors[most], errors[fewest])} as many "
+                    f"errors as the {title_of(fewest)}.")
     p, f = facts["parameters"], facts["flops"]
-    text.append(f"The CNN has {_ratio_words(p['cnn'], p['lstm'])} as many parameters as the LSTM "
-                f"({p['cnn']:,} vs {p['lstm']:,}) and needs {_ratio_words(f['cnn'], f['lstm'])} its "
-                f"FLOPs per image ({f['cnn'] / 1e6:.2f} vs {f['lstm'] / 1e6:.2f} MFLOPs).")
+    by_size = sorted(names, key=lambda name: p[name])
+    by_flops = sorted(names, key=lambda name: f[name])
+    text.append(f"The {title_of(by_size[-1])} has the most parameters ({p[by_size[-1]]:,}), "
+                f"{_ratio_words(p[by_size[-1]], p[by_size[0]])} as many as the "
+                f"{title_of(by_size[0])} ({p[by_size[0]]:,}); the {title_of(by_flops[-1])} needs the "
+                f"most FLOPs per image ({f[by_flops[-1]] / 1e6:.2f} MFLOPs), "
+                f"{_ratio_words(f[by_flops[-1]], f[by_flops[0]])} those of the {title_of(by_flops[0])} "
+                f"({f[by_flops[0]] / 1e6:.2f} MFLOPs).")
     lat = facts["latency"]
-    text.append(f"One image takes {_fmt_seconds(lat['cnn'])} to classify with the CNN and "
-                f"{_fmt_seconds(lat['lstm'])} with the LSTM (median of {facts['latency_calls']} "
-                f"calls on this machine).")
-    train = training
-    if train["cnn"] and train["lstm"] and train["cnn"]["seconds_per_epoch"] and train["lstm"]["seconds_per_epoch"]:
-        text.append(f"An epoch of training took {_fmt_seconds(train['cnn']['seconds_per_epoch'])} for the "
-                    f"CNN ({train['cnn']['images_per_second']:,.0f} images/s) and "
-                    f"{_fmt_seconds(train['lstm']['seconds_per_epoch'])} for the LSTM "
-                    f"({train['lstm']['images_per_second']:,.0f} images/s), averaged over "
-                    f"{train['cnn']['epochs']} and {train['lstm']['epochs']} epochs.")
+    text.append("One image takes " + _join(f"{_fmt_seconds(lat[name])} to classify with the {title_of(name)}"
+                                           if i == 0 else f"{_fmt_seconds(lat[name])} with the {title_of(name)}"
+                                           for i, name in enumerate(names))
+                + f" (median of {facts['latency_calls']} calls on this machine).")
+    speed = {name: facts["training_speed"][name]["images_per_second"] for name in names}
+    fast = sorted(names, key=lambda name: -speed[name])
+    text.append(f"Measured in this run, the {title_of(fast[0])} trains fastest ({speed[fast[0]]:,.0f} "
+                f"images/s) and the {title_of(fast[-1])} slowest ({speed[fast[-1]]:,.0f} images/s, "
+                f"{_ratio_words(speed[fast[0]], speed[fast[-1]])} slower); at that speed an epoch of "
+                f"48,000 training images would take {48_000 / speed[fast[0]]:,.0f} s and "
+                f"{48_000 / speed[fast[-1]]:,.0f} s.")
     return text
 
 
 def describe_training(training):
     text = []
-    for name in MODELS:
-        t = training[name]
+    for name, t in training.items():
         if not t:
-            text.append(f"No training history was found for the {name.upper()}.")
+            text.append(f"No training history was found for the {title_of(name)}.")
             continue
         gap = t["final_train_accuracy"] - t["final_val_accuracy"]
-        text.append(f"The {name.upper()} reached its best validation accuracy, {pct(t['best_val_accuracy'], 2)}, "
+        text.append(f"The {title_of(name)} reached its best validation accuracy, {pct(t['best_val_accuracy'], 2)}, "
                     f"at epoch {t['best_epoch']} of {t['epochs']}; in its last epoch training accuracy "
                     f"was {pct(t['final_train_accuracy'], 2)} and validation {pct(t['final_val_accuracy'], 2)} "
                     f"({'a gap of ' + format(100 * abs(gap), '.2f') + ' points' if abs(gap) >= 0.0005 else 'no gap'}"
@@ -441,48 +561,93 @@ def describe_training(training):
 
 
 def describe_per_class(evaluations):
-    rows = {name: evaluations[name].per_class for name in MODELS}
+    rows = {name: e.per_class for name, e in evaluations.items()}
+    names = list(rows)
     text = []
-    for name in MODELS:
+    for name in names:
         weakest = min(rows[name], key=lambda r: (r["f1"], r["digit"]))
-        text.append(f"The {name.upper()}'s weakest digit is {weakest['digit']} "
+        text.append(f"The {title_of(name)}'s weakest digit is {weakest['digit']} "
                     f"(F1 {pct(weakest['f1'], 2)}).")
-    gaps = [(rows["cnn"][k]["f1"] - rows["lstm"][k]["f1"], k) for k in range(len(rows["cnn"]))]
-    cnn_higher = sum(g > 0 for g, _ in gaps)
-    lstm_higher = sum(g < 0 for g, _ in gaps)
-    gap, digit = max(gaps, key=lambda g: (abs(g[0]), -g[1]))
-    text.append(f"The CNN's F1 is higher for {cnn_higher} of the 10 digits and the LSTM's for "
-                f"{lstm_higher}; the largest difference is for digit {digit} "
-                f"({100 * abs(gap):.2f} points in favour of the {'CNN' if gap > 0 else 'LSTM'}).")
+    digits = range(len(rows[names[0]]))
+    if len(names) == 2:
+        a, b = names
+        gaps = [(rows[a][k]["f1"] - rows[b][k]["f1"], k) for k in digits]
+        a_higher = sum(g > 0 for g, _ in gaps)
+        b_higher = sum(g < 0 for g, _ in gaps)
+        gap, digit = max(gaps, key=lambda g: (abs(g[0]), -g[1]))
+        text.append(f"The {title_of(a)}'s F1 is higher for {a_higher} of the {len(gaps)} digits and the "
+                    f"{title_of(b)}'s for {b_higher}; the largest difference is for digit {digit} "
+                    f"({100 * abs(gap):.2f} points in favour of the {title_of(a if gap > 0 else b)}).")
+    else:
+        best = {name: 0 for name in names}
+        spreads = []
+        for k in digits:
+            f1 = {name: rows[name][k]["f1"] for name in names}
+            top = max(f1.values())
+            winners = [name for name in names if f1[name] == top]
+            if len(winners) == 1:
+                best[winners[0]] += 1
+            low = min(names, key=lambda name: f1[name])
+            high = max(names, key=lambda name: f1[name])
+            spreads.append((f1[high] - f1[low], k, high, low))
+        ranked = sorted((name for name in names if best[name]), key=lambda name: -best[name])
+        counted = sum(best.values())
+        ties = f"{len(digits) - counted} tie{'s' if len(digits) - counted != 1 else ''}"
+        if ranked:
+            text.append("The highest F1 per digit belongs to " + _join(
+                f"the {title_of(name)} for {best[name]} digit{'s' if best[name] != 1 else ''}"
+                for name in ranked) + (f" ({ties})" if counted < len(digits) else "") + ".")
+        else:
+            text.append(f"No model has the highest F1 alone for any digit ({ties}).")
+        spread, digit, high, low = max(spreads, key=lambda s: (s[0], -s[1]))
+        text.append(f"The models differ most on digit {digit}: F1 {pct(rows[high][digit]['f1'], 2)} for the "
+                    f"{title_of(high)} against {pct(rows[low][digit]['f1'], 2)} for the {title_of(low)} "
+                    f"({100 * spread:.2f} points).")
     return text
 
 
 def describe_confusions(evaluations):
     text = []
-    for name in MODELS:
-        mistakes = metrics.top_confusions(evaluations[name].confusion, 3)
+    for name, e in evaluations.items():
+        mistakes = metrics.top_confusions(e.confusion, 3)
         if mistakes:
-            text.append(f"The {name.upper()}'s most frequent mistakes: " + ", ".join(
+            text.append(f"The {title_of(name)}'s most frequent mistakes: " + ", ".join(
                 f"{t} read as {p} ({n}x)" for t, p, n in mistakes) + ".")
         else:
-            text.append(f"The {name.upper()} makes no mistakes on these images.")
+            text.append(f"The {title_of(name)} makes no mistakes on these images.")
     return text
 
 
-def describe_disagreements(evaluations, groups):
-    n = evaluations["cnn"].n_images
-    both = groups["both_wrong"]
-    same = int((evaluations["cnn"].predictions[both] == evaluations["lstm"].predictions[both]).sum())
-    return [f"Of the {n:,} images, the CNN gets {len(groups['cnn_right_lstm_wrong']):,} right that the "
-            f"LSTM gets wrong, the LSTM gets {len(groups['lstm_right_cnn_wrong']):,} right that the CNN "
-            f"gets wrong, and both miss {len(both):,} ({same:,} of those with the same wrong answer)."]
+def describe_overlap(evaluations, overlap):
+    names = list(evaluations)
+    n = evaluations[names[0]].n_images
+    text = [f"Of the {n:,} images, {_all(names)} miss {overlap['all_wrong']:,} "
+            f"({overlap['all_wrong_same_answer']:,} of those with the same wrong answer from every model)."]
+    if len(names) > 2:
+        text.append("Images only one model gets wrong: " + ", ".join(
+            f"{title_of(name)} {overlap['only_wrong'][name]:,}" for name in names)
+            + "; images only one model gets right: " + ", ".join(
+            f"{title_of(name)} {overlap['only_right'][name]:,}" for name in names) + ".")
+    return text
+
+
+def describe_disagreements(evaluations, groups, pair):
+    a, b = pair
+    n = evaluations[a].n_images
+    both = groups[f"{a}_{b}_both_wrong"]
+    same = int((evaluations[a].predictions[both] == evaluations[b].predictions[both]).sum())
+    return [f"Of the {n:,} images, the {title_of(a)} gets {len(groups[f'{a}_right_{b}_wrong']):,} right "
+            f"that the {title_of(b)} gets wrong, the {title_of(b)} gets "
+            f"{len(groups[f'{b}_right_{a}_wrong']):,} right that the {title_of(a)} gets wrong, and both "
+            f"miss {len(both):,} ({same:,} of those with the same wrong answer)."]
 
 
 # --- figures ---
 
-def _caption_pair(evaluations, i):
-    c, l = evaluations["cnn"], evaluations["lstm"]
-    return f"CNN {c.predictions[i]}  LSTM {l.predictions[i]}\ntrue {c.labels[i]}"
+def _caption_pair(evaluations, pair, i):
+    a, b = pair
+    return (f"{title_of(a)} {evaluations[a].predictions[i]}  {title_of(b)} {evaluations[b].predictions[i]}\n"
+            f"true {evaluations[a].labels[i]}")
 
 
 def _order_by_confidence(evaluation_list, index):
@@ -496,30 +661,38 @@ def _order_by_confidence(evaluation_list, index):
     return index[np.argsort(-confidence, kind="stable")]
 
 
-def write_figures(out, images, evaluations, groups, histories, sweep_results, log):
+def _pair_groups(pair):
+    """(key, title, index into the pair of the models that are wrong) of the three grids."""
+    a, b = pair
+    return [(f"{a}_right_{b}_wrong", f"{title_of(a)} right, {title_of(b)} wrong", (b,)),
+            (f"{b}_right_{a}_wrong", f"{title_of(b)} right, {title_of(a)} wrong", (a,)),
+            (f"{a}_{b}_both_wrong", f"{title_of(a)} and {title_of(b)} both wrong", (a, b))]
+
+
+def write_figures(out, images, evaluations, groups, pair, histories, sweep_results, memory_result, log):
     """All PNG figures; returns {figure id: file name} (relative to ``out``)."""
     from models import plots
 
     figures = {}
-    labels = {name: name.upper() for name in MODELS}
-    present = {labels[name]: histories[name] for name in MODELS if histories[name] and histories[name].get("epochs")}
+    names = list(evaluations)
+    color = {name: plots.model_color(i) for i, name in enumerate(names)}
+    present = {title_of(name): histories[name] for name in names
+               if histories[name] and histories[name].get("epochs")}
     if present:
         plots.plot_training_curves(present, out / "training_curves.png")
         figures["training_curves"] = "training_curves.png"
-    plots.plot_per_class({labels[name]: evaluations[name].per_class for name in MODELS}, out / "per_class.png")
+    plots.plot_per_class({title_of(name): evaluations[name].per_class for name in names}, out / "per_class.png")
     figures["per_class"] = "per_class.png"
-    plots.plot_confusion_matrices({f"{labels[name]} ({evaluations[name].n_images:,} test images)":
-                                   evaluations[name].confusion for name in MODELS}, out / "confusion.png")
+    plots.plot_confusion_matrices({f"{title_of(name)} ({evaluations[name].n_images:,} test images)":
+                                   evaluations[name].confusion for name in names}, out / "confusion.png")
     figures["confusion"] = "confusion.png"
-    titles = {"cnn_right_lstm_wrong": ("CNN right, LSTM wrong", [evaluations["lstm"]]),
-              "lstm_right_cnn_wrong": ("LSTM right, CNN wrong", [evaluations["cnn"]]),
-              "both_wrong": ("both wrong", [evaluations["cnn"], evaluations["lstm"]])}
-    for key, (title, wrong_models) in titles.items():
-        index = _order_by_confidence(wrong_models, groups[key])
+    for key, title, wrong in _pair_groups(pair):
+        index = _order_by_confidence([evaluations[name] for name in wrong], groups[key])
         if len(index) == 0:
             continue  # the report says "None." instead of showing an empty grid
         shown = index[:GRID_IMAGES]
-        plots.plot_digit_grid(images[shown], [_caption_pair(evaluations, i) for i in shown], out / f"{key}.png",
+        plots.plot_digit_grid(images[shown], [_caption_pair(evaluations, pair, i) for i in shown],
+                              out / f"{key}.png",
                               f"{title}: {len(shown)} of {len(index):,}, most confident mistakes first",
                               colors=["black"] * len(shown))
         figures[key] = f"{key}.png"
@@ -527,15 +700,37 @@ def write_figures(out, images, evaluations, groups, histories, sweep_results, lo
         result = sweep_results[sweep.key]
         series, examples = [], []
         for variant, data in result["variants"].items():
-            for index, name in enumerate(MODELS):
-                series.append({"label": labels[name] + (f", {variant} rows" if variant else ""),
-                               "accuracy": data["accuracy"][name], "color": plots.model_color(name, index),
+            for name in names:
+                series.append({"label": title_of(name) + (f", {variant} rows" if variant else ""),
+                               "accuracy": data["accuracy"][name], "color": color[name],
                                "linestyle": sweep.styles.get(variant, "-")})
             examples.append((f"{variant} rows" if variant else "example", data["example"]))
         file = f"robustness_{sweep.key}.png"
         plots.plot_sweep(out / file, f"{sweep.title}: accuracy on the robustness subset", sweep.xlabel,
                          result["levels"], series, examples, level_format=_number)
         figures[sweep.key] = file
+    if memory_result["models"]:
+        series = []
+        for name in memory_result["models"]:
+            g = memory_result["gradients"][name]
+            series.append({"label": f"{title_of(name)} trained", "values": g["trained"],
+                           "color": color[name], "linestyle": "-"})
+            series.append({"label": f"{title_of(name)} at initialisation", "values": g["initial"],
+                           "color": color[name], "linestyle": ":"})
+        plots.plot_gradient_norms(out / "memory_gradients.png",
+                                  f"Gradient reaching the state after each row (mean over "
+                                  f"{memory_result['gradient_images']:,} test images)",
+                                  list(range(1, memory_result["steps"] + 1)), series)
+        figures["memory_gradients"] = "memory_gradients.png"
+        blank = memory_result["blank_rows"]
+        example = images[example_index(evaluations[names[0]].labels)]
+        plots.plot_sweep(out / "memory_blank_rows.png", "Accuracy with k blank rows after the digit",
+                         "k, blank rows appended below the 28 rows of the digit", blank["counts"],
+                         [{"label": title_of(name), "accuracy": blank["accuracy"][name],
+                           "color": color[name]} for name in memory_result["models"]],
+                         [("input", [memory.append_blank_rows(example[None], k)[0] for k in blank["counts"]])],
+                         level_format=_number)
+        figures["memory_blank_rows"] = "memory_blank_rows.png"
     log(f"  {len(figures)} figures written")
     return figures
 
@@ -557,63 +752,130 @@ def _figure_link(figures, key, alt):
     return f"![{alt}]({figures[key]})\n" if key in figures else ""
 
 
-def build_report(facts, evaluations, groups, training, sweep_results, figures, figure_note):
+def memory_section(facts, memory_result, figures):
+    """The lines of "Does the LSTM remember longer?"."""
+    names = memory_result["models"]
+    lines = ["## Does the LSTM remember longer?", "",
+             "The original app's README says the LSTM \"solves the problem of long-term dependency\" "
+             "that a standard recurrent network has. Two measurements, made with the kit's own "
+             "backward pass and the same recurrent layers that trained the models, test that claim "
+             "on MNIST read row by row.", ""]
+    if not names:
+        return lines + ["None of the compared models is recurrent, so there is nothing to measure "
+                        "here; add `rnn`, `lstm` or `gru` to `--models`.", ""]
+    steps = memory_result["steps"]
+    lines += [f"Recurrent models compared: {_join(title_of(name) for name in names)}.", "",
+              "### How much gradient reaches the early rows", "",
+              f"For each row t = 1..{steps}, the length of dL/dh_t, the gradient of an image's loss "
+              f"with respect to the hidden state after reading row t, averaged over the first "
+              f"{memory_result['gradient_images']:,} images of the robustness subset (inference mode, "
+              f"each image's own loss). It is what the backward pass computes on its way from the "
+              f"answer back to the first row: training can only learn from row t what this "
+              f"gradient carries back to it. A vanishing gradient is a curve that falls by many "
+              f"orders of magnitude from the right (row {steps}, where the answer is read) to the left. "
+              f"Dotted: the same model freshly initialised with the seed it was trained from; solid: "
+              f"the shipped weights. (The top rows of an MNIST digit are mostly empty, so a trained "
+              f"model may also have learned that they do not matter.)", "",
+              _figure_link(figures, "memory_gradients", "gradient norm per timestep, log scale")]
+    header = ["t"] + [f"{title_of(name)} {kind}" for name in names for kind in ("initial", "trained")]
+    shown = sorted({1, 2, 4, 7, 10, 14, 18, 21, 24, 26, 27, steps} & set(range(1, steps + 1)))
+    rows = [[t] + [f"{memory_result['gradients'][name][kind][t - 1]:.2e}" for name in names
+                   for kind in ("initial", "trained")] for t in shown]
+    lines += [_table(header, rows), "",
+              "Selected rows; every value is in `report.json` (`memory.gradients`).", ""]
+    lines += _bullets(memory.describe_gradients(memory_result, {name: title_of(name) for name in names}))
+    blank = memory_result["blank_rows"]
+    lines += ["### How long the digit is held", "",
+              f"What this measures: each recurrent model reads the {steps} rows of the digit, then k "
+              f"more rows of black pixels, and only then answers. The blank rows carry no information, "
+              f"so the digit survives only in the model's state, and the accuracy after k blank rows "
+              f"says how long the model can hold the digit in its state while reading rows that say "
+              f"nothing. The models never saw such input in training (they always answered after row "
+              f"{steps}), so this tests how stable their memory is, not something they were taught. "
+              f"Measured on the {memory_result['images']:,} images of the robustness subset; the row "
+              f"of pictures shows one input at each k.", "",
+              _figure_link(figures, "memory_blank_rows", "accuracy against blank rows appended")]
+    rows = [[k] + [pct(blank["accuracy"][name][i]) for name in names] for i, k in enumerate(blank["counts"])]
+    lines += [_table(["blank rows k"] + [title_of(name) for name in names], rows), ""]
+    lines += _bullets(memory.describe_blank_rows(memory_result, {name: title_of(name) for name in names}))
+    return lines
+
+
+def build_report(facts, evaluations, groups, pair, training, sweep_results, memory_result, figures,
+                 figure_note):
     e = evaluations
-    lines = ["# CNN versus LSTM on MNIST", "",
-             f"Generated by `{facts['command']}` from `{facts['weights']['cnn']}` and "
-             f"`{facts['weights']['lstm']}` on {e['cnn'].n_images:,} test images "
-             f"(`{facts['data']}`). Every sentence below is generated from the numbers next to it; "
-             f"seeds are fixed, so a rerun gives the same report except for the timings.", ""]
+    names = list(e)
+    n_images = e[names[0]].n_images
+    lines = [f"# {_join(title_of(name) for name in names)} on MNIST", "",
+             f"Generated by `{facts['command']}` from " + _join(
+                 f"`{facts['weights'][name]}` (SHA-256 {facts['weights_sha256'][name][:12]}...)" for name in names)
+             + f" on {n_images:,} test images (`{facts['data']}`). Every sentence below is generated from "
+             f"the numbers next to it; seeds are fixed, so a rerun gives the same report except for "
+             f"the timings.", ""]
     if figure_note:
         lines += [f"> {figure_note}", ""]
+    lines += ["## The models", ""]
+    lines += [f"- **{title_of(name)}** (`{name}`, {facts['parameters'][name]:,} parameters): "
+              f"{facts['descriptions'][name]}" for name in names] + [""]
     lines += ["## At a glance", ""]
-    train = training
     rows = []
-    for name in MODELS:
-        t = train[name]
-        rows.append([name.upper(), pct(e[name].accuracy, 2),
+    for name in names:
+        rows.append([title_of(name), pct(e[name].accuracy, 2),
                      f"{e[name].n_images - int(e[name].correct.sum()):,}",
                      f"{facts['parameters'][name]:,}", f"{facts['flops'][name] / 1e6:.2f}",
-                     _fmt_seconds(t["seconds_per_epoch"]) if t and t["seconds_per_epoch"] else "n/a",
-                     f"{t['images_per_second']:,.0f}" if t and t["images_per_second"] else "n/a",
+                     f"{facts['training_speed'][name]['images_per_second']:,.0f}",
                      _fmt_seconds(facts["latency"][name])])
     lines += [_table(["model", "test accuracy", "errors", "parameters", "MFLOPs / image",
-                      "training time / epoch", "training images / s", "1-image latency"], rows), ""]
-    lines += _bullets(describe_summary(e, facts, training))
-    lines += [f"Machine: {facts['machine']}. Latency is the median of {facts['latency_calls']} calls of "
-              f"`predict_proba` on one image after {LATENCY_WARMUP} warm-up calls; training times are "
-              f"those recorded in the history files written by the training scripts (with whatever "
-              f"else the machine was doing at the time).", ""]
+                      "training images / s", "1-image latency"], rows), ""]
+    lines += _bullets(describe_summary(e, facts))
+    speed = next(iter(facts["training_speed"].values()))
+    lines += [f"Machine: {facts['machine']}. Training speed is measured in this run, not taken from "
+              f"the training logs: for each model a fresh copy trains on batches of "
+              f"{speed['batch_size']} (forward in training mode, backward, an Adam step; no "
+              f"augmentation) for {facts['speed_seconds']:g} s after {SPEED_WARMUP} untimed steps, and "
+              f"the rate is the batch size over the median step time, "
+              + (f"with {facts['threads']} thread{'s' if facts['threads'] != 1 else ''} for BLAS and Numba "
+                 f"(`--threads {facts['threads']}`)" if facts["threads_flag"] else
+                 f"with {facts['threads']} Numba thread{'s' if facts['threads'] != 1 else ''}")
+              + f" on {facts['cores']} CPU core{'s' if facts['cores'] != 1 else ''}; the load average was "
+              f"{facts['load_average']:.1f} when the run started, and other work on the machine slows "
+              f"these numbers down. For the kit's speed side by side with PyTorch in one run, see "
+              f"`bench/bench.py`. Latency is the median of {facts['latency_calls']} calls of "
+              f"`predict_proba` on one image after {LATENCY_WARMUP} warm-up calls.", ""]
 
-    lines += ["## Training curves", "", _figure_link(figures, "training_curves",
-                                                     "training curves of both models")]
+    lines += ["## Training curves", "", _figure_link(figures, "training_curves", "training curves of every model")]
     lines += _bullets(describe_training(training))
 
-    lines += ["## Per class", "", "Precision: of the images a model called *k*, the share that are "
-              "*k*. Recall: of the images of *k*, the share it called *k*. F1: their harmonic mean.", ""]
-    header = ["digit"] + [f"{m.upper()} {k}" for m in MODELS for k in ("precision", "recall", "F1")] + ["support"]
-    rows = []
-    for k in range(10):
-        rows.append([k] + [pct(e[m].per_class[k][key], 2) for m in MODELS for key in ("precision", "recall", "f1")]
-                    + [f"{e['cnn'].per_class[k]['support']:,}"])
-    rows.append(["macro"] + [pct(e[m].macro[key], 2) for m in MODELS for key in ("precision", "recall", "f1")]
-                + [f"{e['cnn'].macro['support']:,}"])
-    lines += [_table(header, rows), "", _figure_link(figures, "per_class", "per-class precision, recall and F1")]
+    lines += ["## Per class", "", "F1 per digit: the harmonic mean of precision (of the images a model "
+              "called *k*, the share that are *k*) and recall (of the images of *k*, the share it called "
+              "*k*). The figure shows all three; `report.json` has every number.", ""]
+    first = e[names[0]]
+    rows = [[k] + [pct(e[m].per_class[k]["f1"], 2) for m in names] + [f"{first.per_class[k]['support']:,}"]
+            for k in range(len(first.per_class))]
+    rows.append(["macro"] + [pct(e[m].macro["f1"], 2) for m in names] + [f"{first.macro['support']:,}"])
+    lines += [_table(["digit"] + [f"{title_of(m)} F1" for m in names] + ["support"], rows), "",
+              _figure_link(figures, "per_class", "per-class precision, recall and F1")]
     lines += _bullets(describe_per_class(e))
 
     lines += ["## Confusion matrices", "", "Rows: true digit; columns: predicted digit.", "",
               _figure_link(figures, "confusion", "confusion matrices")]
-    for name in MODELS:
-        lines += [f"{name.upper()}:", "", "```", metrics.format_confusion(e[name].confusion), "```", ""]
+    for name in names:
+        lines += [f"{title_of(name)}:", "", "```", metrics.format_confusion(e[name].confusion), "```", ""]
     lines += _bullets(describe_confusions(e))
 
-    lines += ["## Where they disagree", ""]
-    lines += _bullets(describe_disagreements(e, groups))
-    for key, title in (("cnn_right_lstm_wrong", "CNN right, LSTM wrong"),
-                       ("lstm_right_cnn_wrong", "LSTM right, CNN wrong"),
-                       ("both_wrong", "Both wrong")):
+    lines += ["## Where they disagree", "",
+              "Images the row's model gets right and the column's model gets wrong:", ""]
+    matrix = facts["right_where_wrong"]
+    rows = [[f"{title_of(a)} right"] + ["-" if a == b else f"{matrix[a][b]:,}" for b in names] for a in names]
+    lines += [_table(["", *[f"{title_of(b)} wrong" for b in names]], rows), ""]
+    lines += _bullets(describe_overlap(e, facts["error_overlap"]))
+    a, b = pair
+    lines += [f"### {title_of(a)} and {title_of(b)}", "",
+              f"The pair chosen with `--pair {a},{b}` (default: the first two models), image by image.", ""]
+    lines += _bullets(describe_disagreements(e, groups, pair))
+    for key, title, _ in _pair_groups(pair):
         count = len(groups[key])
-        lines += [f"### {title} ({count:,})", "",
+        lines += [f"#### {title} ({count:,})", "",
                   (f"Showing the {min(count, GRID_IMAGES)} most confident mistakes; each digit is "
                    f"captioned with both models' answers and the true label." if count else "None."), ""]
         if count:
@@ -621,7 +883,7 @@ def build_report(facts, evaluations, groups, training, sweep_results, figures, f
 
     lines += ["## Robustness", "",
               f"Accuracy as the test digits are perturbed, on a fixed random subset of "
-              f"{facts['sweep_images']:,} of the {e['cnn'].n_images:,} test images (seed {SEED}), "
+              f"{facts['sweep_images']:,} of the {n_images:,} test images (seed {SEED}), "
               f"so the unperturbed accuracies below are those of the subset. The row of digits under "
               f"each curve shows the same test image at each level.", ""]
     for sweep in SWEEPS:
@@ -630,31 +892,34 @@ def build_report(facts, evaluations, groups, training, sweep_results, figures, f
                   _figure_link(figures, sweep.key, f"accuracy under {sweep.title.lower()}")]
         header = [sweep.xlabel]
         for variant in result["variants"]:
-            header += [f"{m.upper()}{' ' + variant if variant else ''}" for m in MODELS]
+            header += [f"{title_of(m)}{' ' + variant if variant else ''}" for m in names]
         rows = []
         for i, level in enumerate(result["levels"]):
             row = [_number(level)]
             for data in result["variants"].values():
-                row += [pct(data["accuracy"][m][i]) for m in MODELS]
+                row += [pct(data["accuracy"][m][i]) for m in names]
             rows.append(row)
         lines += [_table(header, rows), ""]
-        lines += _bullets(describe_sweep(sweep, result))
+        lines += _bullets(describe_sweep(sweep, result, names))
+
+    lines += memory_section(facts, memory_result, figures)
 
     lines += ["## Reproduce", "", "```", facts["command"], "```", "",
               "The MNIST files are read from `--data DIR`, else `$MNIST_DIR`, else `./data/mnist`; "
               "`python -m models.compare --help` lists the options.", "",
-              f"The whole run took {facts['elapsed_seconds']:.0f} s on this machine.", ""]
+              f"The whole run took {facts['elapsed_seconds']:.0f} s on this machine "
+              f"({facts['machine']}).", ""]
     return "\n".join(lines)
 
 
-def console_summary(evaluations, facts, training):
-    header = f"{'model':<6}{'accuracy':>10}{'errors':>8}{'parameters':>12}{'MFLOPs':>8}{'s/epoch':>9}{'latency':>10}"
+def console_summary(evaluations, facts):
+    header = (f"{'model':<8}{'accuracy':>10}{'errors':>8}{'parameters':>12}{'MFLOPs':>8}"
+              f"{'train img/s':>13}{'latency':>10}")
     lines = [header]
-    for name in MODELS:
-        e, t = evaluations[name], training[name]
-        per_epoch = f"{t['seconds_per_epoch']:.0f}" if t and t["seconds_per_epoch"] else "n/a"
-        lines.append(f"{name.upper():<6}{100 * e.accuracy:>9.2f}%{e.n_images - int(e.correct.sum()):>8,}"
-                     f"{facts['parameters'][name]:>12,}{facts['flops'][name] / 1e6:>8.2f}{per_epoch:>9}"
+    for name, e in evaluations.items():
+        lines.append(f"{title_of(name):<8}{100 * e.accuracy:>9.2f}%{e.n_images - int(e.correct.sum()):>8,}"
+                     f"{facts['parameters'][name]:>12,}{facts['flops'][name] / 1e6:>8.2f}"
+                     f"{facts['training_speed'][name]['images_per_second']:>13,.0f}"
                      f"{facts['latency'][name] * 1000:>8.2f}ms")
     return "\n".join(lines)
 
@@ -668,21 +933,63 @@ def _json_ready(sweep_results):
 def make_parser():
     parser = CommandLineParser(
         prog="python -m models.compare",
-        description="Compare the CNN and the LSTM on the MNIST test images and write a Markdown "
-                    "report with figures.")
+        description="Compare trained models on the MNIST test images and write a Markdown report "
+                    "with figures.")
     add = parser.add_argument
+    add("--models", metavar="LIST",
+        help="comma-separated model names (their shipped weights) or weights files, at least two "
+             "(default: every shipped model: " + ", ".join(registry.shipped()) + ")")
+    add("--model-file", metavar="PATH", action="append", default=[],
+        help="a Python file defining MODEL = ModelSpec(...), for weights of a model defined outside "
+             "the kit (may be repeated)")
+    add("--pair", metavar="A,B", help="the two models whose disagreements are shown digit by digit "
+                                      "(default: the first two)")
     add("--data", metavar="DIR", help="folder with the MNIST IDX files (default: $MNIST_DIR, else ./data/mnist)")
     add("--out", metavar="DIR", default="reports/compare", help="folder for report.md, report.json and the PNGs "
                                                                 "(default: reports/compare)")
-    add("--cnn", metavar="PATH", default="weights/cnn.npz", help="CNN weights (default: weights/cnn.npz)")
-    add("--lstm", metavar="PATH", default="weights/lstm.npz", help="LSTM weights (default: weights/lstm.npz)")
     add("--limit", type=positive_int, metavar="N", help="use only the first N test images")
     add("--sweep-images", type=positive_int, metavar="N", default=SWEEP_IMAGES,
-        help=f"test images in the robustness sweeps, a fixed random subset (default: {SWEEP_IMAGES})")
+        help=f"test images in the robustness and memory measurements, a fixed random subset "
+             f"(default: {SWEEP_IMAGES})")
     add("--latency-calls", type=positive_int, metavar="N", default=LATENCY_CALLS,
         help=f"single-image predictions timed per model (default: {LATENCY_CALLS})")
+    add("--speed-seconds", type=float, metavar="S", default=SPEED_SECONDS,
+        help=f"seconds of timed training steps per model (default: {SPEED_SECONDS:g})")
+    add("--threads", type=positive_int, metavar="N", help="CPU threads for BLAS and Numba (default: all cores)")
     add("--quiet", action="store_true", help="print only the summary table")
     return parser
+
+
+def _shown_path(path):
+    """``path`` relative to the current folder when it is inside it, else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_models(models_arg, pair_arg):
+    """{name: Model} in the order given, their weights paths, and the pair; one line if wrong."""
+    items = [item.strip() for item in models_arg.split(",")] if models_arg else registry.shipped()
+    if any(not item for item in items):
+        raise UserError(f"--models {models_arg!r}: an empty name in the list")
+    models, paths = {}, {}
+    for item in items:
+        path = resolve_weights(item)
+        model = load_model(path)
+        if model.name in models:
+            raise UserError(f"--models: two weights files of the model {model.name!r} "
+                            f"({paths[model.name]} and {path}); name each model once")
+        models[model.name], paths[model.name] = model, path
+    if len(models) < 2:
+        raise UserError(f"--models: a comparison needs at least two models, got {', '.join(models)}")
+    pair = tuple(list(models)[:2])
+    if pair_arg:
+        pair = tuple(part.strip() for part in pair_arg.split(","))
+        if len(pair) != 2 or pair[0] == pair[1] or not all(name in models for name in pair):
+            raise UserError(f"--pair {pair_arg}: name two different models of the comparison "
+                            f"({', '.join(models)})")
+    return models, paths, pair
 
 
 @exit_on_user_error
@@ -694,29 +1001,51 @@ def main(argv=None):
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
-    paths = {"cnn": Path(args.cnn), "lstm": Path(args.lstm)}
-    models = {name: load_model(paths[name], expect=name) for name in MODELS}
+    if not (args.speed_seconds > 0 and math.isfinite(args.speed_seconds)):
+        raise UserError(f"--speed-seconds {args.speed_seconds:g}: must be a positive number of seconds")
+    if args.threads:
+        from nn.threads import limit_threads
+        limit_threads(args.threads)
+    for path in args.model_file:
+        registry.load_model_file(path)
+    models, paths, pair = load_models(args.models, args.pair)
+    names = list(models)
     images, labels, data_dir = load_test_set(args.data, args.limit)
+    for name, model in models.items():
+        if images.shape[1:] != model.image_shape:
+            raise UserError(f"{data_dir}: its images are {images.shape[1:]}, the "
+                            f"{model.title} reads {model.image_shape}")
     from models import plots
     have_plots = plots.matplotlib_available()
+    load_average = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
-    log(f"evaluating both models on {len(images):,} test images")
-    evaluations = {name: evaluate(models[name], images, labels) for name in MODELS}
-    histories = {name: read_history(paths[name])[0] for name in MODELS}
-    training = {name: training_summary(histories[name]) for name in MODELS}
+    log(f"evaluating {len(models)} models on {len(images):,} test images")
+    evaluations = {name: evaluate(models[name], images, labels) for name in names}
+    histories = {name: read_history(paths[name])[0] for name in names}
+    training = {name: training_summary(histories[name]) for name in names}
+    log(f"timing training steps ({args.speed_seconds:g} s per model, batch {SPEED_BATCH})")
+    speed = {name: training_speed(models[name], images, labels, seconds=args.speed_seconds) for name in names}
     log(f"timing single-image predictions ({args.latency_calls} calls per model)")
-    latency = {name: single_image_latency(models[name], images[0], args.latency_calls) for name in MODELS}
+    latency = {name: single_image_latency(models[name], images[0], args.latency_calls) for name in names}
     subset = sweep_subset(len(images), args.sweep_images)
     log(f"robustness sweeps on {len(subset):,} images")
     sweep_results = run_sweeps(models, images[subset], labels[subset], log=log)
-    groups = disagreements(evaluations)
+    log("memory: hidden-state gradients and blank rows")
+    memory_result = memory.measure(models, images[subset], labels[subset], log=log)
+    groups = disagreements(evaluations, pair)
 
     command = "python -m models.compare " + " ".join(argv) if argv else "python -m models.compare"
-    facts = {"command": command.strip(), "data": str(data_dir),
-             "weights": {name: str(paths[name]) for name in MODELS},
-             "parameters": {name: int(models[name].num_parameters()) for name in MODELS},
-             "flops": {name: int(models[name].flops()) for name in MODELS},
+    facts = {"command": command.strip(), "data": str(data_dir), "models": names, "pair": list(pair),
+             "weights": {name: _shown_path(paths[name]) for name in names},
+             "weights_sha256": {name: hashlib.sha256(Path(paths[name]).read_bytes()).hexdigest() for name in names},
+             "descriptions": {name: models[name].spec.description for name in names},
+             "parameters": {name: int(models[name].num_parameters()) for name in names},
+             "flops": {name: int(models[name].flops()) for name in names},
              "latency": latency, "latency_calls": args.latency_calls, "sweep_images": len(subset),
+             "training_speed": speed, "speed_seconds": args.speed_seconds,
+             "threads": numba_threads(), "threads_flag": args.threads, "cores": os.cpu_count(), "load_average": load_average,
+             "right_where_wrong": right_where_wrong(evaluations),
+             "error_overlap": error_overlap(evaluations),
              "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, "
                         f"Python {platform.python_version()}, NumPy {np.__version__}"}
 
@@ -724,22 +1053,25 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
         figures, figure_note = {}, None
         if have_plots:
-            figures = write_figures(out, images, evaluations, groups, histories, sweep_results, log)
+            figures = write_figures(out, images, evaluations, groups, pair, histories, sweep_results,
+                                    memory_result, log)
         else:
             figure_note = (f"Figures skipped: matplotlib is not installed (install the plot extra: "
                            f"{plots.PLOT_EXTRA}); the tables hold the same numbers.")
         facts["elapsed_seconds"] = time.perf_counter() - started
-        report = build_report(facts, evaluations, groups, training, sweep_results, figures, figure_note)
+        report = build_report(facts, evaluations, groups, pair, training, sweep_results, memory_result,
+                              figures, figure_note)
         atomic_write_text(out / "report.md", report)
         atomic_write_text(out / "report.json", json.dumps({
             **facts, "training": training, "seed": SEED,
-            "evaluations": {name: evaluations[name].summary() for name in MODELS},
+            "evaluations": {name: evaluations[name].summary() for name in names},
             "disagreements": {key: len(value) for key, value in groups.items()},
-            "robustness": _json_ready(sweep_results), "figures": figures}, indent=1) + "\n")
+            "robustness": _json_ready(sweep_results), "memory": memory_result,
+            "figures": figures}, indent=1) + "\n")
     except OSError as error:
         raise UserError(f"cannot write the report into {out}: {error.strerror or error}") from None
 
-    print(console_summary(evaluations, facts, training))
+    print(console_summary(evaluations, facts))
     print(f"report: {out / 'report.md'}" + (f" with {len(figures)} figures" if figures else "")
           + f"; {time.perf_counter() - started:.0f} s")
     if figure_note:

@@ -15,9 +15,9 @@ from nn.errors import UserError
 
 PLOT_EXTRA = "pip install -e '.[plot]'"
 DPI = 90
-# One colour per model, the same on every figure.
-MODEL_COLORS = {"cnn": "tab:blue", "lstm": "tab:orange"}
-_FALLBACK_COLORS = ("tab:green", "tab:red", "tab:purple", "tab:brown")
+# One colour per model, by its position in the comparison, the same on every figure.
+MODEL_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
+                "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
 
 
 def matplotlib_available():
@@ -36,9 +36,9 @@ def require_matplotlib(what="--plots"):
                         f"{PLOT_EXTRA}")
 
 
-def model_color(label, index=0):
-    """The colour of a model (by name, case-insensitive), else a fixed fallback."""
-    return MODEL_COLORS.get(str(label).lower(), _FALLBACK_COLORS[index % len(_FALLBACK_COLORS)])
+def model_color(index):
+    """The colour of the ``index``-th model of a figure (the same index on every figure)."""
+    return MODEL_COLORS[index % len(MODEL_COLORS)]
 
 
 def _figure(width, height):
@@ -77,14 +77,15 @@ def plot_training_curves(histories, path):
     path : path-like
         PNG file to write.
     """
-    figure = _figure(10, 3.8)
+    many = len(histories) > 2   # then one legend beside both panels instead of one in each
+    figure = _figure(12 if many else 10, 3.8 + (0.4 if many else 0))
     loss_axes, accuracy_axes = figure.subplots(1, 2)
     low = []
     for index, (label, history) in enumerate(histories.items()):
         epochs = history.get("epochs", [])
         if not epochs:
             continue
-        color = model_color(label, index)
+        color = model_color(index)
         x = [e["epoch"] for e in epochs]
         for key, style, kind in (("train", "-", "train"), ("val", "--", "validation")):
             loss_axes.plot(x, [e[f"{key}_loss"] for e in epochs], style, color=color,
@@ -107,8 +108,10 @@ def plot_training_curves(histories, path):
     for axes in (loss_axes, accuracy_axes):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
-        if axes.lines:
+        if axes.lines and not many:
             axes.legend(fontsize=8)
+    if many and accuracy_axes.lines:
+        accuracy_axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.tight_layout()
     return _save(figure, path)
 
@@ -134,12 +137,16 @@ def _draw_confusion(axes, confusion, title):
     axes.set(xlabel="predicted digit", ylabel="true digit", title=title)
 
 
-def plot_confusion_matrices(matrices, path):
-    """Heatmaps with counts, side by side.  ``matrices``: title -> (K, K) confusion matrix."""
-    figure = _figure(4.8 * len(matrices), 4.6)
-    axes_list = np.atleast_1d(figure.subplots(1, len(matrices)))
+def plot_confusion_matrices(matrices, path, columns=3):
+    """Heatmaps with counts, ``columns`` to a row.  ``matrices``: title -> (K, K) confusion matrix."""
+    columns = max(1, min(columns, len(matrices)))
+    rows = math.ceil(len(matrices) / columns)
+    figure = _figure(4.8 * columns, 4.6 * rows)
+    axes_list = np.atleast_1d(figure.subplots(rows, columns)).ravel()
     for axes, (title, confusion) in zip(axes_list, matrices.items()):
         _draw_confusion(axes, confusion, title)
+    for axes in axes_list[len(matrices):]:
+        axes.set_axis_off()
     figure.tight_layout()
     return _save(figure, path)
 
@@ -186,7 +193,7 @@ def plot_per_class(reports, path):
             values = [100 * row[key] for row in rows]
             low = min(low, min(values) if values else low)
             x = np.arange(len(rows)) + (index - (n - 1) / 2) * width
-            axes.bar(x, values, width, color=model_color(label, index), label=label)
+            axes.bar(x, values, width, color=model_color(index), label=label)
         axes.set_xticks(range(10))
         axes.set(title=f"{'F1' if key == 'f1' else key} (%)", xlabel="digit")
         axes.grid(axis="y", alpha=0.3)
@@ -239,5 +246,29 @@ def plot_sweep(path, title, xlabel, levels, series, examples=(), level_format=st
                 cell.set_ylabel(label, fontsize=7)
             if row == n_rows:
                 cell.set_xlabel(level_format(levels[column]), fontsize=7)
+    figure.tight_layout(pad=0.4)
+    return _save(figure, path)
+
+
+def plot_gradient_norms(path, title, steps, series):
+    """Gradient norms against the timestep, on a log scale.
+
+    Parameters
+    ----------
+    steps : sequence of int, length T
+        The timesteps (x axis), e.g. 1..28.
+    series : list of dict
+        Each ``{"label", "values": T positive numbers, "color", "linestyle"}``.
+    """
+    figure = _figure(9, 4.4)
+    axes = figure.add_subplot(1, 1, 1)
+    for item in series:
+        axes.plot(list(steps), item["values"], item.get("linestyle", "-"), marker=".",
+                  color=item.get("color"), label=item["label"])
+    axes.set(title=title, xlabel="timestep t (image row read at step t)",
+             ylabel="mean ||dL/dh_t|| (log scale)", yscale="log")
+    axes.set_xticks([t for t in steps if t == 1 or t % 3 == 1 or t == steps[-1]])
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout(pad=0.4)
     return _save(figure, path)

@@ -1,22 +1,24 @@
-"""The comparison report: perturbations, generated sentences, and ``python -m models.compare``.
+"""The comparison report: perturbations, generated sentences, the memory measurements, and
+``python -m models.compare``.
 
-The end-to-end test builds the report on a few hundred real test images with small untrained
-weights made here, and checks it against ``python -m models.evaluate --json`` for the same
-weights and data.
+The memory measurements are checked against direct computations on a tiny RNN (central
+differences on the hidden state, a float64 NumPy forward).  The end-to-end tests build the
+report for three models (untrained weights made here) on a few hundred real test images and
+check its numbers against evaluations, predictions and measurements made in the test.
 """
+import hashlib
 import json
+import math
+import os
 import re
 
 import numpy as np
 import pytest
 
-from models import compare
-from models.base import build_model
+from models import compare, memory
+from models.base import build_model, load_model
+from models.evaluate import Evaluation, evaluate, load_test_set
 from test_evaluate import assert_one_line_error, run_module, without_matplotlib
-
-LIMIT = 300
-SWEEP_IMAGES = 60
-
 
 # --- perturbations ---
 
@@ -64,19 +66,37 @@ def test_rotation_and_scale_about_the_centre():
     images[0, 13:15, 13:15] = 1  # a dot at the centre stays there
     assert compare.rotate(images, 90)[0, 13:15, 13:15].min() == pytest.approx(1, abs=1e-5)
     line = np.zeros((1, 28, 28), np.float32)
-    line[0, 4:24, 13] = 1  # a vertical bar of 20 px
+    line[0, 4:24, 13] = 1  # a vertical bar of 20 px, 1 px wide
     half = compare.rescale(line, 0.5)
-    assert half[0].sum() == pytest.approx(line[0].sum() / 4, rel=0.3)  # area scales by 0.5^2
+    # Halved about the centre (13.5, 13.5): rows 8.75..18.25, sampled bilinearly half-way between
+    # columns 13 and 14 -> 10 pixels of 0.5 in column 13 (area scales by 0.5^2: 20 / 4 = 5).
+    assert half[0].sum() == 5.0
+    assert np.count_nonzero(half[0]) == 10 and set(np.unique(half[0])) == {0.0, 0.5}
     assert not half[0, :7].any() and not half[0, 21:].any()
 
 
-def test_noise_is_reproducible_and_clipped():
+def clipped_noise_std(mean, std):
+    """Standard deviation of clip(mean + N(0, std^2), 0, 1) for mean = 0.5, by the formula:
+    P(clipped at each end) = Phi(-a), a = 0.5 / std, and E[Z^2; |Z| < 0.5] = std^2 (Phi(a) - Phi(-a)
+    - 2 a phi(a)), so Var = 2 Phi(-a) 0.25 + std^2 (Phi(a) - Phi(-a) - 2 a phi(a))."""
+    assert mean == 0.5
+    a = 0.5 / std
+    cdf = lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))  # noqa: E731
+    pdf = math.exp(-a * a / 2) / math.sqrt(2 * math.pi)
+    return math.sqrt(2 * cdf(-a) * 0.25 + std ** 2 * (cdf(a) - cdf(-a) - 2 * a * pdf))
+
+
+def test_noise_is_reproducible_clipped_and_has_the_clipped_spread():
     images = np.full((4, 28, 28), 0.5, np.float32)
     a = compare.add_noise(images, 0.5, np.random.default_rng(3))
     b = compare.add_noise(images, 0.5, np.random.default_rng(3))
     np.testing.assert_array_equal(a, b)
     assert a.dtype == np.float32 and a.min() == 0 and a.max() == 1
-    assert a.std() == pytest.approx(0.4, abs=0.08)  # clipping trims the spread of std 0.5
+    assert clipped_noise_std(0.5, 0.5) == pytest.approx(0.359186, abs=1e-6)  # clipping trims 0.5
+    big = compare.add_noise(np.full((1000, 1000), 0.5, np.float32), 0.5, np.random.default_rng(4))
+    # a million pixels: the sample std is within about 3e-4 of the true one
+    assert big.std() == pytest.approx(clipped_noise_std(0.5, 0.5), abs=1e-3)
+    assert (big == 0).mean() == pytest.approx(0.5 * (1 + math.erf(-1 / math.sqrt(2))), abs=2e-3)
 
 
 def test_blank_rows_top_and_bottom():
@@ -119,94 +139,381 @@ def test_sweep_sentences_state_the_numbers():
             "scores 98.5 %.") in text
 
 
+def test_sweep_sentences_for_three_models():
+    sweep = next(s for s in compare.SWEEPS if s.key == "blur")  # levels 0, 0.5, 1, 1.5, 2
+    accuracy = {"cnn": [0.99, 0.99, 0.985, 0.95, 0.70], "lstm": [0.98, 0.98, 0.95, 0.70, 0.35],
+                "rnn": [0.96, 0.955, 0.90, 0.60, 0.30]}
+    result = {"levels": sweep.levels, "variants": {"": {"accuracy": accuracy}}}
+    text = compare.describe_sweep(sweep, result)
+    assert text[0] == ("Unperturbed, the subset is classified with 99.0 % (CNN), 98.0 % (LSTM) and "
+                       "96.0 % (RNN) accuracy.")
+    assert text[1] == ("At a blur of sigma 2 px the CNN drops to 70.0 % (-29.0 points), the LSTM drops to "
+                       "35.0 % (-63.0 points) and the RNN drops to 30.0 % (-66.0 points). The CNN loses at "
+                       "most 1 point up to a blur of sigma 1 px; the LSTM and the RNN lose at most 1 point up to a "
+                       "blur of sigma 0.5 px.")
+    # means over the 4 perturbed levels: CNN 90.625, LSTM 74.5, RNN 68.875
+    assert text[2] == ("Averaged over the 4 perturbed levels: CNN 90.6 %, LSTM 74.5 %, RNN 68.9 %; the CNN "
+                       "holds up best and the RNN worst.")
+
+
+def test_summary_and_overlap_sentences_for_three_models():
+    labels = np.array([0, 1, 2, 3, 4, 5])
+    evaluations = {"cnn": Evaluation(labels, np.eye(10, dtype=np.float32)[[0, 1, 2, 3, 4, 9]]),
+                   "lstm": Evaluation(labels, np.eye(10, dtype=np.float32)[[0, 1, 2, 3, 9, 9]]),
+                   "rnn": Evaluation(labels, np.eye(10, dtype=np.float32)[[0, 7, 2, 3, 9, 9]])}
+    matrix = compare.right_where_wrong(evaluations)
+    assert matrix == {"cnn": {"lstm": 1, "rnn": 2}, "lstm": {"cnn": 0, "rnn": 1}, "rnn": {"cnn": 0, "lstm": 0}}
+    overlap = compare.error_overlap(evaluations)
+    assert overlap == {"all_wrong": 1, "all_wrong_same_answer": 1,
+                       "only_wrong": {"cnn": 0, "lstm": 0, "rnn": 1},
+                       "only_right": {"cnn": 1, "lstm": 0, "rnn": 0}}
+    text = compare.describe_overlap(evaluations, overlap)
+    assert text == ["Of the 6 images, all 3 models miss 1 (1 of those with the same wrong answer from every model).",
+                    "Images only one model gets wrong: CNN 0, LSTM 0, RNN 1; images only one model gets "
+                    "right: CNN 1, LSTM 0, RNN 0."]
+    facts = {"parameters": {"cnn": 1000, "lstm": 100, "rnn": 50}, "flops": {"cnn": 8e6, "lstm": 2e6, "rnn": 1e6},
+             "latency": {"cnn": 0.002, "lstm": 0.001, "rnn": 0.0005}, "latency_calls": 7,
+             "training_speed": {"cnn": {"images_per_second": 800.0}, "lstm": {"images_per_second": 2400.0},
+                                "rnn": {"images_per_second": 4800.0}}}
+    text = compare.describe_summary(evaluations, facts)
+    assert text == [
+        "On the 6 test images the CNN is right 83.33 % of the time (1 errors), the LSTM 66.67 % (2) and "
+        "the RNN 50.00 % (3).",
+        "The RNN makes 3.0x as many errors as the CNN.",
+        "The CNN has the most parameters (1,000), 20.0x as many as the RNN (50); the CNN needs the most "
+        "FLOPs per image (8.00 MFLOPs), 8.0x those of the RNN (1.00 MFLOPs).",
+        "One image takes 2.00 ms to classify with the CNN, 1.00 ms with the LSTM and 0.50 ms with the RNN "
+        "(median of 7 calls on this machine).",
+        "Measured in this run, the RNN trains fastest (4,800 images/s) and the CNN slowest (800 images/s, "
+        "6.0x slower); at that speed an epoch of 48,000 training images would take 10 s and 60 s."]
+
+
+def test_memory_sentences_state_the_numbers():
+    steps = 28
+    result = {"models": ["rnn", "lstm"], "steps": steps,
+              "gradients": {"rnn": {"trained": [2e-6] + [1e-3] * 26 + [0.5], "initial": [1e-8] + [1e-3] * 26 + [1.0],
+                                    "seed": 1},
+                            "lstm": {"trained": [0.01] + [0.02] * 26 + [0.05], "initial": [0.2] + [0.1] * 26 + [0.1],
+                                     "seed": 1}},
+              "blank_rows": {"counts": [0, 4, 8, 12],
+                             "accuracy": {"rnn": [0.97, 0.93, 0.85, 0.40], "lstm": [0.99, 0.99, 0.95, 0.92]}}}
+    titles = {"rnn": "RNN", "lstm": "LSTM"}
+    text = memory.describe_gradients(result, titles)
+    assert text[0] == ("RNN: after training, the gradient reaching the state after row 1 is 250,000x smaller "
+                       "than at row 28 (mean ||dL/dh_1|| = 2.00e-06, ||dL/dh_28|| = 5.00e-01); freshly "
+                       "initialised (seed 1) it was 100,000,000x smaller (1.00e-08 vs 1.00e+00).")
+    assert text[1] == ("LSTM: after training, the gradient reaching the state after row 1 is 5.0x smaller "
+                       "than at row 28 (mean ||dL/dh_1|| = 1.00e-02, ||dL/dh_28|| = 5.00e-02); freshly "
+                       "initialised (seed 1) it was 2.0x larger (2.00e-01 vs 1.00e-01).")
+    assert text[2] == ("Of the trained models, the LSTM keeps the most gradient over the 28 steps and the RNN "
+                       "the least: the RNN's ratio is 50,000x the LSTM's.")
+    assert text[3] == ("Freshly initialised, the RNN loses the most gradient between row 28 and row 1 "
+                       "(100,000,000x) and the LSTM the least (0.5x).")
+    text = memory.describe_blank_rows(result, titles)
+    assert text[0] == ("The RNN scores 97.0 % with no blank rows and 93.0 % after 4, then falls below 90 % at "
+                       "8 blank rows (85.0 %); after 12 it scores 40.0 %.")
+    assert text[1] == ("The LSTM stays at or above 90 % all the way to 12 blank rows (99.0 % with none, "
+                       "92.0 % with 12).")
+    # means over k = 4, 8, 12: RNN (93 + 85 + 40) / 3 = 72.67, LSTM (99 + 95 + 92) / 3 = 95.33
+    assert text[2] == ("Averaged over k = 4..12: LSTM 95.3 %, RNN 72.7 %; the LSTM holds the digit best "
+                       "and the RNN worst.")
+    result["blank_rows"]["accuracy"]["rnn"] = [0.97, 0.85, 0.80, 0.40]
+    assert memory.describe_blank_rows(result, titles)[0] == (
+        "The RNN scores 97.0 % with no blank rows and falls below 90 % already at 4 (85.0 %); after 12 "
+        "it scores 40.0 %.")
+    result["gradients"]["rnn"]["trained"][0] = 0.48  # within 10 % of the last row's 0.5
+    assert "row 1 is about as large as at row 28 (mean" in memory.describe_gradients(result, titles)[0]
+
+
+# --- the memory measurements, against direct computations ---
+
+def tiny_rnn(seed=5, hidden=5, rows=6, width=4):
+    """A small SimpleRNN model with non-trivial BatchNorm statistics and biases."""
+    rng = np.random.default_rng(seed)
+    model = build_model("rnn", rng, num_classes=3, image_shape=(rows, width), hidden=hidden)
+    rnn, norm, dense = model.network.layers
+    rnn.params["w_hh"][...] = rng.normal(0, 0.6, rnn.params["w_hh"].shape)
+    rnn.params["b"][...] = rng.normal(0, 0.3, hidden)
+    norm.buffers["running_mean"][...] = rng.normal(0, 0.2, hidden)
+    norm.buffers["running_var"][...] = rng.uniform(0.5, 2.0, hidden)
+    norm.params["gamma"][...] = rng.uniform(0.5, 1.5, hidden)
+    norm.params["beta"][...] = rng.normal(0, 0.1, hidden)
+    dense.params["bias"][...] = rng.normal(0, 0.1, 3)
+    return model
+
+
+def reference_logits(model, sequences, h_start=None, start=0):
+    """float64 NumPy forward of the tiny RNN model, from h_start after step ``start`` (0: h_0 = 0)."""
+    rnn, norm, dense = model.network.layers
+    p = {k: v.astype(np.float64) for k, v in rnn.params.items()}
+    x = np.asarray(sequences, np.float64)
+    h = np.zeros((len(x), p["w_hh"].shape[0])) if h_start is None else h_start
+    for t in range(start, x.shape[1]):
+        h = np.tanh(x[:, t] @ p["w_ih"].T + h @ p["w_hh"].T + p["b"])
+    y = ((h - norm.buffers["running_mean"]) / np.sqrt(norm.buffers["running_var"].astype(np.float64) + norm.eps)
+         * norm.params["gamma"] + norm.params["beta"])
+    return y @ dense.params["weight"].T.astype(np.float64) + dense.params["bias"]
+
+
+def cross_entropy(logits, labels):
+    """Per-image cross-entropy, float64, (N,)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(len(labels)), labels]
+
+
+def test_hidden_gradient_norms_match_central_differences():
+    model = tiny_rnn()
+    rng = np.random.default_rng(6)
+    images = rng.random((3, 6, 4)).astype(np.float32)
+    labels = np.array([0, 2, 1])
+    got = memory.hidden_gradient_norms(model, images, labels)
+    assert got.shape == (6,)
+    # dL_n/dh_t by central differences on the state h_t itself, continuing the recurrence from it
+    p = {k: v.astype(np.float64) for k, v in model.network.layers[0].params.items()}
+    x = images.astype(np.float64)
+    expected = np.empty(6)
+    h = np.zeros((3, 5))
+    eps = 1e-6
+    for t in range(6):
+        h = np.tanh(x[:, t] @ p["w_ih"].T + h @ p["w_hh"].T + p["b"])      # h_t, after row t + 1
+        grad = np.empty_like(h)
+        for j in range(5):
+            step = np.zeros_like(h)
+            step[:, j] = eps
+            grad[:, j] = (cross_entropy(reference_logits(model, x, h + step, t + 1), labels)
+                          - cross_entropy(reference_logits(model, x, h - step, t + 1), labels)) / (2 * eps)
+        expected[t] = np.linalg.norm(grad, axis=1).mean()
+    np.testing.assert_allclose(got, expected, rtol=2e-4)
+    assert expected[0] < expected[-1] / 2  # the test is not of a flat curve
+    assert model.network.layers[0].record_hidden_grads is False  # switched off again
+
+
+def test_blank_row_accuracy_matches_a_direct_forward_and_the_plain_accuracy_at_zero():
+    model = tiny_rnn(seed=8)
+    rng = np.random.default_rng(9)
+    images = rng.random((40, 6, 4)).astype(np.float32)
+    labels = reference_logits(model, images).argmax(axis=1)           # right on every image at k = 0
+    labels[:10] = (labels[:10] + 1) % 3                                # and wrong on the first ten
+    counts = [0, 1, 3, 8]
+    got = memory.blank_row_accuracy(model, images, labels, counts, batch_size=16)
+    assert got[0] == float((model.predict(images) == labels).mean()) == 0.75
+    for k, accuracy in zip(counts, got):
+        padded = np.concatenate([images, np.zeros((40, k, 4), np.float32)], axis=1)
+        assert accuracy == float((reference_logits(model, padded).argmax(axis=1) == labels).mean())
+    assert len(set(got)) > 1  # blank rows do change the answers of this model
+    padded = memory.append_blank_rows(images, 3)
+    assert padded.shape == (40, 9, 4) and not padded[:, 6:].any()
+    np.testing.assert_array_equal(padded[:, :6], images)
+
+
+def test_initial_model_is_the_trainers_start():
+    trained = tiny_rnn(seed=3)
+    trained.extra = {"seed": 7}
+    fresh = memory.initial_model(trained)
+    expected = build_model("rnn", np.random.default_rng([7, 1]), num_classes=3, image_shape=(6, 4), hidden=5)
+    for key, value in expected.network.state().items():
+        np.testing.assert_array_equal(fresh.network.state()[key], value)
+    assert not np.array_equal(fresh.network.state()["0.w_hh"], trained.network.state()["0.w_hh"])
+
+
 # --- the command, end to end ---
+
+LIMIT = 200
+SWEEP_IMAGES = 40
+THREE = ("cnn", "lstm", "rnn")
+
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    """Untrained weights for both models, each with a made-up training history beside it."""
+    """Untrained weights for three models, each with a made-up training history beside it."""
     folder = tmp_path_factory.mktemp("compare_weights")
     paths = {}
-    for seed, (name, seconds) in enumerate((("cnn", 12.5), ("lstm", 30.0))):
+    for seed, name in enumerate(THREE):
         paths[name] = folder / f"{name}.npz"
-        build_model(name, np.random.default_rng(seed)).save(paths[name])
+        build_model(name, np.random.default_rng(seed)).save(paths[name], extra={"seed": 10 + seed})
         epochs = [dict(epoch=e, train_loss=1.0 / e, train_accuracy=0.9 + e / 100, val_loss=1.1 / e,
-                       val_accuracy=0.92 + e / 100, lr=1e-3, seconds=seconds, images_per_second=48000 / seconds)
+                       val_accuracy=0.92 + e / 100 + seed / 1000, lr=1e-3, seconds=12.5, images_per_second=3840)
                   for e in (1, 2, 3, 4)]
         (folder / f"{name}.history.json").write_text(json.dumps(
-            {"model": name, "epochs": epochs, "best_epoch": 4, "best_val_accuracy": 0.96}))
+            {"model": name, "epochs": epochs, "best_epoch": 4, "best_val_accuracy": 0.96 + seed / 1000}))
     return paths
 
 
-def run_compare(repo_root, mnist_dir, weights, out, *extra, **kwargs):
-    return run_module(repo_root, "models.compare", "--cnn", weights["cnn"], "--lstm", weights["lstm"],
+def run_compare(repo_root, mnist_dir, weights, out, *extra, names=THREE, **kwargs):
+    return run_module(repo_root, "models.compare", "--models", ",".join(str(weights[n]) for n in names),
                       "--data", mnist_dir, "--out", out, *extra, **kwargs)
 
 
-def test_report_agrees_with_evaluate_and_links_existing_figures(repo_root, mnist_dir, weights, tmp_path):
+def test_three_model_report_states_measured_values_and_links_every_figure(repo_root, mnist_dir, weights, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "report"
     result = run_compare(repo_root, mnist_dir, weights, out, "--limit", LIMIT, "--sweep-images", SWEEP_IMAGES,
-                         "--latency-calls", 10, "--quiet")
+                         "--latency-calls", 10, "--speed-seconds", 0.2, "--pair", "rnn,cnn", "--quiet")
     assert result.returncode == 0, result.stderr
     report = (out / "report.md").read_text()
     numbers = json.loads((out / "report.json").read_text())
+    images, labels, _ = load_test_set(str(mnist_dir), LIMIT)
+    assert numbers["models"] == list(THREE) and numbers["pair"] == ["rnn", "cnn"]
+    assert report.startswith("# CNN, LSTM and RNN on MNIST")
+    for name in THREE:
+        digest = hashlib.sha256(weights[name].read_bytes()).hexdigest()
+        assert numbers["weights_sha256"][name] == digest and f"(SHA-256 {digest[:12]}...)" in report
 
-    for name in ("cnn", "lstm"):
-        evaluated = run_module(repo_root, "models.evaluate", "--model", name, "--weights", weights[name],
-                               "--data", mnist_dir, "--limit", LIMIT, "--json")
-        assert evaluated.returncode == 0, evaluated.stderr
-        expected = json.loads(evaluated.stdout)
+    evaluations = {}
+    for name in THREE:
+        model = load_model(weights[name])
+        evaluations[name] = evaluate(model, images, labels)
+        expected = json.loads(json.dumps(evaluations[name].summary()))
         got = numbers["evaluations"][name]
-        assert got["n_images"] == expected["n_images"] == LIMIT
-        assert got["accuracy"] == expected["accuracy"]
+        assert got["n_images"] == LIMIT
+        assert got["accuracy"] == expected["accuracy"] == float((model.predict(images) == labels).mean())
         assert got["per_class"] == expected["per_class"]
         assert got["confusion_matrix"] == expected["confusion_matrix"]
-        # the Markdown table and the console summary show the same accuracy
-        row = f"| {name.upper()} | {100 * expected['accuracy']:.2f} % | {LIMIT - expected['n_correct']:,} |"
+        title = model.title
+        row = f"| {title} | {100 * expected['accuracy']:.2f} % | {LIMIT - expected['n_correct']:,} |"
         assert row in report
-        assert re.search(rf"^{name.upper()}\s+{100 * expected['accuracy']:.2f}%", result.stdout, re.M)
+        assert re.search(rf"^{title}\s+{100 * expected['accuracy']:.2f}%", result.stdout, re.M)
+        assert f"- **{title}** (`{name}`, {model.num_parameters():,} parameters): {model.spec.description}" in report
+        speed = numbers["training_speed"][name]
+        assert speed["batch_size"] == 64 and speed["steps"] >= 5 and speed["seconds"] >= 0.2
+        assert speed["images_per_second"] >= speed["mean_images_per_second"] * 0.5 > 0
+        assert f"| {speed['images_per_second']:,.0f} |" in report
+    assert numbers["parameters"] == {"cnn": 356_234, "lstm": 24_586, "rnn": 6_730}
+    assert numbers["cores"] == os.cpu_count() and numbers["threads"] >= 1
+    assert f"on {os.cpu_count()} CPU cores" in report and "`bench/bench.py`" in report
 
-    # training time per epoch comes from the history files
-    assert numbers["training"]["cnn"]["seconds_per_epoch"] == 12.5
-    assert "| 12.5 s | 3,840 |" in report and "| 30.0 s | 1,600 |" in report
-    assert numbers["parameters"] == {"cnn": 356_234, "lstm": 24_586}
+    # disagreements: every pair's count, and the chosen pair's groups
+    for a in THREE:
+        for b in THREE:
+            if a != b:
+                count = int((evaluations[a].correct & ~evaluations[b].correct).sum())
+                assert numbers["right_where_wrong"][a][b] == count
+    rnn_ok, cnn_ok = evaluations["rnn"].correct, evaluations["cnn"].correct
+    assert numbers["disagreements"] == {"rnn_right_cnn_wrong": int((rnn_ok & ~cnn_ok).sum()),
+                                        "cnn_right_rnn_wrong": int((cnn_ok & ~rnn_ok).sum()),
+                                        "rnn_cnn_both_wrong": int((~rnn_ok & ~cnn_ok).sum())}
+    assert min(numbers["disagreements"].values()) > 0  # untrained models: all three grids have digits
+
+    # robustness: a column per model, the identity level is the subset's plain accuracy
+    subset = compare.sweep_subset(LIMIT, SWEEP_IMAGES)
     assert numbers["sweep_images"] == SWEEP_IMAGES
-    assert f"subset of {SWEEP_IMAGES:,} of the {LIMIT:,} test images" in report
+    for sweep in compare.SWEEPS:
+        assert f"### {sweep.title}" in report
+        for variant in numbers["robustness"][sweep.key]["variants"].values():
+            for name in THREE:
+                clean = float(evaluations[name].correct[subset].mean())
+                assert variant["accuracy"][name][sweep.levels.index(sweep.identity)] == clean
+
+    # memory: the recurrent models only, blank rows k = 0 is the plain accuracy of the subset
+    result_memory = numbers["memory"]
+    assert result_memory["models"] == ["lstm", "rnn"] and result_memory["steps"] == 28
+    assert result_memory["blank_rows"]["counts"] == list(range(0, 57, 4))
+    for name in ("lstm", "rnn"):
+        blank = result_memory["blank_rows"]["accuracy"][name]
+        assert len(blank) == 15 and blank[0] == float(evaluations[name].correct[subset].mean())
+        model = load_model(weights[name])
+        trained = memory.hidden_gradient_norms(model, images[subset], labels[subset])
+        np.testing.assert_allclose(result_memory["gradients"][name]["trained"], trained, rtol=1e-6)
+        initial = memory.hidden_gradient_norms(memory.initial_model(model), images[subset], labels[subset])
+        np.testing.assert_allclose(result_memory["gradients"][name]["initial"], initial, rtol=1e-6)
+        assert result_memory["gradients"][name]["seed"] == 10 + THREE.index(name)
+    assert "## Does the LSTM remember longer?" in report and "What this measures:" in report
+    assert "Recurrent models compared: LSTM and RNN." in report
 
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
-    expected_figures = {"training_curves.png", "per_class.png", "confusion.png", "cnn_right_lstm_wrong.png",
-                        "lstm_right_cnn_wrong.png", "both_wrong.png"} | {
-                           f"robustness_{s.key}.png" for s in compare.SWEEPS}
-    assert set(links) <= expected_figures and len(links) >= len(expected_figures) - 2  # empty grids are left out
+    expected_figures = ({"training_curves.png", "per_class.png", "confusion.png", "rnn_right_cnn_wrong.png",
+                         "cnn_right_rnn_wrong.png", "rnn_cnn_both_wrong.png", "memory_gradients.png",
+                         "memory_blank_rows.png"} | {f"robustness_{s.key}.png" for s in compare.SWEEPS})
+    assert sorted(links) == sorted(expected_figures)  # every figure, each linked once
     for link in links:
         data = (out / link).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) < 300_000, link
     assert sorted(numbers["figures"].values()) == sorted(p.name for p in out.glob("*.png"))
-    for sweep in compare.SWEEPS:  # every sweep has its table and its generated sentences
-        assert f"### {sweep.title}" in report
-        accuracy = numbers["robustness"][sweep.key]["variants"]
-        for variant in accuracy.values():
-            assert len(variant["accuracy"]["cnn"]) == len(sweep.levels)
 
 
 def test_report_without_matplotlib_skips_figures(repo_root, mnist_dir, weights, tmp_path):
     out = tmp_path / "report"
     result = run_compare(repo_root, mnist_dir, weights, out, "--limit", 100, "--sweep-images", 20,
-                         "--latency-calls", 5, "--quiet", pythonpath_first=without_matplotlib(tmp_path))
+                         "--latency-calls", 5, "--speed-seconds", 0.1, "--quiet", names=("cnn", "lstm"),
+                         pythonpath_first=without_matplotlib(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "figures skipped" in result.stdout and "pip install -e '.[plot]'" in result.stdout
     report = (out / "report.md").read_text()
     assert "Figures skipped: matplotlib is not installed" in report
     assert "![" not in report and not list(out.glob("*.png"))
-    assert "| CNN |" in report and "### Blanked rows" in report
+    assert "| CNN |" in report and "### Blanked rows" in report and "### CNN and LSTM" in report
+    assert "Recurrent models compared: LSTM." in report
 
 
-def test_wrong_weights_give_one_line_and_write_nothing(repo_root, mnist_dir, weights, tmp_path):
+def test_bad_model_lists_give_one_line_and_write_nothing(repo_root, mnist_dir, weights, tmp_path):
     out = tmp_path / "report"
-    swapped = {"cnn": weights["lstm"], "lstm": weights["cnn"]}
-    line = assert_one_line_error(run_compare(repo_root, mnist_dir, swapped, out))
-    assert str(weights["lstm"]) in line and "not the CNN" in line
-    assert not out.exists()
+    cases = [(("--models", "cnn,nosuchmodel"), "unknown model 'nosuchmodel'"),
+             (("--models", f"{weights['cnn']},{weights['cnn']}"), "two weights files of the model 'cnn'"),
+             (("--models", str(weights["cnn"])), "at least two models"),
+             (("--models", f"{weights['cnn']},{weights['lstm']}", "--pair", "cnn,rnn"), "--pair cnn,rnn"),
+             (("--models", f"{weights['cnn']},{tmp_path / 'missing.npz'}"), "missing.npz")]
+    for arguments, expected in cases:
+        line = assert_one_line_error(run_module(repo_root, "models.compare", *arguments, "--data", mnist_dir,
+                                                "--out", out))
+        assert expected in line, line
+        assert not out.exists()
     line = assert_one_line_error(run_compare(repo_root, tmp_path / "no_data", weights, out))
     assert str(tmp_path / "no_data") in line
     assert not out.exists()
+
+
+OUT_OF_TREE_MODEL = '''
+from models.inputs import image_rows
+from models.registry import ModelSpec
+from nn.layers import GRU, Dense, Sequential
+
+
+def build(rng, image_shape=(28, 28), num_classes=10, hidden=8):
+    return Sequential([GRU(image_shape[1], hidden, need_input_grad=False, rng=rng),
+                       Dense(hidden, num_classes, rng=rng)])
+
+
+MODEL = ModelSpec(name="tinygru", title="TinyGRU", description="An 8-unit GRU defined outside the kit.",
+                  build=build, to_input=image_rows, options={"hidden": 8}, recurrent=True, shipped=False)
+'''
+
+
+def test_a_model_defined_outside_the_kit_is_compared_and_measured(repo_root, mnist_dir, weights, tmp_path):
+    from models import registry
+    model_file = tmp_path / "tinygru.py"
+    model_file.write_text(OUT_OF_TREE_MODEL)
+    registry.load_model_file(model_file)
+    tiny_weights = tmp_path / "tinygru.npz"
+    build_model("tinygru", np.random.default_rng(4)).save(tiny_weights)
+    out = tmp_path / "report"
+    result = run_module(repo_root, "models.compare", "--model-file", model_file, "--models",
+                        f"{weights['rnn']},{tiny_weights}", "--data", mnist_dir, "--out", out, "--limit", 100,
+                        "--sweep-images", 20, "--latency-calls", 3, "--speed-seconds", 0.05, "--quiet",
+                        pythonpath_first=without_matplotlib(tmp_path))
+    assert result.returncode == 0, result.stderr
+    numbers = json.loads((out / "report.json").read_text())
+    report = (out / "report.md").read_text()
+    assert numbers["models"] == ["rnn", "tinygru"] and numbers["pair"] == ["rnn", "tinygru"]
+    # GRU: w_ih 24 x 28, w_hh 24 x 8, b_ih and b_hh 24 each = 912; dense 8 x 10 + 10 = 90
+    assert "- **TinyGRU** (`tinygru`, 1,002 parameters): An 8-unit GRU defined outside the kit." in report
+    images, labels, _ = load_test_set(str(mnist_dir), 100)
+    tiny = load_model(tiny_weights)
+    assert numbers["evaluations"]["tinygru"]["accuracy"] == float((tiny.predict(images) == labels).mean())
+    assert numbers["memory"]["models"] == ["rnn", "tinygru"]
+    subset = compare.sweep_subset(100, 20)
+    assert numbers["memory"]["blank_rows"]["accuracy"]["tinygru"][0] == float(
+        (tiny.predict(images[subset]) == labels[subset]).mean())
+
+
+def test_default_is_every_shipped_model_in_registry_order():
+    from models import registry
+    from models.base import shipped_weights
+    missing = [name for name in registry.shipped() if not shipped_weights(name).is_file()]
+    if missing:
+        pytest.skip(f"shipped weights not present yet: {', '.join(missing)}")
+    models, paths, pair = compare.load_models(None, None)
+    assert list(models) == registry.shipped() and len(models) >= 2
+    assert pair == tuple(registry.shipped()[:2])
+    assert all(paths[name] == shipped_weights(name) for name in models)
+    _, _, pair = compare.load_models(",".join(registry.shipped()), ",".join(registry.shipped()[:0:-1][:2]))
+    assert pair == tuple(registry.shipped()[:0:-1][:2])
