@@ -123,6 +123,9 @@ def make_parser(spec=None, prog="python -m models.train"):
     add("--quiet", action="store_true", help="no progress bar, only per-epoch lines")
     # For tests: behave as if Ctrl-C arrived after this many optimizer steps.
     add("--interrupt-after", type=positive_int, help=argparse.SUPPRESS)
+    # For tests: send this process a real SIGINT at a named point of the run: startup,
+    # epoch-start:E, step:N (before global step N), validation:E, checkpoint:E, test.
+    add("--interrupt-at-phase", metavar="PHASE", help=argparse.SUPPRESS)
     return parser
 
 
@@ -177,6 +180,34 @@ def evaluate_batches(model, images, labels, batch_size=1000):
         total_loss += -log_softmax(logits.astype(np.float64))[np.arange(len(y)), y].sum()
         correct += int((logits.argmax(axis=1) == y).sum())
     return total_loss / len(images), correct / len(images)
+
+
+def phase(args, name):
+    """A named point of the run; the hidden ``--interrupt-at-phase`` flag delivers a real SIGINT
+    to this process there, so tests can interrupt exactly where a person's Ctrl-C might land."""
+    if getattr(args, "interrupt_at_phase", None) == name:
+        signal.raise_signal(signal.SIGINT)
+
+
+def layer_rng_states(network):
+    """{layer index: generator state} of every layer that draws random numbers itself (dropout):
+    ``layer.rng_state()`` when the layer offers it, else its ``rng`` generator's state."""
+    states = {}
+    for index, layer in enumerate(network.layers):
+        if callable(getattr(layer, "rng_state", None)):
+            states[str(index)] = layer.rng_state()
+        elif isinstance(getattr(layer, "rng", None), np.random.Generator):
+            states[str(index)] = layer.rng.bit_generator.state
+    return states
+
+
+def set_layer_rng_states(network, states):
+    for index, state in states.items():
+        layer = network.layers[int(index)]
+        if callable(getattr(layer, "set_rng_state", None)):
+            layer.set_rng_state(state)
+        else:
+            layer.rng.bit_generator.state = state
 
 
 class Interrupt:
@@ -288,7 +319,8 @@ def _run(argv, fixed_model, prog):
         spec = resumed
         # The run continues with the flags it started with; only where and how fast may change.
         # --data and --threads only when given again (the files may have moved).
-        keep = {"quiet": args.quiet, "interrupt_after": args.interrupt_after, "resume": args.resume}
+        keep = {"quiet": args.quiet, "interrupt_after": args.interrupt_after,
+                "interrupt_at_phase": args.interrupt_at_phase, "resume": args.resume}
         keep.update({k: getattr(args, k) for k in ("data", "threads") if getattr(args, k) is not None})
         args = argparse.Namespace(**{**resume_meta["args"], **keep})
     else:
@@ -342,17 +374,21 @@ def train(spec, args, resume_meta=None, resume_arrays=None):
     state = dict(model=model_name, args=vars(args), epoch=0, step_in_epoch=0, global_step=0,
                  history=[], best_val_accuracy=-1.0, best_epoch=0,
                  epoch_loss_sum=0.0, epoch_correct=0, epoch_seen=0, epoch_seconds=0.0,
-                 permutation=np.arange(len(train_x)))
+                 permutation=np.arange(len(train_x)), permutation_epoch=-1)
     if resume_meta is not None:
         model.network.load_state({k[len("model/"):]: v for k, v in resume_arrays.items()
                                   if k.startswith("model/")})
         optimizer.load_state({k[len("optim/"):]: v for k, v in resume_arrays.items()
                               if k.startswith("optim/")})
+        set_layer_rng_states(model.network, resume_meta.get("layer_rngs", {}))
         model_rng.bit_generator.state = resume_meta["model_rng"]
         data_rng.bit_generator.state = resume_meta["data_rng"]
         for key in ("epoch", "step_in_epoch", "global_step", "history", "best_val_accuracy",
                     "best_epoch", "epoch_loss_sum", "epoch_correct", "epoch_seen", "epoch_seconds"):
             state[key] = resume_meta[key]
+        # Older checkpoints: a permutation is in use only once its epoch's first step is done.
+        state["permutation_epoch"] = resume_meta.get(
+            "permutation_epoch", state["epoch"] if state["step_in_epoch"] else -1)
         state["permutation"] = resume_arrays["permutation"]
         print(f"resuming {checkpoint_path if args.resume is None else args.resume}: epoch "
               f"{state['epoch'] + 1}, step {state['step_in_epoch']}/{steps_per_epoch}", file=sys.stderr)
@@ -362,6 +398,7 @@ def train(spec, args, resume_meta=None, resume_arrays=None):
               file=sys.stderr)
 
     def checkpoint():
+        state["layer_rngs"] = layer_rng_states(model.network)
         state["model_rng"] = model_rng.bit_generator.state
         state["data_rng"] = data_rng.bit_generator.state
         save_checkpoint(checkpoint_path, model, optimizer, state)
@@ -372,27 +409,41 @@ def train(spec, args, resume_meta=None, resume_arrays=None):
             "best_epoch": state["best_epoch"], "best_val_accuracy": state["best_val_accuracy"],
             **({"test": state["test"]} if "test" in state else {})}, indent=2) + "\n")
 
+    def stop(started=None):
+        """Ctrl-C: save where we are (at a step boundary) and say how to go on."""
+        if started is not None:
+            state["epoch_seconds"] = time.perf_counter() - started
+        checkpoint()
+        where = (f"after the last epoch (the test pass remains)" if state["epoch"] >= args.epochs
+                 else f"at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}/{steps_per_epoch}")
+        print(f"interrupted {where}; checkpoint saved. Resume with:\n"
+              f"  {args.prog} --resume {checkpoint_path}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
     # Overflow on the way to a NaN loss is reported once, by the check below, not as warnings.
     with Interrupt(args.interrupt_after) as interrupt, np.errstate(over="ignore", invalid="ignore"):
         while state["epoch"] < args.epochs:
             epoch = state["epoch"]
             if state["step_in_epoch"] == 0:
+                phase(args, f"epoch-start:{epoch + 1}")
+            # Checked before anything of the epoch is drawn, so a checkpoint at a boundary holds
+            # the data generator exactly as the uninterrupted run has it there.
+            if interrupt.check(state["global_step"]):
+                return stop()
+            if state["permutation_epoch"] != epoch:
                 state["permutation"] = data_rng.permutation(len(train_x))
+                state["permutation_epoch"] = epoch
             bar = None if args.quiet else ProgressBar(
                 len(train_x), f"epoch {epoch + 1}/{args.epochs}")
             if bar is not None:
                 bar.done = min(state["step_in_epoch"] * args.batch_size, len(train_x))
             started = time.perf_counter() - state["epoch_seconds"]
             while state["step_in_epoch"] < steps_per_epoch:
+                phase(args, f"step:{state['global_step']}")
                 if interrupt.check(state["global_step"]):
-                    state["epoch_seconds"] = time.perf_counter() - started
                     if bar is not None:
                         bar.close()
-                    checkpoint()
-                    print(f"interrupted at epoch {epoch + 1}, step {state['step_in_epoch']}/"
-                          f"{steps_per_epoch}; checkpoint saved. Resume with:\n"
-                          f"  {args.prog} --resume {checkpoint_path}", file=sys.stderr)
-                    return EXIT_INTERRUPTED
+                    return stop(started)
                 step = state["step_in_epoch"]
                 index = state["permutation"][step * args.batch_size:(step + 1) * args.batch_size]
                 images, labels = train_x[index], train_y[index]
@@ -423,11 +474,15 @@ def train(spec, args, resume_meta=None, resume_arrays=None):
             if bar is not None:
                 bar.close()
             seconds = time.perf_counter() - started
+            # A Ctrl-C from here on lets the epoch finish (validation, weights, checkpoint): the
+            # next check, at the top of the loop or after it, stops at the boundary.
+            phase(args, f"validation:{epoch + 1}")
             val_loss, val_accuracy = evaluate_batches(model, val_x, val_y)
             record = dict(epoch=epoch + 1,
                           train_loss=state["epoch_loss_sum"] / state["epoch_seen"],
                           train_accuracy=state["epoch_correct"] / state["epoch_seen"],
-                          val_loss=val_loss, val_accuracy=val_accuracy, lr=optimizer.lr,
+                          val_loss=val_loss, val_accuracy=val_accuracy,
+                          lr=learning_rate(args, state["global_step"] - 1, total_steps),
                           seconds=seconds, images_per_second=state["epoch_seen"] / seconds)
             state["history"].append(record)
             improved = len(val_x) == 0 or val_accuracy > state["best_val_accuracy"]
@@ -438,13 +493,16 @@ def train(spec, args, resume_meta=None, resume_arrays=None):
                                        "seed": args.seed, "args": vars(args)})
             print(f"epoch {epoch + 1}/{args.epochs}: loss {record['train_loss']:.4f}  "
                   f"acc {100 * record['train_accuracy']:.2f}%  val_loss {val_loss:.4f}  "
-                  f"val_acc {100 * val_accuracy:.2f}%  lr {optimizer.lr:.2e}  "
+                  f"val_acc {100 * val_accuracy:.2f}%  lr {record['lr']:.2e}  "
                   f"{format_duration(seconds)} ({record['images_per_second']:,.0f} img/s)"
                   + ("  *best*" if improved else ""), file=sys.stderr)
             state.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0, epoch_correct=0,
                          epoch_seen=0, epoch_seconds=0.0)
+            phase(args, f"checkpoint:{epoch + 1}")
             checkpoint()
             save_history()
+        if interrupt.check(state["global_step"]):
+            return stop()
 
     best = load_model(out, expect=model_name)
     test_loss, test_accuracy = evaluate_batches(best, test_x, test_y)
