@@ -120,3 +120,98 @@ def test_resume_is_bit_identical_wherever_the_interrupt_lands(tmp_path, mnist_di
         assert (history_without_timing(out.with_name("m.history.json"))
                 == history_without_timing(tmp_path / "straight" / "m.history.json")), point
         assert not checkpoint.exists()
+
+
+LSTM_SHORT = ["--model", "lstm", *SHORT]
+
+
+def interrupted_run(tmp_path, mnist_dir, *extra, model="lstm", after=2):
+    """A short run stopped by Ctrl-C after ``after`` steps: (command, checkpoint path)."""
+    command = ["--model", model, *SHORT, "--data", mnist_dir, "--out", tmp_path / "run" / "m.npz", *extra]
+    result = train(*command, "--interrupt-after", after)
+    assert result.returncode == 130, result.stderr
+    return command, tmp_path / "run" / "m.checkpoint.npz"
+
+
+# ------------------------------------------------------------------ 2. work is never lost
+def test_rerunning_the_original_command_is_refused_with_the_resume_command(tmp_path, mnist_dir):
+    command, checkpoint = interrupted_run(tmp_path, mnist_dir)
+    before = checkpoint.read_bytes()
+    again = train(*command)
+    assert again.returncode == 2
+    assert f"--resume {checkpoint}" in error_line(again) and "--force" in error_line(again)
+    assert checkpoint.read_bytes() == before
+
+
+def test_the_shipped_weights_are_never_replaced_by_default(tmp_path, mnist_dir, user_data_folder):
+    shipped = {path: path.read_bytes() for path in (REPO / "weights").glob("*.npz")}
+    assert shipped
+    result = train("--model", "lstm", *SHORT, "--epochs", 1, "--data", mnist_dir)
+    assert result.returncode == 0, result.stderr
+    made = list((user_data_folder / "runs").glob("lstm-*/lstm.npz"))
+    assert len(made) == 1 and str(made[0]) in result.stdout
+    refused = train("--model", "lstm", *SHORT, "--data", mnist_dir, "--out", REPO / "weights" / "lstm.npz")
+    assert refused.returncode == 2 and "already exists" in error_line(refused)
+    assert {path: path.read_bytes() for path in shipped} == shipped
+
+
+def test_force_replaces_an_existing_out_and_checkpoint(tmp_path, mnist_dir):
+    command, checkpoint = interrupted_run(tmp_path, mnist_dir)
+    out = checkpoint.with_name("m.npz")
+    out.write_bytes(b"previous weights")
+    result = train(*command, "--force")
+    assert result.returncode == 0, result.stderr
+    import models
+    assert models.load_model(out).name == "lstm"
+    assert not checkpoint.exists()
+
+
+# ------------------------------------------------------------------ 3. --out checked before any work
+def test_out_under_a_file_is_refused_before_any_work(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = train("--model", "lstm", "--data", tmp_path / "no-data", "--out", blocker / "sub" / "m.npz")
+    assert result.returncode == 2
+    assert f"{blocker} is a file, not a folder" in error_line(result)
+
+
+def test_out_that_is_a_folder_is_refused(tmp_path):
+    result = train("--model", "lstm", "--data", tmp_path / "no-data", "--out", tmp_path)
+    assert result.returncode == 2 and "is a folder" in error_line(result)
+
+
+def test_out_in_a_read_only_folder_is_refused_before_any_work(tmp_path, monkeypatch):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):  # root writes anywhere: make the check see what a user would
+        import models.train
+        monkeypatch.setattr(models.train.os, "access", lambda path, mode: Path(path) != folder)
+    result = train("--model", "lstm", "--data", tmp_path / "no-data", "--out", folder / "m.npz")
+    folder.chmod(0o755)
+    assert result.returncode == 2
+    assert f"the folder {folder} is not writable" in error_line(result)
+
+
+def test_a_full_disk_gives_one_line_and_keeps_the_last_good_file(tmp_path, mnist_dir, monkeypatch):
+    import errno
+
+    real_savez, calls = np.savez, []
+
+    def savez(handle, **arrays):  # the third .npz written: epoch 2's weights or checkpoint
+        calls.append(1)
+        if len(calls) >= 3:
+            handle.write(b"half an archive")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_savez(handle, **arrays)
+
+    monkeypatch.setattr(np, "savez", savez)
+    out = tmp_path / "run" / "m.npz"
+    result = train(*LSTM_SHORT, "--data", mnist_dir, "--out", out)
+    monkeypatch.undo()
+    assert result.returncode == 2
+    line = error_line(result)
+    assert "No space left on device" in line and str(tmp_path / "run") in line
+    import models
+    assert models.load_model(out).extra["epoch"] == 1   # epoch 1's weights, whole
+    assert not list(out.parent.glob(".*.tmp"))
