@@ -215,3 +215,196 @@ def test_a_full_disk_gives_one_line_and_keeps_the_last_good_file(tmp_path, mnist
     import models
     assert models.load_model(out).extra["epoch"] == 1   # epoch 1's weights, whole
     assert not list(out.parent.glob(".*.tmp"))
+
+
+# ------------------------------------------------------------------ 7. checkpoints validated
+def rewrite_checkpoint(path, meta_change=None, array_change=None):
+    """Rewrite a checkpoint with ``meta_change(meta)`` / ``array_change(arrays)`` applied."""
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+    if meta_change:
+        meta_change(meta)
+    if array_change:
+        array_change(arrays)
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda m: m.pop("epoch"), "'epoch'"),
+    (lambda m: m.update(step_in_epoch="two"), "'step_in_epoch'"),
+    (lambda m: m.update(model_rng=[1, 2]), "'model_rng'"),
+    (lambda m: m["model_rng"]["state"].update(state="x"), "generator state"),
+    (lambda m: m["args"].update(lr="fast"), "'lr'"),
+    (lambda m: m["args"].update(batch_size=-4), "'batch_size'"),
+    (lambda m: m["args"].pop("optimizer"), "'optimizer'"),
+    (lambda m: m.update(global_step=99), "does not fit"),
+    (lambda m: m.update(model="gru"), "another model"),
+])
+def test_a_damaged_checkpoint_field_is_one_line(tmp_path, mnist_dir, change, expected):
+    _, checkpoint = interrupted_run(tmp_path, mnist_dir)
+    rewrite_checkpoint(checkpoint, meta_change=change)
+    result = train("--resume", checkpoint, "--quiet")
+    assert result.returncode == 2
+    assert expected in error_line(result) and str(checkpoint) in error_line(result)
+
+
+def test_an_array_of_the_wrong_shape_is_refused_not_broadcast(tmp_path, mnist_dir):
+    _, checkpoint = interrupted_run(tmp_path, mnist_dir, model="cnn", after=1)
+    with np.load(checkpoint) as archive:
+        assert archive["model/0.weight"].shape == (32, 1, 3, 3)
+
+    def small(arrays):
+        arrays["model/0.weight"] = np.ones((3, 3), np.float32)  # broadcasts into (32, 1, 3, 3)
+    rewrite_checkpoint(checkpoint, array_change=small)
+    result = train("--resume", checkpoint, "--quiet")
+    assert result.returncode == 2
+    assert "'0.weight' has shape (3, 3), expected (32, 1, 3, 3)" in error_line(result)
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda a: a.update({"optim/m/0.w_ih": a["optim/m/0.w_ih"].astype(np.float64)}), "dtype float64"),
+    (lambda a: a.pop("optim/v/2.bias"), "missing array 'v/2.bias'"),
+    (lambda a: a.update(permutation=a["permutation"][:-1]), "data order"),
+    (lambda a: a.update(permutation=np.zeros_like(a["permutation"])), "data order"),
+])
+def test_damaged_checkpoint_arrays_are_refused(tmp_path, mnist_dir, change, expected):
+    _, checkpoint = interrupted_run(tmp_path, mnist_dir)
+    rewrite_checkpoint(checkpoint, array_change=change)
+    result = train("--resume", checkpoint, "--quiet")
+    assert result.returncode == 2 and expected in error_line(result)
+
+
+def test_resume_applies_more_epochs_and_refuses_other_changes_in_one_line(tmp_path, mnist_dir):
+    _, checkpoint = interrupted_run(tmp_path, mnist_dir)
+    for flags, expected in ((["--lr", 0.5], "--lr 0.5"), (["--out", tmp_path / "other.npz"], "--out"),
+                            (["--hidden", 32], "--hidden 32"), (["--no-augment"], "--augment off"),
+                            (["--force"], "--force")):
+        result = train("--resume", checkpoint, "--quiet", *flags)
+        assert result.returncode == 2, flags
+        assert expected in error_line(result), flags
+    # The same value as the run's own is no change; more epochs are applied, and said.
+    result = train("--resume", checkpoint, "--quiet", "--batch-size", 64, "--epochs", 3)
+    assert result.returncode == 0, result.stderr
+    assert "note: training to 3 epochs instead of 2" in result.stderr
+    history = json.loads(checkpoint.with_name("m.history.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2, 3]
+    assert not (tmp_path / "other.npz").exists()
+
+
+def test_epochs_already_done_cannot_be_asked_for(tmp_path, mnist_dir):
+    _, checkpoint = interrupted_run(tmp_path, mnist_dir, after=5)   # in epoch 2 of 2
+    result = train("--resume", checkpoint, "--quiet", "--epochs", 1)
+    assert result.returncode == 2 and "already finished 1 epochs" in error_line(result)
+
+
+# ------------------------------------------------------------------ 8. dubious values
+def test_a_loss_far_above_its_start_stops_the_run_with_exit_3(tmp_path, mnist_dir):
+    out = tmp_path / "m.npz"
+    result = train("--model", "lstm", "--limit", 2000, "--epochs", 2, "--batch-size", 32, "--threads", 1,
+                   "--quiet", "--lr", 10, "--data", mnist_dir, "--out", out)
+    assert result.returncode == 3
+    line = error_line(result)
+    assert "diverged" in line and "stayed above 10 times its starting value" in line
+    assert "epoch 1" in line and "no weights were written" in line
+    assert not out.exists()
+
+
+def test_a_sound_run_is_not_taken_for_divergence(tmp_path, mnist_dir):
+    result = train("--model", "lstm", "--limit", 2000, "--epochs", 1, "--batch-size", 32, "--threads", 1,
+                   "--quiet", "--lr", 0.05, "--data", mnist_dir, "--out", tmp_path / "m.npz")
+    assert result.returncode == 0, result.stderr   # spikes to 4 from 3.2 early on
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--final-lr-factor", "-3"], "--final-lr-factor"),
+    (["--seed", "-1"], "--seed"),
+    (["--lr", "inf"], "--lr"),
+    (["--momentum", "1.5"], "--momentum"),
+])
+def test_dubious_flags_are_refused(tmp_path, flags, expected):
+    result = train("--model", "lstm", *flags, "--out", tmp_path / "o" / "m.npz")
+    assert result.returncode == 2 and expected in error_line(result)
+    assert not (tmp_path / "o").exists()
+
+
+def test_batch_size_one_is_refused_for_a_batchnorm_model(tmp_path, mnist_dir):
+    result = train(*LSTM_SHORT, "--batch-size", 1, "--data", mnist_dir, "--out", tmp_path / "m.npz")
+    assert result.returncode == 2
+    assert "--batch-size 1" in error_line(result) and "BatchNorm" in error_line(result)
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_final_batch_of_one_joins_the_one_before(tmp_path, mnist_dir, monkeypatch):
+    import models.train
+    sizes = []
+    forward = models.train.SoftmaxCrossEntropy.forward
+
+    def recording(self, logits, labels):
+        sizes.append(len(labels))
+        return forward(self, logits, labels)
+    monkeypatch.setattr(models.train.SoftmaxCrossEntropy, "forward", recording)
+    # 240 training images in batches of 239: 239 + 1 would leave BatchNorm one image.
+    result = train(*LSTM_SHORT, "--batch-size", 239, "--data", mnist_dir, "--out", tmp_path / "m.npz")
+    assert result.returncode == 0, result.stderr
+    assert sizes == [240, 240]
+
+
+def test_no_validation_writes_null_and_keeps_the_last_epoch(tmp_path, mnist_dir):
+    out = tmp_path / "m.npz"
+    result = train(*LSTM_SHORT, "--val-fraction", 0, "--data", mnist_dir, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "nan" not in result.stderr.lower() and "no validation" in result.stderr
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    history = json.loads(out.with_name("m.history.json").read_text(), parse_constant=refuse)
+    assert [e["val_loss"] for e in history["epochs"]] == [None, None]
+    assert [e["val_accuracy"] for e in history["epochs"]] == [None, None]
+    assert history["best_epoch"] == 2 and history["best_val_accuracy"] is None
+    import models
+    assert models.load_model(out).extra["epoch"] == 2
+
+
+# ------------------------------------------------------------------ 9. interrupts and absurd values
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path, mnist_dir):
+    result = run_command("train_lstm.py", *SHORT, "--data", mnist_dir, "--out", tmp_path / "o" / "m.npz",
+                         "--interrupt-at-phase", "startup")
+    assert result.returncode == 130
+    assert "start-up" in error_line(result) and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_during_the_test_pass_is_one_line_and_the_run_resumes(tmp_path, mnist_dir):
+    out = tmp_path / "m.npz"
+    result = train(*LSTM_SHORT, "--data", mnist_dir, "--out", out, "--interrupt-at-phase", "test")
+    assert result.returncode == 130
+    line = error_line(result)
+    assert "test pass" in line and "--resume" in line
+    resumed = train("--resume", out.with_name("m.checkpoint.npz"), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "test accuracy" in resumed.stdout
+    assert "test" in json.loads(out.with_name("m.history.json").read_text())
+
+
+def test_absurd_model_options_are_refused_before_allocating(tmp_path, mnist_dir):
+    import time
+    started = time.perf_counter()
+    result = train(*LSTM_SHORT, "--hidden", 1000000, "--data", mnist_dir, "--out", tmp_path / "m.npz")
+    assert result.returncode == 2
+    line = error_line(result)
+    assert "--hidden 1000000" in line and "parameters" in line and "4,000," in line
+    assert time.perf_counter() - started < 30
+    ok = train(*LSTM_SHORT, "--epochs", 1, "--hidden", 300, "--data", mnist_dir, "--out", tmp_path / "b.npz")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_the_parameter_estimate_is_exact_for_the_recurrent_models():
+    from models import registry
+    from models.base import build_model
+    from models.train import probe_model
+    for name in ("lstm", "gru", "rnn", "mlp"):
+        spec = registry.get(name)
+        estimate, _ = probe_model(spec, {**spec.options, "hidden": 200}, (28, 28), 10)
+        assert estimate == build_model(name, hidden=200).num_parameters(), name
