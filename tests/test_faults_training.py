@@ -408,3 +408,67 @@ def test_the_parameter_estimate_is_exact_for_the_recurrent_models():
         spec = registry.get(name)
         estimate, _ = probe_model(spec, {**spec.options, "hidden": 200}, (28, 28), 10)
         assert estimate == build_model(name, hidden=200).num_parameters(), name
+
+
+@pytest.mark.parametrize("timeout", ["inf", "nan", "-1", "0"])
+def test_download_refuses_a_timeout_that_is_not_a_positive_finite_number(tmp_path, timeout):
+    result = run_command("-m", "kit.data", "download", "--dir", tmp_path / "m", "--timeout", timeout,
+                         "--mirror", "file:///nowhere/")
+    assert result.returncode == 2
+    assert "--timeout" in error_line(result) and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()
+
+
+def test_data_that_is_a_file_is_named_as_such(tmp_path):
+    data = tmp_path / "mnist.tar"
+    data.write_bytes(b"not a folder")
+    result = train("--model", "lstm", "--data", data, "--out", tmp_path / "o" / "m.npz")
+    assert result.returncode == 2
+    line = error_line(result)
+    assert f"{data} is a file, not a folder" in line and "does not exist" not in line
+
+
+def test_data_that_is_a_symlink_loop_is_named_as_such(tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    result = train("--model", "lstm", "--data", loop, "--out", tmp_path / "o" / "m.npz")
+    assert result.returncode == 2
+    assert "symbolic link loop" in error_line(result)
+
+
+def test_a_data_file_that_is_a_folder_is_named_as_such(tmp_path, mnist_dir):
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in Path(mnist_dir).glob("*.gz"):
+        (data / path.name).symlink_to(path)
+    (data / "train-labels-idx1-ubyte.gz").unlink()
+    (data / "train-labels-idx1-ubyte.gz").mkdir()
+    result = train("--model", "lstm", "--data", data, "--out", tmp_path / "o" / "m.npz")
+    assert result.returncode == 2
+    line = error_line(result)
+    assert "train-labels-idx1-ubyte.gz is a folder" in line and "missing" not in line
+    verify = run_command("-m", "kit.data", "verify", "--dir", data)
+    assert verify.returncode == 2 and "is a folder" in error_line(verify)
+
+
+def test_stale_temporary_files_of_a_killed_write_are_cleaned(tmp_path):
+    import time
+
+    from nn.serialize import atomic_savez, atomic_write_text
+    target = tmp_path / "m.npz"
+    stale, fresh = tmp_path / ".m.npz.k1ll3d_x.tmp", tmp_path / ".m.npz.wr1t1ng_.tmp"
+    other = tmp_path / ".other.npz.k1ll3d_x.tmp"
+    for path in (stale, fresh, other):
+        path.write_bytes(b"half")
+    hour_ago = time.time() - 3600
+    for path in (stale, other):
+        os.utime(path, (hour_ago, hour_ago))
+    atomic_savez(target, {"a": np.arange(3)})
+    assert not stale.exists()
+    assert fresh.exists()   # younger than a minute: maybe another process writing right now
+    assert other.exists()   # another target's
+    old_text = tmp_path / ".h.json.abcd1234.tmp"
+    old_text.write_text("{")
+    os.utime(old_text, (hour_ago, hour_ago))
+    atomic_write_text(tmp_path / "h.json", "{}")
+    assert not old_text.exists()
