@@ -6,8 +6,11 @@
     python -m models.train --model lstm --data ~/letters   # 26 classes? read from the files
 
 What a run does, in order:
-  1. check every flag and that --out can be written, read the IDX files (any problem -> one-line
-     error, nothing written); the image size and the number of classes come from the files;
+  1. check every flag and that --out can be written (not a folder, no file in its path, not
+     read-only; an existing --out or an unfinished run's checkpoint is replaced only with
+     --force), read the IDX files, check the model's size (an estimate, before allocating) and
+     that a BatchNorm model never sees a batch of one (any problem -> one-line error, nothing
+     written); the image size and the number of classes come from the files;
   2. split the training images into train / validation with a seeded permutation;
   3. per epoch: shuffle, optionally distort each batch (--augment), forward, loss, backward,
      optimizer step with the scheduled learning rate; a progress bar shows running loss,
@@ -17,9 +20,16 @@ What a run does, in order:
   5. at the end, the test accuracy of the best weights on the test images.
 
 Reproducibility: three generators derived from --seed drive the split, the model (initial
-weights and dropout masks) and the data order/augmentation.  Their states are saved in the
-checkpoint, so a run interrupted with Ctrl-C and resumed with --resume ends with exactly the
-weights of an uninterrupted run.  ``train_cnn.py`` and ``train_lstm.py`` are this trainer with
+weights and dropout masks) and the data order/augmentation.  Their states (and any layer's own
+generator) are saved in the checkpoint, and Ctrl-C is honoured only at a step boundary, before
+the next epoch's shuffle is drawn, so a run interrupted anywhere and resumed with --resume ends
+with exactly the weights of an uninterrupted run.  A checkpoint is checked field by field and
+array by array before it is loaded; flags given with --resume must match the run's own, except
+--data, --threads, --quiet and a larger --epochs.
+
+Stops: Ctrl-C -> checkpoint, exit 130; a loss that is NaN, or above 10 times its starting value
+for 10 steps in a row -> exit 3, the best weights so far left in place; a failed write (a full
+disk) -> one line naming the file, exit 2, the last good file kept.  ``train_cnn.py`` and ``train_lstm.py`` are this trainer with
 ``--model`` fixed.
 """
 import nn
@@ -487,11 +497,23 @@ MAX_PARAMETERS = 20_000_000   # far above any model of this kit (the CNN has 356
 _PROBE = 16
 
 
+def probe_batchnorm(spec, options, image_shape, num_classes):
+    """Whether the model has a BatchNorm layer (built once, with a throwaway generator)."""
+    network = spec.build(np.random.default_rng(0), image_shape=tuple(image_shape),
+                         num_classes=num_classes, **options)
+    return has_batchnorm(network)
+
+
+def has_batchnorm(network):
+    return any(isinstance(layer, BatchNorm) for layer in getattr(network, "layers", [network]))
+
+
 def probe_model(spec, options, image_shape, num_classes):
     """(estimated parameter count, contains BatchNorm) of the model the options describe,
     without building it: large integer options (``hidden``) are scaled down to 16, 32 and 48,
     and the counts of those small models extrapolated with a quadratic (weights grow at most
-    with the square of a layer size), so --hidden 1000000 is refused before it allocates."""
+    with the square of a layer size), so --hidden 1000000 is refused before it allocates.
+    (None, None) when no option is large (the model itself is small) or cannot be scaled."""
     large = {k: v for k, v in options.items()
              if type(v) is int and v > 3 * _PROBE}
 
@@ -503,14 +525,13 @@ def probe_model(spec, options, image_shape, num_classes):
         return spec.build(np.random.default_rng(0), image_shape=tuple(image_shape),
                           num_classes=num_classes, **scaled)
 
-    def has_batchnorm(network):
-        return any(isinstance(layer, BatchNorm) for layer in getattr(network, "layers", [network]))
-
     if not large:
-        network = build(None)
-        return network.num_parameters(), has_batchnorm(network)
+        return None, None  # the model's own size: built next, as cheaply as a probe
     sizes = [_PROBE, 2 * _PROBE, 3 * _PROBE]
-    networks = [build(size) for size in sizes]
+    try:
+        networks = [build(size) for size in sizes]
+    except Exception:  # a model file whose options cannot shrink: no estimate, no cap
+        return None, None
     counts = [network.num_parameters() for network in networks]
     # Lagrange form of the quadratic through the three points, at the real size.
     x = max(large.values())
@@ -534,16 +555,18 @@ def start(spec, args, resume_meta, resume_arrays):
     model_name = spec.name
     train_x, train_y, val_x, val_y, test_x, test_y, num_classes = load_data(args)
     options = model_options(spec, args)
-    parameters, has_batchnorm = probe_model(spec, options, train_x.shape[1:], num_classes)
-    if parameters > MAX_PARAMETERS:
+    parameters, batchnorm = probe_model(spec, options, train_x.shape[1:], num_classes)
+    if parameters is not None and parameters > MAX_PARAMETERS:
         given = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
         raise UserError(f"{given}: the {spec.title} would have about {parameters:,} parameters "
                         f"(about {parameters * 16 / 1e9:,.1f} GB to train); the limit is "
                         f"{MAX_PARAMETERS:,}")
-    if has_batchnorm and args.batch_size == 1:
+    if batchnorm is None:  # no probe was needed: the model is small, look at it
+        batchnorm = probe_batchnorm(spec, options, train_x.shape[1:], num_classes)
+    if batchnorm and args.batch_size == 1:
         raise UserError(f"--batch-size 1: the {spec.title} normalises each batch (BatchNorm), and one "
                         "image normalises to zero, so it would learn nothing; use 2 or more")
-    if has_batchnorm and len(train_x) == 1:
+    if batchnorm and len(train_x) == 1:
         raise UserError(f"one training image: the {spec.title} normalises each batch (BatchNorm) and "
                         "needs at least two; raise --limit or lower --val-fraction")
     phase(args, "startup")
@@ -556,7 +579,7 @@ def start(spec, args, resume_meta, resume_arrays):
     optimizer = make_optimizer(args, model)
 
     steps_per_epoch = math.ceil(len(train_x) / args.batch_size)
-    if has_batchnorm and len(train_x) % args.batch_size == 1:
+    if batchnorm and len(train_x) % args.batch_size == 1:
         steps_per_epoch -= 1  # BatchNorm: the one image left over joins the epoch's last batch
     state = dict(model=model_name, args=vars(args), epoch=0, step_in_epoch=0, global_step=0,
                  history=[], best_val_accuracy=-1.0 if len(val_x) else None, best_epoch=0,
