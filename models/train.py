@@ -259,6 +259,10 @@ def save_checkpoint(path, model, optimizer, state):
 
 def load_checkpoint(path):
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--resume {path}: is a folder; give the run's .checkpoint.npz file")
+    if path.is_symlink() and not path.exists():
+        raise UserError(f"--resume {path}: is a broken symbolic link or a link loop")
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint file")
     try:

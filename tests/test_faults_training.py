@@ -396,7 +396,7 @@ def test_absurd_model_options_are_refused_before_allocating(tmp_path, mnist_dir)
     line = error_line(result)
     assert "--hidden 1000000" in line and "parameters" in line and "4,000," in line
     assert time.perf_counter() - started < 30
-    ok = train(*LSTM_SHORT, "--epochs", 1, "--hidden", 300, "--data", mnist_dir, "--out", tmp_path / "b.npz")
+    ok = train(*LSTM_SHORT, "--epochs", 1, "--hidden", 100, "--data", mnist_dir, "--out", tmp_path / "b.npz")
     assert ok.returncode == 0, ok.stderr
 
 
@@ -449,6 +449,17 @@ def test_a_data_file_that_is_a_folder_is_named_as_such(tmp_path, mnist_dir):
     assert "train-labels-idx1-ubyte.gz is a folder" in line and "missing" not in line
     verify = run_command("-m", "kit.data", "verify", "--dir", data)
     assert verify.returncode == 2 and "is a folder" in error_line(verify)
+
+
+@pytest.mark.parametrize("flag", ["--resume", "--model-file"])
+def test_a_folder_or_a_link_loop_given_as_a_file_is_named_as_such(tmp_path, flag):
+    loop = tmp_path / "loop.npz"
+    loop.symlink_to(loop)
+    for path, expected in ((tmp_path, "is a folder"), (loop, "link loop")):
+        result = train(flag, path, "--out", tmp_path / "o" / "m.npz")
+        assert result.returncode == 2
+        line = error_line(result)
+        assert expected in line and "no such" not in line
 
 
 def test_stale_temporary_files_of_a_killed_write_are_cleaned(tmp_path):
