@@ -122,6 +122,38 @@ def test_resume_is_bit_identical_wherever_the_interrupt_lands(tmp_path, mnist_di
         assert not checkpoint.exists()
 
 
+class OwnGenerator:
+    """A layer keeping its generator behind rng_state() / set_rng_state(), not as ``rng``."""
+
+    def __init__(self, seed):
+        self._generator = np.random.default_rng(seed)
+
+    def draw(self):
+        return self._generator.random(4)
+
+    def rng_state(self):
+        return self._generator.bit_generator.state
+
+    def set_rng_state(self, state):
+        self._generator.bit_generator.state = state
+
+
+def test_every_layer_generator_is_saved_and_restored_whatever_its_form():
+    from models.train import layer_rng_states, set_layer_rng_states
+    from nn.layers import Dense, Dropout, Sequential
+    dropout = Dropout(0.5, rng=np.random.default_rng(7))       # a generator of its own, as .rng
+    own = OwnGenerator(8)
+    network = Sequential([Dense(3, 3, rng=np.random.default_rng(0)), dropout])
+    network.layers.append(own)
+    states = json.loads(json.dumps(layer_rng_states(network)))   # through the checkpoint's JSON
+    assert set(states) == {"1", "2"}
+    first = dropout.rng.random(4), own.draw()
+    set_layer_rng_states(network, states)
+    again = dropout.rng.random(4), own.draw()
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
 LSTM_SHORT = ["--model", "lstm", *SHORT]
 
 
