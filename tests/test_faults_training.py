@@ -42,6 +42,15 @@ def data_read_once(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def numba_threads_restored():
+    """The runs' --threads 1 sets this process's Numba thread count: give it back afterwards."""
+    import numba
+    before = numba.get_num_threads()
+    yield
+    numba.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
 def user_data_folder(tmp_path, monkeypatch):
     """Default --out and runs go to a temporary user data folder, never the real one."""
     monkeypatch.setenv("CNN_VS_LSTM_HOME", str(tmp_path / "home"))
