@@ -13,6 +13,7 @@ copy verify alike and a mirror cannot hand us different bytes.
 import argparse
 import hashlib
 import http.client
+import math
 import os
 import sys
 import tempfile
@@ -22,9 +23,9 @@ import urllib.request
 from collections import namedtuple
 from pathlib import Path
 
-from kit.cli import exit_on_user_error
+from kit.cli import CommandLineParser, exit_on_user_error
 from kit.paths import user_mnist_dir
-from kit.mnist import download_command, find_mnist_file, mnist_file_names
+from kit.mnist import MissingFile, check_data_folder, download_command, find_mnist_file, mnist_file_names
 from nn.errors import DataError
 from nn.idx import _GZIP_ERRORS, GZIP_MAGIC, open_maybe_gzip, read_idx
 
@@ -137,16 +138,12 @@ def require_mnist(directory) -> dict:
         One line naming the missing folder or files and the exact command that fetches them.
     """
     directory = Path(directory)
-    if not directory.is_dir():
-        raise DataError(
-            f"MNIST data folder {directory} does not exist; get the files with: "
-            f"{download_command(directory)}"
-        )
+    check_data_folder(directory)
     found, missing = {}, []
     for name, (split, kind) in _SPLIT_KIND.items():
         try:
             found[name] = find_mnist_file(directory, split, kind)
-        except DataError:
+        except MissingFile:
             missing.append(name + "[.gz]")
     if missing:
         raise DataError(
@@ -309,6 +306,8 @@ def download(directory, mirrors=None, progress=True, timeout=DEFAULT_TIMEOUT) ->
         (a folder this call created and left empty is removed again).
     """
     directory = Path(directory)
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a positive, finite number of seconds, not {timeout!r}")
     mirrors = list(mirrors) if mirrors else list(DEFAULT_MIRRORS)
     created = not directory.exists()
     try:
@@ -376,11 +375,7 @@ def verify(directory) -> list:
         One line listing every problem and the command that fixes them.
     """
     directory = Path(directory)
-    if not directory.is_dir():
-        raise DataError(
-            f"MNIST data folder {directory} does not exist; get the files with: "
-            f"{download_command(directory)}"
-        )
+    check_data_folder(directory)
     checked, problems = [], []
     for name, (split, kind) in _SPLIT_KIND.items():
         try:
@@ -403,8 +398,16 @@ def verify(directory) -> list:
     return checked
 
 
+def timeout_seconds(text) -> float:
+    """A --timeout value: a finite number of seconds above 0 (``inf`` would wait forever)."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m kit.data",
         description="Download and verify the MNIST IDX files. The folder is --dir, else "
                     f"$MNIST_DIR, else ./{DEFAULT_DATA_DIR.as_posix()}.",
@@ -420,7 +423,7 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("--mirror", action="append", metavar="URL",
                       help="base URL holding <name>.gz; repeat to try several in order "
                            "(replaces the defaults: " + ", ".join(DEFAULT_MIRRORS) + ")")
-    down.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+    down.add_argument("--timeout", type=timeout_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                       help="give up on a mirror silent this long "
                            f"(default {DEFAULT_TIMEOUT:g})")
     down.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

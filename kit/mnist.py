@@ -6,6 +6,7 @@ not, or spelled ``train-images.idx3-ubyte`` as some mirrors do.  :func:`load_mni
 MNIST itself (28 x 28, digits 0..9); :func:`load_dataset` takes any image size and any number of
 classes, read from the files.
 """
+import errno
 import shlex
 from pathlib import Path
 
@@ -81,22 +82,56 @@ def find_mnist_file(directory, split: str, kind: str) -> Path:
     Raises
     ------
     DataError
-        If the directory does not exist or none of the names is there.
+        If the directory is not a folder (:func:`check_data_folder`), or a name is there but is
+        not a file; :class:`MissingFile` if none of the names is there.
     """
     directory = Path(directory)
     names = mnist_file_names(split, kind)
-    if not directory.is_dir():
-        raise DataError(
-            f"MNIST data folder {directory} does not exist; get the files with: "
-            f"{download_command(directory)}"
-        )
+    check_data_folder(directory)
     for name in names:
         if (directory / name).is_file():
             return directory / name
-    raise DataError(
+    for name in names:  # there, but not a readable file: say so rather than "missing"
+        path = directory / name
+        if path.is_dir():
+            raise DataError(f"{path} is a folder, not the MNIST {split} {kind} file")
+        if path.is_symlink():
+            raise DataError(f"{path} is a broken symbolic link or a link loop")
+    raise MissingFile(
         f"MNIST {split} {kind} missing in {directory} (looked for {names[1]}[.gz] and "
         f"{names[3]}[.gz]); get the files with: {download_command(directory)}"
     )
+
+
+class MissingFile(DataError):
+    """An MNIST file is not in the folder under any of its names."""
+
+
+def check_data_folder(directory) -> None:
+    """Raise :class:`DataError` naming the real problem if ``directory`` is not a folder: it does
+    not exist (with the command that fetches the files), it is a file, a symbolic link loop, or a
+    path through a file."""
+    directory = Path(directory)
+    try:
+        if directory.is_dir():
+            return
+        directory.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise DataError(f"MNIST data folder {directory} is a symbolic link loop") from None
+        if directory.is_symlink():
+            raise DataError(f"MNIST data folder {directory} is a broken symbolic link") from None
+        if error.errno == errno.ENOTDIR:
+            raise DataError(f"MNIST data folder {directory}: part of the path is a file, "
+                            "not a folder") from None
+        if error.errno != errno.ENOENT:
+            raise DataError(f"MNIST data folder {directory}: {error.strerror}") from None
+        raise DataError(
+            f"MNIST data folder {directory} does not exist; get the files with: "
+            f"{download_command(directory)}"
+        ) from None
+    raise DataError(f"MNIST data folder {directory} is a file, not a folder; give the folder "
+                    "that holds the IDX files")
 
 
 def load_mnist(directory, split: str):

@@ -123,6 +123,10 @@ def get(name) -> ModelSpec:
 def load_model_file(path) -> ModelSpec:
     """Import a model file from anywhere (``--model-file PATH``) and register its ``MODEL``."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give the Python file that defines MODEL = ModelSpec(...)")
+    if path.is_symlink() and not path.exists():
+        raise UserError(f"{path}: is a broken symbolic link or a link loop")
     if not path.is_file():
         raise UserError(f"{path}: no such model file")
     module_name = f"_kit_model_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}"

@@ -5,14 +5,17 @@ Layout of a weights file:
                     (layer list), free-form metadata, and a SHA-256 over every array
     state/<key>     one array per parameter or buffer, key '<layer index>.<name>'
 Writing goes to a temporary file in the same folder that is then renamed over the target, so a
-crash never leaves a half-written file.  Loading uses ``allow_pickle=False`` and checks the
+crash never leaves a half-written file; the temporary files of a killed write are removed by the
+next write of the same target.  Loading uses ``allow_pickle=False`` and checks the
 format tag, every key, shape, dtype and the checksum, raising :class:`WeightsError` with one line
 saying what is wrong.
 """
 import hashlib
 import json
 import os
+import re
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -48,10 +51,33 @@ def _default_file_mode():
     return 0o666 & ~umask
 
 
+STALE_SECONDS = 60  # a temporary file this old belongs to a write that was killed
+
+
+def remove_stale_temporaries(path):
+    """Delete ``.<name>.XXXXXXXX.tmp`` files beside ``path`` that a killed write left behind
+    (older than a minute: a younger one may be another process writing right now)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    now = time.time()
+    try:
+        candidates = list(path.parent.iterdir())
+    except OSError:
+        return
+    for candidate in candidates:
+        if not pattern.fullmatch(candidate.name):
+            continue
+        try:
+            if now - candidate.lstat().st_mtime > STALE_SECONDS:
+                candidate.unlink()
+        except OSError:
+            pass  # gone already, or not ours to delete
+
+
 def atomic_savez(path, arrays):
     """np.savez to ``path`` via a temporary file and a rename: all or nothing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -69,6 +95,7 @@ def atomic_write_text(path, text):
     """Write a text file via a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

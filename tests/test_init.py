@@ -33,3 +33,12 @@ def test_layers_initialise_like_keras_and_reproducibly():
     np.testing.assert_array_equal(conv.params["bias"], 0.0)
     a, b2 = Dense(5, 4, rng=np.random.default_rng(4)), Dense(5, 4, rng=np.random.default_rng(4))
     np.testing.assert_array_equal(a.params["weight"], b2.params["weight"])
+    # ... and the weights are random draws, not a constant (all zeros would pass the line above):
+    # almost every entry distinct (float32 draws may collide), another seed gives others, and the
+    # spread is Glorot's.
+    other = Dense(5, 4, rng=np.random.default_rng(5)).params["weight"]
+    for w in (a.params["weight"], conv.params["weight"], lstm.params["w_ih"], lstm.params["w_hh"]):
+        assert len(np.unique(w)) >= 0.99 * w.size
+    assert not np.any(a.params["weight"] == other)
+    wide = Dense(300, 400, rng=np.random.default_rng(6)).params["weight"]
+    assert wide.std() == pytest.approx(np.sqrt(6 / 700) / np.sqrt(3), rel=0.02)

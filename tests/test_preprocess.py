@@ -249,13 +249,26 @@ def redrawn_digits(mnist_test):
     return redrawn, labels[chosen], images[chosen]
 
 
-@pytest.mark.parametrize("name, bar", [("cnn", 0.98), ("lstm", 0.96)])
-def test_shipped_models_recognise_redrawn_digits(request, name, bar):
+def readme_claims():
+    """{model: accuracy in %} from the README's sentence about the redrawn digits."""
+    import re
+    text = " ".join((REPO_ROOT / "README.md").read_text(encoding="utf-8").split())
+    found = re.search(r"1,000 MNIST test digits are still read at ([\d.]+) % by the CNN and "
+                      r"([\d.]+) % by the LSTM", text)
+    assert found, "README.md no longer states the redrawn-digit accuracies this test checks"
+    return {"cnn": float(found.group(1)), "lstm": float(found.group(2))}
+
+
+@pytest.mark.parametrize("name", ["cnn", "lstm"])
+def test_shipped_models_recognise_redrawn_digits_as_the_readme_says(request, name):
     from models import load_model
     model = load_model(shipped_weights(name), expect=name)     # skips before the data is made
     redrawn, labels, originals = request.getfixturevalue("redrawn_digits")
-    accuracy = float((model.predict(redrawn) == labels).mean())
-    if accuracy < bar:
-        original_accuracy = float((model.predict(originals) == labels).mean())
-        pytest.fail(f"{name}: {accuracy:.1%} on redrawn digits (bar {bar:.0%}; "
-                    f"{original_accuracy:.1%} on the same digits as MNIST has them)")
+    accuracy = 100 * float((model.predict(redrawn) == labels).mean())
+    claim = readme_claims()[name]
+    if os.environ.get(f"DRAW_{name.upper()}_WEIGHTS"):   # interim weights: the claim is not theirs
+        assert accuracy >= claim - 2.0, f"{name}: {accuracy:.1f} % on redrawn digits"
+        return
+    original = 100 * float((model.predict(originals) == labels).mean())
+    assert round(accuracy, 1) == claim, (f"{name}: {accuracy:.1f} % on redrawn digits, the README says "
+                                         f"{claim} % ({original:.1f} % on the same digits as MNIST has them)")
