@@ -66,7 +66,7 @@ def project_state():
     return status.stdout, diff
 
 
-def test_a_model_from_a_file_outside_the_kit_trains_saves_loads_and_evaluates(tmp_path, mnist_dir):
+def test_a_model_from_a_file_outside_the_kit_trains_saves_loads_evaluates_and_compares(tmp_path, mnist_dir):
     before = project_state()
     model_file = tmp_path / "elsewhere" / "tiny.py"
     model_file.parent.mkdir()
@@ -94,6 +94,16 @@ def test_a_model_from_a_file_outside_the_kit_trains_saves_loads_and_evaluates(tm
     history = json.loads(weights.with_name("tiny.history.json").read_text())
     assert history["test"]["accuracy"] == report["accuracy"]
     assert report["accuracy"] > 0.6   # 800 images, 3 epochs: far above chance (0.1)
+
+    compared = run("-m", "models.compare", "--model-file", model_file, "--models", f"mlp,{weights}",
+                   "--data", mnist_dir, "--limit", 1000, "--sweep-images", 100, "--latency-calls", 3,
+                   "--speed-seconds", 0.2, "--threads", 1, "--out", tmp_path / "report", "--quiet",
+                   cwd=tmp_path)
+    assert compared.returncode == 0, compared.stderr
+    comparison = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert comparison["models"] == ["mlp", "tiny_mlp_outside"]
+    assert comparison["evaluations"]["tiny_mlp_outside"]["n_correct"] == report["n_correct"]
+    assert "Tiny MLP" in (tmp_path / "report" / "report.md").read_text()
     assert project_state() == before
 
 
