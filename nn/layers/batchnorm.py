@@ -14,6 +14,7 @@ variance.  The differences matter only when comparing.
 """
 import numpy as np
 
+from nn import init
 from nn.layers.base import Layer
 
 
@@ -39,10 +40,10 @@ class BatchNorm(Layer):
     def __init__(self, num_features, momentum=0.1, eps=1e-5, dtype=np.float32):
         super().__init__()
         self.num_features, self.momentum, self.eps = num_features, momentum, eps
-        self.params["gamma"] = np.ones(num_features, dtype=dtype)
-        self.params["beta"] = np.zeros(num_features, dtype=dtype)
-        self.buffers["running_mean"] = np.zeros(num_features, dtype=dtype)
-        self.buffers["running_var"] = np.ones(num_features, dtype=dtype)
+        self.params["gamma"] = init.ones(num_features, dtype)
+        self.params["beta"] = init.zeros(num_features, dtype)
+        self.buffers["running_mean"] = init.zeros(num_features, dtype)
+        self.buffers["running_var"] = init.ones(num_features, dtype)
 
     def forward(self, x, training=False):
         gamma, beta = self.params["gamma"], self.params["beta"]

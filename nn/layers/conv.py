@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from nn.init import glorot_uniform
+from nn.init import glorot_uniform, zeros
 from nn.kernels import conv as kernels
 from nn.layers.base import Layer
 
@@ -112,7 +112,7 @@ class Conv2D(Layer):
         self.params["weight"] = glorot_uniform(
             rng, (out_channels, in_channels, kernel_size, kernel_size),
             fan_in=in_channels * receptive, fan_out=out_channels * receptive, dtype=dtype)
-        self.params["bias"] = np.zeros(out_channels, dtype=dtype)
+        self.params["bias"] = zeros(out_channels, dtype)
 
     def forward(self, x, training=False):
         y, self.cache = conv2d_forward(x, self.params["weight"], self.params["bias"],

@@ -8,7 +8,7 @@ Dense, x (N, D_in), w (D_out, D_in) as in PyTorch, b (D_out,):
 """
 import numpy as np
 
-from nn.init import glorot_uniform
+from nn.init import glorot_uniform, zeros
 from nn.layers.base import Layer
 
 
@@ -32,7 +32,7 @@ class Dense(Layer):
         self.in_features, self.out_features = in_features, out_features
         self.params["weight"] = glorot_uniform(rng, (out_features, in_features), in_features,
                                                out_features, dtype)
-        self.params["bias"] = np.zeros(out_features, dtype=dtype)
+        self.params["bias"] = zeros(out_features, dtype)
 
     def forward(self, x, training=False):
         y, self.cache = dense_forward(x, self.params["weight"], self.params["bias"])

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nn.init import glorot_uniform, orthogonal
+from nn.init import glorot_uniform, orthogonal, zeros
 from nn.kernels import gru as kernels
 from nn.layers.base import Layer
 
@@ -125,8 +125,8 @@ class GRU(Layer):
         # Keras draws its (D, 3H) kernel with fan_in = D, fan_out = 3H; the transpose is ours.
         self.params["w_ih"] = glorot_uniform(rng, (3 * h, input_size), input_size, 3 * h, dtype)
         self.params["w_hh"] = orthogonal(rng, 3 * h, h, dtype=dtype)
-        self.params["b_ih"] = np.zeros(3 * h, dtype=dtype)
-        self.params["b_hh"] = np.zeros(3 * h, dtype=dtype)
+        self.params["b_ih"] = zeros(3 * h, dtype)
+        self.params["b_hh"] = zeros(3 * h, dtype)
 
     def forward(self, x, training=False):
         p = self.params

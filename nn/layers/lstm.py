@@ -19,7 +19,7 @@ and after the loop, in three big products over all timesteps at once:
 """
 import numpy as np
 
-from nn.init import glorot_uniform, orthogonal
+from nn.init import constant_blocks, glorot_uniform, orthogonal
 from nn.kernels import lstm as kernels
 from nn.layers.base import Layer
 
@@ -107,9 +107,9 @@ class LSTM(Layer):
         self.params["w_ih"] = glorot_uniform(rng, (4 * h, input_size), input_size, 4 * h, dtype)
         # Keras' recurrent kernel (H, 4H) is orthogonal: orthonormal rows, i.e. our columns.
         self.params["w_hh"] = orthogonal(rng, 4 * h, h, dtype=dtype)
-        bias = np.zeros(4 * h, dtype=dtype)
-        bias[h:2 * h] = 1.0  # forget-gate bias 1: remember by default (Jozefowicz et al., 2015)
-        self.params["b"] = bias
+        # [i | f | g | o] biases 0, 1, 0, 0: forget-gate bias 1, remember by default
+        # (Jozefowicz et al., 2015)
+        self.params["b"] = constant_blocks([0.0, 1.0, 0.0, 0.0], h, dtype)
 
     def forward(self, x, training=False):
         hs, self.cache = lstm_forward(x, self.params["w_ih"], self.params["w_hh"], self.params["b"])

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nn.init import glorot_uniform, orthogonal
+from nn.init import glorot_uniform, orthogonal, zeros
 from nn.kernels import rnn as kernels
 from nn.layers.base import Layer
 
@@ -112,7 +112,7 @@ class SimpleRNN(Layer):
         # Keras draws its (D, H) kernel with fan_in = D, fan_out = H; the transpose is ours.
         self.params["w_ih"] = glorot_uniform(rng, (h, input_size), input_size, h, dtype)
         self.params["w_hh"] = orthogonal(rng, h, h, dtype=dtype)
-        self.params["b"] = np.zeros(h, dtype=dtype)
+        self.params["b"] = zeros(h, dtype)
 
     def forward(self, x, training=False):
         hs, self.cache = simple_rnn_forward(x, self.params["w_ih"], self.params["w_hh"],
