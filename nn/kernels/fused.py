@@ -13,7 +13,7 @@ column c of the pooled map, so threads never write the same element.
 import numpy as np
 from numba import njit, prange
 
-from nn.kernels.pool import _window_max
+from nn.kernels.pool import _beats, _window_max
 
 
 @njit(parallel=True, cache=True)
@@ -67,11 +67,11 @@ def bias_leaky_maxpool2x2_forward(y2d, bias, slope, n_batch, height, width):
                     i0 = top + 2 * ow          # the window, row-major: i0, i0+1, i0+W, i0+W+1
                     i2 = i0 + width
                     best, best_index = image[i0], i0
-                    if image[i0 + 1] > best:   # strict: the first maximum wins ties
+                    if _beats(image[i0 + 1], best):   # first maximum wins ties; NaN wins
                         best, best_index = image[i0 + 1], i0 + 1
-                    if image[i2] > best:
+                    if _beats(image[i2], best):
                         best, best_index = image[i2], i2
-                    if image[i2 + 1] > best:
+                    if _beats(image[i2 + 1], best):
                         best, best_index = image[i2 + 1], i2 + 1
                     best += b
                     out[oh, ow] = best if best > 0 else best * slope

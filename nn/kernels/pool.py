@@ -8,9 +8,17 @@ from numba import njit, prange
 
 
 @njit(cache=True, inline="always")
+def _beats(value, best):
+    """True if ``value`` takes over as its window's maximum: strictly greater (the first maximum
+    wins ties), or NaN (a NaN anywhere in the window is the result, at the last NaN's index),
+    both as in PyTorch.  A bare '>' would drop every NaN but a window's first."""
+    return value > best or value != value
+
+
+@njit(cache=True, inline="always")
 def _window_max(plane, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     """(maximum, flat index h*W + w) of output (oh, ow)'s window on ``plane`` (H, W), the window
-    clipped to the plane.  Strict '>': the first maximum wins ties, as in PyTorch."""
+    clipped to the plane.  Ties and NaN as PyTorch (:func:`_beats`)."""
     height, width = plane.shape
     h0 = max(oh * stride_h - pad_top, 0)
     h1 = min(oh * stride_h - pad_top + pool_h, height)
@@ -20,7 +28,7 @@ def _window_max(plane, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_
     best_index = h0 * width + w0
     for h in range(h0, h1):
         for w in range(w0, w1):
-            if plane[h, w] > best:
+            if _beats(plane[h, w], best):
                 best = plane[h, w]
                 best_index = h * width + w
     return best, best_index
