@@ -126,15 +126,14 @@ class Model:
         """Write the weights as safetensors, readable by PyTorch and the Hugging Face tools.
 
         Tensors keep our names ('0.weight', '0.w_ih', '1.running_mean': '<layer index>.<name>')
-        and layouts (PyTorch's); the metadata holds ``format``, ``model`` and, under
+        and layouts (PyTorch's); the metadata holds ``model`` and, under
         ``HEADER_KEY``, the whole JSON header of a weights file (architecture, checksum), so
         :func:`load_model` reads the file back with every check of an .npz.
         """
         from nn.safetensors import save_file
         state = self.network.state()
         header = weights_header(state, self.header(extra))
-        save_file(state, path, {"format": "safetensors/" + header["format"], "model": self.name,
-                                HEADER_KEY: json.dumps(header)})
+        save_file(state, path, {"model": self.name, HEADER_KEY: json.dumps(header)})
 
 
 def build_model(name, rng=None, num_classes=10, image_shape=IMAGE_SHAPE, **options):
@@ -169,7 +168,8 @@ def shipped_weights(name):
 def resolve_weights(source):
     """A weights path from a path or a model name ('cnn' -> its shipped weights)."""
     text = str(source)
-    looks_like_name = "/" not in text and "\\" not in text and not text.endswith(".npz")
+    looks_like_name = ("/" not in text and "\\" not in text
+                       and not text.endswith((".npz", ".safetensors")))
     if looks_like_name and not Path(text).exists():
         registry.get(text)  # an unknown name: one line listing the known ones
         path = shipped_weights(text)
