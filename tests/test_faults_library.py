@@ -547,3 +547,75 @@ def test_every_layer_cache_is_named():
                 continue
             assert hasattr(layer.cache, "_fields") and isinstance(layer.cache, tuple), \
                 f"{name}: cache is a {type(layer.cache).__name__}"
+
+
+# ----------------------------------------------------------------------------- CI: no silent skips
+
+PROBE_TESTS = '''
+import pytest
+
+
+def test_needs_mnist(mnist_dir):
+    pass
+
+
+def test_needs_torch():
+    pytest.importorskip("torch")
+
+
+def test_skips_for_another_reason():
+    pytest.skip("not on this platform")
+'''
+
+PROBE_MODULE = '''
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch (the test extra) is not installed")
+
+
+def test_uses_torch():
+    pass
+'''
+
+
+def _run_probe(repo_root, tmp_path, source, ci):
+    """Run ``source`` as a test file next to a copy of tests/conftest.py, with MNIST absent and
+    torch hidden (a stand-in package that fails to import), CI set or not."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    folder = tmp_path / ("ci" if ci else "local")
+    hidden = folder / "hidden" / "torch"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", "
+                                        "name='torch')\n")
+    shutil.copy(repo_root / "tests" / "conftest.py", folder / "conftest.py")
+    (folder / "test_probe.py").write_text(source)
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_ADDOPTS")}
+    env.update(MNIST_DIR=str(folder / "no-mnist-here"),
+               PYTHONPATH=os.pathsep.join([str(folder / "hidden"), str(repo_root)]))
+    if ci:
+        env["CI"] = "1"
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider",
+                             "test_probe.py"], cwd=folder, env=env, capture_output=True,
+                            text=True, timeout=300)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_ci_fails_when_mnist_or_torch_is_missing(repo_root, tmp_path):
+    code, output = _run_probe(repo_root, tmp_path, PROBE_TESTS, ci=False)
+    assert code == 0 and "3 skipped" in output, output
+    code, output = _run_probe(repo_root, tmp_path, PROBE_TESTS, ci=True)
+    # the fixture's skip fails in set-up (an error), importorskip's in the test (a failure)
+    assert code == 1 and "1 failed, 1 skipped, 1 error" in output, output
+    assert "failure, not a skip: Skipped: MNIST data not found" in output
+    assert "could not import 'torch'" in output
+
+
+def test_ci_fails_when_a_whole_module_needs_torch(repo_root, tmp_path):
+    code, output = _run_probe(repo_root, tmp_path, PROBE_MODULE, ci=False)
+    assert code in (0, 5) and "1 skipped" in output, output     # 5: nothing left to run
+    code, output = _run_probe(repo_root, tmp_path, PROBE_MODULE, ci=True)
+    assert code != 0 and "PyTorch (the test extra) is not installed" in output, output
+    assert "passed" not in output
