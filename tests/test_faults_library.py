@@ -620,3 +620,24 @@ def test_ci_fails_when_a_whole_module_needs_torch(repo_root, tmp_path):
     # a collection error: pytest stops there (status 2) instead of reporting a skip (status 5)
     assert code == 2 and "1 error" in output and "skipped" not in output, output
     assert "failure, not a skip: Skipped: PyTorch (the test extra) is not installed" in output
+
+
+def test_math_functions_document_shapes_and_equations():
+    """Every forward/backward pair and loss function says its shapes and its equation."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import nn.layers
+    import nn.losses
+    modules = [importlib.import_module(f"nn.layers.{info.name}")
+               for info in pkgutil.iter_modules(nn.layers.__path__)] + [nn.losses]
+    undocumented = []
+    for module in modules:
+        for name, function in vars(module).items():
+            if (inspect.isfunction(function) and function.__module__ == module.__name__
+                    and (name.endswith(("_forward", "_backward")) or module is nn.losses)):
+                doc = inspect.getdoc(function) or ""
+                if not ("(N" in doc or "(C" in doc or "(K" in doc or "H_out" in doc) or "=" not in doc:
+                    undocumented.append(f"{module.__name__}.{name}")
+    assert undocumented == []

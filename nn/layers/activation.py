@@ -16,13 +16,14 @@ class LeakyReLUCache(NamedTuple):
 
 
 def leaky_relu_forward(x, slope):
-    """y = x where x > 0, else slope x (any shape) -> (y, LeakyReLUCache)."""
+    """x (N, ...) -> (y (N, ...), LeakyReLUCache):  y = x where x > 0, else slope x."""
     positive = x > 0
     return np.where(positive, x, x * x.dtype.type(slope)), LeakyReLUCache(positive)
 
 
 def leaky_relu_backward(dy, positive, slope):
-    """dx = dy where x > 0, else slope dy (the left slope at x = 0); ``positive`` is x > 0."""
+    """dy (N, ...) -> dx (N, ...) = dy where x > 0, else slope dy (the left slope at x = 0);
+    ``positive`` (N, ...) is x > 0."""
     return np.where(positive, dy, dy * dy.dtype.type(slope))
 
 

@@ -23,12 +23,12 @@ def dropout_mask(rng, shape, rate, dtype=np.float32):
 
 
 def dropout_forward(x, mask):
-    """y = x * mask (same shapes)."""
+    """y (N, ...) = x * mask, all three of the same shape."""
     return x * mask
 
 
 def dropout_backward(dy, mask):
-    """dx = dy * mask: y is linear in x."""
+    """dx (N, ...) = dy * mask: y is linear in x, with the forward pass's mask."""
     return dy * mask
 
 

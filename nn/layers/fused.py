@@ -22,7 +22,8 @@ from nn.layers.pool import MaxPool2D, pool_geometry
 
 
 def can_fuse(layers):
-    """True if ``layers`` (three of them) is a Conv2D, a LeakyReLU/ReLU and a MaxPool2D."""
+    """True if ``layers`` (three of them) is a Conv2D, a LeakyReLU/ReLU (slope a >= 0) and a
+    MaxPool2D: then max(leaky(y + b)) = leaky(max(y) + b) (see the module docstring)."""
     conv, activation, pool = layers
     return (isinstance(conv, Conv2D) and isinstance(activation, LeakyReLU)
             and activation.slope >= 0 and isinstance(pool, MaxPool2D))

@@ -38,8 +38,11 @@ class LSTMCache(NamedTuple):
 
 
 def lstm_forward(x, w_ih, w_hh, b):
-    """x (N, T, D), w_ih (4H, D), w_hh (4H, H), b (4H,) -> (hs (T, N, H) every h_t, LSTMCache);
-    the equations are in the module docstring."""
+    """x (N, T, D), w_ih (4H, D), w_hh (4H, H), b (4H,) -> (hs (T, N, H) every h_t, LSTMCache),
+    from h_0 = c_0 = 0:
+        a_t = x_t w_ih^T + h_{t-1} w_hh^T + b,   i, f, o = sigmoid(a_i, a_f, a_o),  g = tanh(a_g)
+        c_t = f c_{t-1} + i g,   h_t = o tanh(c_t)
+    """
     n_batch, steps, _ = x.shape
     hidden = w_hh.shape[1]
     x_time_major = np.ascontiguousarray(x.transpose(1, 0, 2))              # (T, N, D)
@@ -64,7 +67,9 @@ def lstm_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
 
     hidden_grads: optional (T, N, H) array that receives the total dL/dh_t of every step (from
     the output and from step t+1).
-    Returns (dx or None, dw_ih, dw_hh, db); dx is skipped when the input needs no gradient.
+    Returns (dx (N, T, D) or None, dw_ih (4H, D), dw_hh (4H, H), db (4H,)); dx is skipped when
+    the input needs no gradient.  With da_t the gate gradients of nn.kernels.lstm_step_backward:
+        dw_ih = sum_t da_t^T x_t,  dw_hh = sum_t da_t^T h_{t-1},  db = sum_t,n da_t,  dx_t = da_t w_ih
     """
     x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs = cache
     steps, n_batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]

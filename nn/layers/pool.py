@@ -22,7 +22,8 @@ class PoolCache(NamedTuple):
 
 def pool_geometry(height, width, pool_size, stride, padding):
     """(out_h, out_w, pad_top, pad_left): a pooling window has the geometry of a conv kernel,
-    'valid' flooring and 'same' ceiling (TensorFlow's padding rule)."""
+    'valid' flooring, H_out = floor((H - k) / s) + 1, and 'same' ceiling, H_out = ceil(H / s)
+    (TensorFlow's padding rule, :func:`nn.layers.conv.conv_geometry`)."""
     return conv_geometry(height, width, pool_size, pool_size, stride, padding)
 
 
