@@ -345,6 +345,7 @@ def _with_nans(rng, shape):
     x = rng.permutation(int(np.prod(shape))).astype(np.float32).reshape(shape)
     x[rng.random(shape) < 0.2] = np.nan
     x[..., 0::2, 0::2] = rng.uniform(-1, 1, x[..., 0::2, 0::2].shape)   # windows' first: numbers
+    x[..., 0, 1], x[..., 1, 0] = np.inf, -np.inf      # inf - inf is NaN too: not a NaN window
     return x
 
 

@@ -67,12 +67,17 @@ def bias_leaky_maxpool2x2_forward(y2d, bias, slope, n_batch, height, width):
                     i0 = top + 2 * ow          # the window, row-major: i0, i0+1, i0+W, i0+W+1
                     i2 = i0 + width
                     best, best_index = image[i0], i0
-                    if _beats(image[i0 + 1], best):   # first maximum wins ties; NaN wins
+                    if image[i0 + 1] > best:   # strict: the first maximum wins ties
                         best, best_index = image[i0 + 1], i0 + 1
-                    if _beats(image[i2], best):
+                    if image[i2] > best:
                         best, best_index = image[i2], i2
-                    if _beats(image[i2 + 1], best):
+                    if image[i2 + 1] > best:
                         best, best_index = image[i2 + 1], i2 + 1
+                    total = (image[i0] + image[i0 + 1]) + (image[i2] + image[i2 + 1])
+                    if total != total:         # a NaN in the window: it wins (see _beats)
+                        for i in (i0, i0 + 1, i2, i2 + 1):
+                            if _beats(image[i], best):
+                                best, best_index = image[i], i
                     best += b
                     out[oh, ow] = best if best > 0 else best * slope
                     where[oh, ow] = best_index
