@@ -4,6 +4,7 @@
     model = load_model("runs/my-cnn.npz")        # a weights file
     probabilities = model.predict_proba(images)  # images: float32 (N, H, W) in [0, 1]
 """
+import json
 from contextlib import nullcontext
 from importlib import resources
 from pathlib import Path
@@ -15,12 +16,14 @@ from nn.errors import UserError, WeightsError
 from nn.flops import network_flops
 from nn.layers import Sequential, build_layers
 from nn.losses import softmax
-from nn.serialize import check_state, read_weights, save_weights
+from nn.init import shapes_only
+from nn.serialize import WeightsArchive, check_state, save_weights, weights_header
 from nn.threads import one_numba_thread
 
 IMAGE_SHAPE = (28, 28)   # MNIST's, the default for a model built without data
 SERIAL_BELOW = 8         # images; smaller batches run the Numba kernels on one thread
 REPOSITORY_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+HEADER_KEY = "cnn-vs-lstm-numpy"  # the safetensors metadata entry holding our JSON header
 
 
 class ImageError(UserError, ValueError):
@@ -109,11 +112,28 @@ class Model:
     def summary(self):
         return self.network.summary(self.input_shape())
 
-    def save(self, path, extra=None):
-        meta = {"model": self.name, "options": self.options, "num_classes": self.num_classes,
+    def header(self, extra=None):
+        """What a weights file says besides the arrays: model, options, sizes, layers."""
+        return {"model": self.name, "options": self.options, "num_classes": self.num_classes,
                 "image_shape": list(self.image_shape),
                 "layers": self.network.config()["layers"], "extra": extra or {}}
-        save_weights(path, self.network.state(), meta)
+
+    def save(self, path, extra=None):
+        """Write the weights as .npz (:mod:`nn.serialize`); :func:`load_model` reads them."""
+        save_weights(path, self.network.state(), self.header(extra))
+
+    def to_safetensors(self, path, extra=None):
+        """Write the weights as safetensors, readable by PyTorch and the Hugging Face tools.
+
+        Tensors keep our names ('0.weight', '0.w_ih', '1.running_mean': '<layer index>.<name>')
+        and layouts (PyTorch's); the metadata holds ``model`` and, under
+        ``HEADER_KEY``, the whole JSON header of a weights file (architecture, checksum), so
+        :func:`load_model` reads the file back with every check of an .npz.
+        """
+        from nn.safetensors import save_file
+        state = self.network.state()
+        header = weights_header(state, self.header(extra))
+        save_file(state, path, {"model": self.name, HEADER_KEY: json.dumps(header)})
 
 
 def build_model(name, rng=None, num_classes=10, image_shape=IMAGE_SHAPE, **options):
@@ -148,7 +168,8 @@ def shipped_weights(name):
 def resolve_weights(source):
     """A weights path from a path or a model name ('cnn' -> its shipped weights)."""
     text = str(source)
-    looks_like_name = "/" not in text and "\\" not in text and not text.endswith(".npz")
+    looks_like_name = ("/" not in text and "\\" not in text
+                       and not text.endswith((".npz", ".safetensors")))
     if looks_like_name and not Path(text).exists():
         registry.get(text)  # an unknown name: one line listing the known ones
         path = shipped_weights(text)
@@ -160,13 +181,38 @@ def resolve_weights(source):
 
 
 def load_model(source, expect=None):
-    """A ready model from a weights file or a shipped model's name.
+    """A ready model from a weights file (.npz, or .safetensors written by
+    :meth:`Model.to_safetensors`) or a shipped model's name.
 
     ``expect='cnn'`` refuses a file of another model.  A model defined outside the package must
     be registered first (``registry.load_model_file``, the ``--model-file`` flag).
+
+    Nothing is built or read before it is checked: the header first (model, options, sizes),
+    then the architecture it lists, built as shapes only (no weights drawn or allocated), is
+    compared with what the model's own file builds for those options and with the shapes and
+    dtypes the file declares for its arrays; only then is the data read and its checksum
+    verified.
     """
     path = resolve_weights(source)
-    meta, state = read_weights(path)
+    if path.suffix == ".safetensors":
+        from nn.safetensors import SafetensorsFile
+        archive = SafetensorsFile(path, header_key=HEADER_KEY)
+    else:
+        archive = WeightsArchive(path)
+    with archive:
+        spec, network, options, num_classes, image_shape, extra = _checked_architecture(
+            path, archive.meta, archive.arrays, expect)
+        state = archive.read_state()
+    network.load_state(state)
+    model = Model(spec, network, options, num_classes, image_shape)
+    model.extra = extra
+    return model
+
+
+def _checked_architecture(path, meta, arrays, expect):
+    """Validate a weights header against the registry and the declared arrays (``arrays``: key
+    -> object with ``shape`` and ``dtype``), allocating nothing.  Returns (spec, network with
+    placeholder weights, options, num_classes, image_shape, extra)."""
     name = meta.get("model")
     if not isinstance(name, str):
         raise WeightsError(f"{path}: the weights file names no model")
@@ -181,6 +227,10 @@ def load_model(source, expect=None):
     options, extra = meta.get("options", {}), meta.get("extra", {})
     if not isinstance(options, dict) or not isinstance(extra, dict):
         raise WeightsError(f"{path}: malformed header ('options' and 'extra' must be JSON objects)")
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise WeightsError(f"{path}: the {spec.title} model has no option {', '.join(unknown)}")
+    options = {**spec.options, **options}
     num_classes, image_shape = meta.get("num_classes", 10), meta.get("image_shape", list(IMAGE_SHAPE))
     if (not isinstance(num_classes, int) or not 2 <= num_classes <= 10_000
             or not isinstance(image_shape, list) or len(image_shape) != 2
@@ -190,13 +240,46 @@ def load_model(source, expect=None):
     layers = meta.get("layers")
     if not isinstance(layers, list) or not layers:
         raise WeightsError(f"{path}: the weights file lists no layers")
-    try:
-        network = build_layers(layers, rng=np.random.default_rng(0))
-    except (KeyError, TypeError, ValueError, OverflowError, MemoryError) as error:
-        # OverflowError/MemoryError: negative or absurd layer sizes in a tampered header
-        raise WeightsError(f"{path}: the architecture in the file is invalid ({error})") from None
-    check_state(path, state, network.state())
-    network.load_state(state)
-    model = Model(spec, network, options, num_classes, image_shape)
-    model.extra = extra
-    return model
+    with shapes_only():  # placeholders: no weight is drawn or allocated
+        try:
+            network = build_layers(layers, rng=np.random.default_rng(0))
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, MemoryError) as error:
+            raise WeightsError(f"{path}: the architecture in the file is invalid "
+                               f"({_one_line(error)})") from None
+        check_state(path, arrays, network.state())
+        try:
+            reference = spec.build(np.random.default_rng(0), image_shape=tuple(image_shape),
+                                   num_classes=num_classes, **options)
+        except (TypeError, ValueError, OverflowError, MemoryError) as error:
+            raise WeightsError(f"{path}: the {spec.title} model cannot be built with the "
+                               f"header's options {options} ({_one_line(error)})") from None
+    expected = _architecture(json.loads(json.dumps(reference.config()["layers"])))
+    layers = _architecture(layers)
+    if layers != expected:
+        where = next((i for i, (a, b) in enumerate(zip(layers, expected)) if a != b),
+                     min(len(layers), len(expected)))
+        found = layers[where] if where < len(layers) else "nothing"
+        builds = expected[where] if where < len(expected) else "nothing"
+        raise WeightsError(f"{path}: the header's layers are not what the {spec.title} model "
+                           f"builds with options {options}: layer {where} is {found}, "
+                           f"expected {builds}")
+    return spec, reference, options, num_classes, image_shape, extra
+
+
+# Layer settings that change how a layer runs, not what it computes (need_input_grad=False
+# skips an unused gradient): a file written before one existed, or with another value, holds
+# the same model.  The network is built by the model's own file, with its own settings.
+NOT_ARCHITECTURE = frozenset({"need_input_grad"})
+
+
+def _architecture(value):
+    """``value`` (layer configs, nested) without the NOT_ARCHITECTURE keys."""
+    if isinstance(value, dict):
+        return {k: _architecture(v) for k, v in value.items() if k not in NOT_ARCHITECTURE}
+    if isinstance(value, list):
+        return [_architecture(v) for v in value]
+    return value
+
+
+def _one_line(error):
+    return " ".join(str(error).split()) or type(error).__name__

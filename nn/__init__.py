@@ -17,12 +17,13 @@ with the fix.
 """
 import os
 import sys
-from pathlib import Path
+
+# os.path, not pathlib: on Python 3.11 pathlib imports urllib, and `import nn` stays this light.
 
 
-def _user_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache")
-    return Path(base) / "cnn-vs-lstm-numpy" / "numba"
+def _user_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "cnn-vs-lstm-numpy", "numba")
 
 
 def _ensure_numba_cache_dir() -> None:
@@ -32,17 +33,17 @@ def _ensure_numba_cache_dir() -> None:
     """
     if os.environ.get("NUMBA_CACHE_DIR") or "numba" in sys.modules:
         return
-    kernels = Path(__file__).resolve().parent / "kernels"
-    pycache = kernels / "__pycache__"
-    probe = pycache if pycache.is_dir() else kernels
+    kernels = os.path.join(os.path.dirname(os.path.realpath(__file__)), "kernels")
+    pycache = os.path.join(kernels, "__pycache__")
+    probe = pycache if os.path.isdir(pycache) else kernels
     if os.access(probe, os.W_OK):
         return
     cache = _user_cache_dir()
     try:
-        cache.mkdir(parents=True, exist_ok=True)
+        os.makedirs(cache, exist_ok=True)
     except OSError:
         return  # numba then falls back to its own locator and, at worst, compiles in memory
-    os.environ["NUMBA_CACHE_DIR"] = str(cache)
+    os.environ["NUMBA_CACHE_DIR"] = cache
 
 
 _ensure_numba_cache_dir()

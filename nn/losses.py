@@ -11,12 +11,13 @@ import numpy as np
 
 
 def log_softmax(logits):
+    """(N, C) -> (N, C): log p = z - m - log sum_c exp(z_c - m), m = max_c z_c (no overflow)."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def softmax(logits):
-    """Row-wise probabilities, (N, C) -> (N, C)."""
+    """Row-wise probabilities, (N, C) -> (N, C): p = exp(z - m) / sum_c exp(z_c - m), m = max_c z_c."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)
@@ -34,7 +35,7 @@ def softmax_cross_entropy_forward(logits, labels):
 
 
 def softmax_cross_entropy_backward(cache):
-    """dL/dlogits = (p - onehot) / N."""
+    """(N, C) dL/dlogits = (p - onehot(labels)) / N, from the forward pass's cache."""
     probabilities, labels = cache
     n = probabilities.shape[0]
     dlogits = probabilities.copy()

@@ -5,19 +5,25 @@ Layout of a weights file:
                     (layer list), free-form metadata, and a SHA-256 over every array
     state/<key>     one array per parameter or buffer, key '<layer index>.<name>'
 Writing goes to a temporary file in the same folder that is then renamed over the target, so a
-crash never leaves a half-written file; the temporary files of a killed write are removed by the
-next write of the same target.  Loading uses ``allow_pickle=False`` and checks the
-format tag, every key, shape, dtype and the checksum, raising :class:`WeightsError` with one line
-saying what is wrong.
+crash never leaves a half-written file, and the temporary files of a killed write are removed by
+the next write of the same target.  Loading never unpickles and never trusts a size: it
+reads the zip directory and each array's .npy header first (:class:`WeightsArchive`), checks them
+against limits and, in :func:`models.base.load_model`, against the shapes the architecture needs,
+before reading any data; then the checksum.  Every problem is a :class:`WeightsError` with one
+line saying what is wrong.
 """
 import hashlib
+import io
 import json
+import math
 import os
 import re
 import tempfile
 import time
 import zipfile
+import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,6 +31,15 @@ from nn.errors import WeightsError
 
 FORMAT = "cnn-vs-lstm-numpy/weights"
 VERSION = 1
+
+# Limits checked before anything is read or allocated (a weights file of this kit is ~1.5 MB).
+MAX_TOTAL_BYTES = 1 << 30        # all arrays together, uncompressed
+MAX_ENTRIES = 10_000             # arrays in one file
+MAX_HEADER_BYTES = 1 << 20       # the JSON header
+MAX_JSON_DEPTH = 32              # nesting of the JSON header (ours: 4)
+MAX_RATIO = 100                  # uncompressed / compressed size of an entry ...
+RATIO_EXEMPT_BYTES = 1 << 20     # ... larger than this (small zero biases compress well)
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 def state_checksum(state, meta=None):
@@ -91,6 +106,32 @@ def atomic_savez(path, arrays):
         raise
 
 
+def atomic_write_bytes(path, parts):
+    """Write the byte strings ``parts`` one after another to ``path``, via a temporary file and
+    a rename: all or nothing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for part in parts:
+                handle.write(part)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, _default_file_mode())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def weights_header(state, meta):
+    """The JSON header of a weights file: format tag, version, ``meta``, and the checksum."""
+    header = {"format": FORMAT, "version": VERSION, **meta}
+    header["checksum"] = state_checksum(state, header)
+    return header
+
+
 def atomic_write_text(path, text):
     """Write a text file via a temporary file and a rename."""
     path = Path(path)
@@ -109,43 +150,204 @@ def atomic_write_text(path, text):
 
 def save_weights(path, state, meta):
     """Write ``state`` (key -> array) and ``meta`` (JSON-serialisable dict) to ``path``."""
-    header = {"format": FORMAT, "version": VERSION, **meta}
-    header["checksum"] = state_checksum(state, header)
+    header = weights_header(state, meta)
     arrays = {f"state/{key}": np.asarray(value) for key, value in state.items()}
     arrays["__meta__"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     atomic_savez(path, arrays)
 
 
-def read_weights(path):
-    """Read a weights file.  Returns (meta dict, state dict); checks format and checksum only."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such weights file")
-    with open(path, "rb") as handle:
-        if handle.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
-            raise WeightsError(f"{path}: not a weights file (not an .npz archive)")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):  # a bare .npy array: np.load returns it, not an archive
-            raise WeightsError(f"{path}: a single .npy array, not an .npz weights file")
-        with loaded as archive:
-            if "__meta__" not in archive.files:
-                raise WeightsError(f"{path}: not a weights file of this project (no __meta__ entry)")
-            meta = json.loads(archive["__meta__"].tobytes().decode("utf-8"))
-            state = {name[len("state/"):]: archive[name] for name in archive.files
-                     if name.startswith("state/")}
-    except WeightsError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, UnicodeDecodeError) as error:
-        # np.load raises ValueError for pickled object arrays and for non-npz bytes.
-        raise WeightsError(f"{path}: not a readable .npz weights file ({error})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise WeightsError(f"{path}: not a weights file of this project (format tag missing)")
-    if meta.get("version") != VERSION:
-        raise WeightsError(f"{path}: weights format version {meta.get('version')}, expected {VERSION}")
-    if state_checksum(state, meta) != meta.get("checksum"):
-        raise WeightsError(f"{path}: checksum mismatch - the file was modified or is corrupt")
-    return meta, state
+class ArrayInfo(NamedTuple):
+    """One array of a weights file as its .npy header declares it; no data read."""
+    shape: tuple            # as declared
+    dtype: np.dtype         # as declared (may be big-endian: compared, never converted)
+    fortran_order: bool
+    member: zipfile.ZipInfo  # the zip entry holding it
+    data_offset: int        # bytes of .npy header before the data
+
+
+def json_depth(text):
+    """How deeply ``text``'s arrays and objects nest (brackets inside strings do not count).
+
+    Checked before ``json.loads``, whose recursion ends in a RecursionError on deep nesting.
+    """
+    brackets = re.sub(r"[^\[\]{}]", "", _JSON_STRING.sub('""', text))
+    depth = deepest = 0
+    for char in brackets:
+        depth += 1 if char in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _one_line(error):
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+class WeightsArchive:
+    """A weights file opened for checking before anything is allocated.
+
+    Opening reads only the zip directory, the JSON header and each array's .npy header (shape
+    and dtype), and checks them against size limits; the caller compares the declared shapes
+    with what the architecture needs, and only then asks for the data::
+
+        with WeightsArchive(path) as archive:
+            archive.meta            # the JSON header: format, version, architecture, checksum
+            archive.arrays          # key -> ArrayInfo(shape, dtype, ...), nothing loaded
+            state = archive.read_state()   # key -> array, checksum verified
+
+    Limits: at most ``max_bytes`` of arrays in all (as declared in the zip directory, which
+    also bounds what the decompressor may produce), ``MAX_ENTRIES`` entries, a header of
+    ``MAX_HEADER_BYTES`` nested at most ``MAX_JSON_DEPTH`` deep, and no entry over 1 MiB that
+    claims to be more than ``MAX_RATIO`` times its compressed size (a zip bomb).
+    """
+
+    def __init__(self, path, max_bytes=MAX_TOTAL_BYTES):
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self._zip = None
+        if not self.path.is_file():
+            raise WeightsError(f"{self.path}: no such weights file")
+        with open(self.path, "rb") as handle:
+            start = handle.read(6)
+        if start == b"\x93NUMPY":
+            raise WeightsError(f"{self.path}: a single .npy array, not an .npz weights file")
+        if start[:4] != b"PK\x03\x04":  # every .npz is a zip archive
+            raise WeightsError(f"{self.path}: not a weights file (not an .npz archive)")
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+            members = self._check_directory()
+            self.meta = self._read_meta(members)
+            self.arrays = {name[len("state/"):-len(".npy")]: self._array_info(member)
+                           for name, member in members.items() if name.startswith("state/")}
+        except WeightsError:
+            self.close()
+            raise
+        except (OSError, ValueError, EOFError, KeyError, UnicodeDecodeError, zipfile.BadZipFile,
+                zlib.error, NotImplementedError, RuntimeError) as error:
+            self.close()
+            raise WeightsError(f"{self.path}: not a readable .npz weights file "
+                               f"({_one_line(error)})") from None
+
+    def _fail(self, problem):
+        raise WeightsError(f"{self.path}: {problem}")
+
+    def _check_directory(self):
+        """{name: ZipInfo}, after checking names, count, sizes and compression ratios."""
+        members = self._zip.infolist()
+        if len(members) > MAX_ENTRIES:
+            self._fail(f"{len(members)} entries, more than a weights file has ({MAX_ENTRIES})")
+        names = [member.filename for member in members]
+        if len(set(names)) != len(names):
+            self._fail("an entry appears twice in the archive")
+        total = 0
+        for member in members:
+            if not member.filename.endswith(".npy"):
+                self._fail(f"entry {member.filename!r} is not a .npy array")
+            if member.flag_bits & 0x1:
+                self._fail(f"entry {member.filename!r} is encrypted")
+            total += member.file_size
+            if total > self.max_bytes:
+                self._fail(f"the arrays would take {total / 2**20:,.0f} MiB or more, over the "
+                           f"{self.max_bytes / 2**20:,.0f} MiB limit for a weights file")
+            ratio = member.file_size / max(member.compress_size, 1)
+            if member.file_size > RATIO_EXEMPT_BYTES and ratio > MAX_RATIO:
+                self._fail(f"entry {member.filename!r} claims {member.file_size:,} bytes from "
+                           f"{member.compress_size:,} compressed ({ratio:,.0f}x): refused as a "
+                           "zip bomb")
+        return dict(zip(names, members))
+
+    def _array_info(self, member):
+        """Shape and dtype from an entry's .npy header, reading only the header."""
+        name = member.filename
+        with self._zip.open(member) as handle:
+            prefix = io.BytesIO(handle.read(min(member.file_size, 16 + 65536)))
+        try:
+            version = np.lib.format.read_magic(prefix)
+            if version == (1, 0):
+                shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(prefix)
+            elif version == (2, 0):
+                shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(prefix)
+            else:
+                raise ValueError(f".npy format version {version}")
+        except ValueError as error:
+            self._fail(f"entry {name!r} is not a readable .npy array ({_one_line(error)})")
+        if dtype.hasobject or dtype.kind not in "biuf" or dtype.fields is not None:
+            self._fail(f"entry {name!r} holds {dtype} values (pickled objects or not numbers); "
+                       "weights are plain numeric arrays")
+        declared = math.prod(shape) * dtype.itemsize
+        if prefix.tell() + declared != member.file_size:
+            self._fail(f"entry {name!r} claims shape {shape} of {dtype} ({declared:,} bytes) "
+                       f"but holds {member.file_size - prefix.tell():,} bytes")
+        return ArrayInfo(tuple(shape), dtype, fortran_order, member, prefix.tell())
+
+    def _read_array(self, info):
+        """The array of ``info``, read into memory of its own (writable)."""
+        nbytes = info.member.file_size - info.data_offset
+        buffer = bytearray(nbytes)
+        view = memoryview(buffer)
+        with self._zip.open(info.member) as handle:
+            handle.read(info.data_offset)
+            filled = 0
+            while filled < nbytes:
+                count = handle.readinto(view[filled:])
+                if not count:
+                    raise EOFError(f"entry {info.member.filename!r} is truncated")
+                filled += count
+            handle.read(1)  # reach the end, where zipfile checks the CRC
+        array = np.frombuffer(buffer, dtype=info.dtype)
+        if info.fortran_order:
+            return np.ascontiguousarray(array.reshape(info.shape[::-1]).T)
+        return array.reshape(info.shape)
+
+    def _read_meta(self, members):
+        member = members.get("__meta__.npy")
+        if member is None:
+            self._fail("not a weights file of this project (no __meta__ entry)")
+        info = self._array_info(member)
+        if info.dtype != np.uint8 or len(info.shape) != 1 or info.shape[0] > MAX_HEADER_BYTES:
+            self._fail(f"the __meta__ entry must be a UTF-8 JSON text of at most "
+                       f"{MAX_HEADER_BYTES:,} bytes, not a {info.dtype} array of shape {info.shape}")
+        text = self._read_array(info).tobytes().decode("utf-8")
+        if json_depth(text) > MAX_JSON_DEPTH:
+            self._fail(f"the JSON header nests deeper than {MAX_JSON_DEPTH} levels")
+        try:
+            meta = json.loads(text)
+        except ValueError as error:
+            self._fail(f"the JSON header is not valid JSON ({_one_line(error)})")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            self._fail("not a weights file of this project (format tag missing)")
+        if meta.get("version") != VERSION:
+            self._fail(f"weights format version {meta.get('version')!r}, expected {VERSION}")
+        return meta
+
+    def read_state(self):
+        """key -> array for every state entry, after verifying the checksum over all of it."""
+        try:
+            state = {key: self._read_array(info) for key, info in self.arrays.items()}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError) as error:
+            raise WeightsError(f"{self.path}: not a readable .npz weights file "
+                               f"({_one_line(error)})") from None
+        if state_checksum(state, self.meta) != self.meta.get("checksum"):
+            self._fail("checksum mismatch - the file was modified or is corrupt")
+        return state
+
+    def close(self):
+        if self._zip is not None:
+            self._zip.close()
+            self._zip = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_weights(path, max_bytes=MAX_TOTAL_BYTES):
+    """Read a weights file.  Returns (meta dict, state dict); checks the file's structure, its
+    size limits, format, version and checksum (not the architecture: see
+    :class:`WeightsArchive` to check shapes before reading the data)."""
+    with WeightsArchive(path, max_bytes) as archive:
+        return archive.meta, archive.read_state()
 
 
 def check_state(path, state, expected):

@@ -1,13 +1,56 @@
-"""Shared fixtures: where the repository and the real MNIST files are."""
+"""Shared fixtures: where the repository and the real MNIST files are; and, under CI, a skip for
+want of MNIST or the test extra (torch, safetensors) counted as the failure it is there.
+"""
 import nn
 
 nn.configure_threads()  # first, as every entry point does: BLAS threads set before NumPy loads
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# What a CI run (.ci/run exports CI=1) must have: a test skipped for want of one of these would
+# make CI green while testing nothing, so there the skip becomes a failure.
+REQUIRED_IN_CI = re.compile(r"MNIST|\btorch\b|PyTorch|safetensors")
+
+
+def in_ci() -> bool:
+    """True when the CI variable is set to anything but '', 0, false or no."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:   # (path, line, "Skipped: reason")
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def _fail_required_skip(report):
+    """Under CI, turn a skip whose reason names MNIST, torch or safetensors into a failure."""
+    if not (report.skipped and in_ci()) or hasattr(report, "wasxfail"):
+        return
+    reason = _skip_reason(report)
+    if REQUIRED_IN_CI.search(reason):
+        report.outcome = "failed"
+        report.longrepr = f"CI is set, so this is a failure, not a skip: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Tests that skip (a fixture or importorskip inside a test)."""
+    outcome = yield
+    _fail_required_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """Modules that skip as a whole (``importorskip`` at the top): a collection error in CI."""
+    outcome = yield
+    _fail_required_skip(outcome.get_result())
 
 
 @pytest.fixture(scope="session")

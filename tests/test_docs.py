@@ -40,7 +40,9 @@ def anchor_problems(markdown):
             problems.append(f"{name}: {target} does not exist")
             continue
         expected = definition_line(path, name)
-        if expected is not None and abs(expected - int(line)) > 1:
+        if expected is None:
+            problems.append(f"{name}: not defined in {target} (renamed or deleted?)")
+        elif abs(expected - int(line)) > 1:
             problems.append(f"{name}: {target}#L{line}, defined at line {expected}")
     return problems
 

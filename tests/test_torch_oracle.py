@@ -172,11 +172,11 @@ def test_dropout_training_with_shared_mask():
     masks = []
 
     def torch_dropout(x_t):
-        masks.append(torch.from_numpy(layer.cache))
+        masks.append(torch.from_numpy(layer.cache.mask))
         return x_t * masks[-1]
 
     check_layer_against(layer, x, torch_dropout, {}, training=True)
-    mask = layer.cache
+    mask = layer.cache.mask
     assert set(np.unique(mask)) == {0.0, np.float32(1 / (1 - rate))}
     assert abs((mask == 0).mean() - rate) < 0.1  # 512 draws: the drop fraction is near the rate
 
@@ -334,7 +334,7 @@ def test_reference_cnn(training):
     labels = rng.integers(0, 10, size=len(x))
 
     logits = network.forward(x, training=training)
-    masks = [layer.cache for layer in network.layers if isinstance(layer, Dropout)] if training else None
+    masks = [layer.cache.mask for layer in network.layers if isinstance(layer, Dropout)] if training else None
     if training:
         assert all(mask is not None for mask in masks) and len(masks) == 4
     logits_t = torch_forward(modules, torch.from_numpy(x), masks)

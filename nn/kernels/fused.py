@@ -13,7 +13,7 @@ column c of the pooled map, so threads never write the same element.
 import numpy as np
 from numba import njit, prange
 
-from nn.kernels.pool import _window_max
+from nn.kernels.pool import _beats, _window_max
 
 
 @njit(parallel=True, cache=True)
@@ -73,6 +73,11 @@ def bias_leaky_maxpool2x2_forward(y2d, bias, slope, n_batch, height, width):
                         best, best_index = image[i2], i2
                     if image[i2 + 1] > best:
                         best, best_index = image[i2 + 1], i2 + 1
+                    total = (image[i0] + image[i0 + 1]) + (image[i2] + image[i2 + 1])
+                    if total != total:         # a NaN in the window: it wins (see _beats)
+                        for i in (i0, i0 + 1, i2, i2 + 1):
+                            if _beats(image[i], best):
+                                best, best_index = image[i], i
                     best += b
                     out[oh, ow] = best if best > 0 else best * slope
                     where[oh, ow] = best_index

@@ -29,6 +29,7 @@ _A9, _A11, _A13 = (np.float32(v) for v in (-8.60467152213735e-11, 2.000187904824
 _B0, _B2, _B4, _B6 = (np.float32(v) for v in (4.89352518554385e-03, 2.26843463243900e-03,
                                               1.18534705686654e-04, 1.19825839466702e-06))
 _HALF = np.float32(0.5)
+_ONE = np.float32(1.0)   # 1 - x with an integer 1 makes a float32 x float64 in Numba
 
 
 @njit(cache=True, inline="always")
@@ -106,13 +107,13 @@ def _gate_row_backward(dh, dc, row, c_prev, tanh_c, drow):
     i, f, g, o = row[:hidden], row[hidden:2 * hidden], row[2 * hidden:3 * hidden], row[3 * hidden:]
     di, df = drow[:hidden], drow[hidden:2 * hidden]
     dg, do = drow[2 * hidden:3 * hidden], drow[3 * hidden:]
-    for k in range(hidden):
+    for k in range(hidden):   # _ONE: float32 stays float32 (float64 stays float64)
         t = tanh_c[k]
-        dc_t = dc[k] + dh[k] * o[k] * (1 - t * t)
-        di[k] = dc_t * g[k] * i[k] * (1 - i[k])
-        df[k] = dc_t * c_prev[k] * f[k] * (1 - f[k])
-        dg[k] = dc_t * i[k] * (1 - g[k] * g[k])
-        do[k] = dh[k] * t * o[k] * (1 - o[k])
+        dc_t = dc[k] + dh[k] * o[k] * (_ONE - t * t)
+        di[k] = dc_t * g[k] * i[k] * (_ONE - i[k])
+        df[k] = dc_t * c_prev[k] * f[k] * (_ONE - f[k])
+        dg[k] = dc_t * i[k] * (_ONE - g[k] * g[k])
+        do[k] = dh[k] * t * o[k] * (_ONE - o[k])
         dc[k] = dc_t * f[k]
 
 

@@ -8,9 +8,22 @@ from numba import njit, prange
 
 
 @njit(cache=True, inline="always")
+def _beats(value, best):
+    """True if ``value`` takes over as its window's maximum: strictly greater (the first maximum
+    wins ties), or NaN (a NaN anywhere in the window is the result, at the last NaN's index),
+    both as in PyTorch.  A bare '>' would drop every NaN but a window's first.
+
+    The kernels scan with a bare '>' and a running sum, and rescan with this comparison only
+    when the sum is NaN (a NaN in the window, or inf - inf): checking every value for NaN in
+    the scan itself made the 2x2 fused kernel 5x slower (measured: 0.9 -> 4.5 ms for conv1).
+    """
+    return value > best or value != value
+
+
+@njit(cache=True, inline="always")
 def _window_max(plane, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     """(maximum, flat index h*W + w) of output (oh, ow)'s window on ``plane`` (H, W), the window
-    clipped to the plane.  Strict '>': the first maximum wins ties, as in PyTorch."""
+    clipped to the plane.  Ties and NaN as PyTorch (:func:`_beats`)."""
     height, width = plane.shape
     h0 = max(oh * stride_h - pad_top, 0)
     h1 = min(oh * stride_h - pad_top + pool_h, height)
@@ -18,11 +31,19 @@ def _window_max(plane, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_
     w1 = min(ow * stride_w - pad_left + pool_w, width)
     best = plane[h0, w0]
     best_index = h0 * width + w0
+    total = best - best
     for h in range(h0, h1):
         for w in range(w0, w1):
+            total += plane[h, w]
             if plane[h, w] > best:
                 best = plane[h, w]
                 best_index = h * width + w
+    if total != total:                      # a NaN somewhere (or inf - inf): see _beats
+        for h in range(h0, h1):
+            for w in range(w0, w1):
+                if _beats(plane[h, w], best):
+                    best = plane[h, w]
+                    best_index = h * width + w
     return best, best_index
 
 

@@ -51,7 +51,10 @@ def maxpool_forward(x, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, ou
         for ow in range(out_w):
             w0, w1 = max(ow * stride_w - pad_left, 0), min(ow * stride_w - pad_left + pool_w, width)
             window = x[:, :, h0:h1, w0:w1].reshape(n_batch, channels, -1)
-            k = window.argmax(axis=2)
+            k = window.argmax(axis=2)                   # the first maximum (or the first NaN)
+            is_nan = np.isnan(window)
+            last_nan = window.shape[2] - 1 - is_nan[:, :, ::-1].argmax(axis=2)
+            k = np.where(is_nan.any(axis=2), last_nan, k)   # PyTorch: the last NaN
             y[:, :, oh, ow] = window.max(axis=2)
             argmax[:, :, oh, ow] = (h0 + k // (w1 - w0)) * width + w0 + k % (w1 - w0)
     return y, argmax
@@ -64,6 +67,53 @@ def maxpool_backward(dy, argmax, height, width):
         for c in range(channels):
             np.add.at(dx[n, c], argmax[n, c].ravel(), dy[n, c].ravel())
     return dx.reshape(n_batch, channels, height, width)
+
+
+def bias_leaky_maxpool_forward(y2d, bias, slope, n_batch, height, width, pool, stride,
+                               pad_top, pad_left, out_h, out_w):
+    """Reorder the GEMM output to NCHW, max-pool, then add the bias and apply LeakyReLU to the
+    pooled maximum (the kernel's order: bias after the maximum, so ties resolve the same)."""
+    channels = y2d.shape[0]
+    y = y2d.reshape(channels, n_batch, height, width).transpose(1, 0, 2, 3)
+    pooled, argmax = maxpool_forward(y, pool, pool, stride, stride, pad_top, pad_left, out_h, out_w)
+    pooled = pooled + bias[None, :, None, None]
+    return np.where(pooled > 0, pooled, pooled * slope), argmax
+
+
+def bias_leaky_maxpool2x2_forward(y2d, bias, slope, n_batch, height, width):
+    return bias_leaky_maxpool_forward(y2d, bias, slope, n_batch, height, width, 2, 2, 0, 0,
+                                      height // 2, width // 2)
+
+
+def bias_leaky_maxpool_backward(dpooled, pooled, argmax, slope, height, width):
+    """dy (N, C, H, W) = maxpool backward of dpooled * leaky'(pooled), in GEMM layout."""
+    n_batch, channels = dpooled.shape[:2]
+    dy = maxpool_backward(np.where(pooled > 0, dpooled, dpooled * slope), argmax, height, width)
+    dy2d = dy.transpose(1, 0, 2, 3).reshape(channels, n_batch * height * width)
+    return dy2d, dy.sum(axis=(0, 2, 3))
+
+
+def affine_warp(images, inverse_maps):
+    """out[n, r, c] = bilinear sample of images[n] at A_n (r, c, 1), zero outside the image:
+    the four neighbours weighted by (1 - dy or dy) (1 - dx or dx)."""
+    n_images, height, width = images.shape
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    out = np.zeros_like(images)
+    for n in range(n_images):
+        a = inverse_maps[n]
+        y = a[0, 0] * rows + a[0, 1] * cols + a[0, 2]
+        x = a[1, 0] * rows + a[1, 1] * cols + a[1, 2]
+        y0, x0 = np.floor(y), np.floor(x)
+        dy, dx = y - y0, x - x0
+        value = np.zeros((height, width))
+        for oy, wy in ((0, 1.0 - dy), (1, dy)):
+            for ox, wx in ((0, 1.0 - dx), (1, dx)):
+                yy, xx = (y0 + oy).astype(np.int64), (x0 + ox).astype(np.int64)
+                inside = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
+                sample = images[n][np.clip(yy, 0, height - 1), np.clip(xx, 0, width - 1)]
+                value += np.where(inside, wy * wx * sample, 0.0)
+        out[n] = value
+    return out
 
 
 def _sigmoid(z):

@@ -12,12 +12,25 @@ Backward:  dy2d = dy in (C_out, N*P) layout
            dx   = col2im(dcol)                    (N, C_in, H, W): the adjoint of the gather
 """
 import math
+from typing import NamedTuple
 
 import numpy as np
 
-from nn.init import glorot_uniform
+from nn.init import glorot_uniform, zeros
 from nn.kernels import conv as kernels
 from nn.layers.base import Layer
+
+
+class ConvCache(NamedTuple):
+    """What conv2d_backward needs from the forward pass."""
+    col: np.ndarray     # (K, N*P) the input's im2col (padding included), K = C_in*k_h*k_w
+    w: np.ndarray       # (C_out, C_in, k_h, k_w) the kernel
+    x_shape: tuple      # (N, C_in, H, W)
+    stride: int
+    pad_top: int        # leading padding, rows
+    pad_left: int       # leading padding, columns
+    out_h: int          # H_out
+    out_w: int          # W_out
 
 
 def conv_geometry(height, width, kernel_h, kernel_w, stride, padding):
@@ -54,7 +67,22 @@ def weight_gradient(dy2d, col):
 
 
 def conv2d_forward(x, w, b, stride=1, padding="same"):
-    """y = conv(x, w) + b.  Returns (y (N, C_out, H_out, W_out), cache for the backward pass)."""
+    """2-D cross-correlation plus bias, as im2col and one matrix product.
+
+    Parameters
+    ----------
+    x : (N, C_in, H, W)
+    w : (C_out, C_in, k_h, k_w)
+    b : (C_out,)
+    stride : int
+    padding : {'same', 'valid'}  (see :func:`conv_geometry`)
+
+    Returns
+    -------
+    y : (N, C_out, H_out, W_out)
+        y[n, o, i, j] = b[o] + sum_{c, u, v} w[o, c, u, v] x_pad[n, c, i s + u, j s + v]
+    cache : ConvCache
+    """
     n_batch, _, height, width = x.shape
     out_channels, _, kernel_h, kernel_w = w.shape
     out_h, out_w, pad_top, pad_left = conv_geometry(height, width, kernel_h, kernel_w, stride, padding)
@@ -62,12 +90,17 @@ def conv2d_forward(x, w, b, stride=1, padding="same"):
     w2d = w.reshape(out_channels, -1)                                                     # (C_out, K)
     y2d = w2d @ col                                                                       # (C_out, N*P)
     y = kernels.gemm_to_nchw(y2d, b, n_batch).reshape(n_batch, out_channels, out_h, out_w)
-    cache = (col, w, x.shape, stride, pad_top, pad_left, out_h, out_w)
-    return y, cache
+    return y, ConvCache(col, w, x.shape, stride, pad_top, pad_left, out_h, out_w)
 
 
 def conv2d_backward(dy, cache, need_input_grad=True):
-    """Returns (dx or None, dw, db) for the forward call that produced ``cache``."""
+    """Gradients of the forward call that produced ``cache``.
+
+    dy (N, C_out, H_out, W_out) -> (dx (N, C_in, H, W) or None, dw (C_out, C_in, k_h, k_w),
+    db (C_out,)), with dy2d = dy as (C_out, N*P):
+        dw = dy2d col^T,   db = sum_{n,i,j} dy,   dx = col2im(w2d^T dy2d)
+    ``need_input_grad=False`` skips dx (a first layer's input is the image).
+    """
     col, w, x_shape, stride, pad_top, pad_left, out_h, out_w = cache
     n_batch, in_channels, height, width = x_shape
     out_channels, _, kernel_h, kernel_w = w.shape
@@ -112,7 +145,7 @@ class Conv2D(Layer):
         self.params["weight"] = glorot_uniform(
             rng, (out_channels, in_channels, kernel_size, kernel_size),
             fan_in=in_channels * receptive, fan_out=out_channels * receptive, dtype=dtype)
-        self.params["bias"] = np.zeros(out_channels, dtype=dtype)
+        self.params["bias"] = zeros(out_channels, dtype)
 
     def forward(self, x, training=False):
         y, self.cache = conv2d_forward(x, self.params["weight"], self.params["bias"],

@@ -10,6 +10,8 @@ forward   col = im2col(x);  y2d = w2d @ col;  pooled = leaky(maxpool(y2d + b))  
 backward  dy2d = scatter of dpooled * leaky' to each window's arg-max, in GEMM layout
           dw2d = dy2d @ col^T,  db = sum dy2d,  dx = col2im(w2d^T @ dy2d)
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from nn.kernels import conv as conv_kernels
@@ -20,10 +22,23 @@ from nn.layers.pool import MaxPool2D, pool_geometry
 
 
 def can_fuse(layers):
-    """True if ``layers`` (three of them) is a Conv2D, a LeakyReLU/ReLU and a MaxPool2D."""
+    """True if ``layers`` (three of them) is a Conv2D, a LeakyReLU/ReLU (slope a >= 0) and a
+    MaxPool2D: then max(leaky(y + b)) = leaky(max(y) + b) (see the module docstring)."""
     conv, activation, pool = layers
     return (isinstance(conv, Conv2D) and isinstance(activation, LeakyReLU)
             and activation.slope >= 0 and isinstance(pool, MaxPool2D))
+
+
+class FusedCache(NamedTuple):
+    """What ConvActivationPool.backward needs from the forward pass."""
+    col: np.ndarray     # (K, N*P) the input's im2col, K = C_in*k*k, P = H_conv*W_conv
+    x_shape: tuple      # (N, C_in, H, W)
+    pad_top: int        # the convolution's leading padding
+    pad_left: int
+    out_h: int          # H_conv, W_conv: the convolution's output size (before pooling)
+    out_w: int
+    pooled: np.ndarray  # (N, C_out, H_out, W_out) the block's output
+    argmax: np.ndarray  # (N, C_out, H_out, W_out) int32, index h*W_conv + w of each maximum
 
 
 class ConvActivationPool:
@@ -60,7 +75,7 @@ class ConvActivationPool:
             pooled, argmax = kernels.bias_leaky_maxpool_forward(
                 y2d, bias, slope, n_batch, out_h, out_w, pool.pool_size, pool.stride,
                 pool_top, pool_left, pool_h, pool_w)
-        self.cache = (col, x.shape, pad_top, pad_left, out_h, out_w, pooled, argmax)
+        self.cache = FusedCache(col, x.shape, pad_top, pad_left, out_h, out_w, pooled, argmax)
         return pooled
 
     def backward(self, dpooled):

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nn.init import glorot_uniform, orthogonal
+from nn.init import glorot_uniform, orthogonal, zeros
 from nn.kernels import gru as kernels
 from nn.layers.base import Layer
 
@@ -40,7 +40,10 @@ class GRUCache(NamedTuple):
 
 def gru_forward(x, w_ih, w_hh, b_ih, b_hh):
     """x (N, T, D), w_ih (3H, D), w_hh (3H, H), b_ih (3H,), b_hh (3H,)
-    -> (hs (T, N, H) every h_t, cache)."""
+    -> (hs (T, N, H) every h_t, GRUCache), step by step from h_0 = 0:
+        r, z = sigmoid(gx_r + gh_r), sigmoid(gx_z + gh_z),  n = tanh(gx_n + r gh_n)
+        h_t = (1 - z) n + z h_{t-1}      (gx = x_t w_ih^T + b_ih, gh = h_{t-1} w_hh^T + b_hh)
+    """
     n_batch, steps, _ = x.shape
     hidden = w_hh.shape[1]
     x_time_major = np.ascontiguousarray(x.transpose(1, 0, 2))              # (T, N, D)
@@ -62,7 +65,9 @@ def gru_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
     """dhs: dL/dh_t from the output, (T, N, H) for every step, or (N, H) for the last step only.
 
     hidden_grads: optional (T, N, H) array that receives the total dL/dh_t of every step.
-    Returns (dx (N, T, D) or None, dw_ih, dw_hh, db_ih, db_hh).
+    Returns (dx (N, T, D) or None, dw_ih (3H, D), dw_hh (3H, H), db_ih (3H,), db_hh (3H,)):
+        dw_ih = sum_t dgx_t^T x_t,  dw_hh = sum_t dgh_t^T h_{t-1},  dx_t = dgx_t w_ih
+    with the per-step dgx_t, dgh_t of the module docstring.
     """
     x_time_major, w_ih, w_hh, gates, hn, hs = cache
     steps, n_batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
@@ -125,8 +130,8 @@ class GRU(Layer):
         # Keras draws its (D, 3H) kernel with fan_in = D, fan_out = 3H; the transpose is ours.
         self.params["w_ih"] = glorot_uniform(rng, (3 * h, input_size), input_size, 3 * h, dtype)
         self.params["w_hh"] = orthogonal(rng, 3 * h, h, dtype=dtype)
-        self.params["b_ih"] = np.zeros(3 * h, dtype=dtype)
-        self.params["b_hh"] = np.zeros(3 * h, dtype=dtype)
+        self.params["b_ih"] = zeros(3 * h, dtype)
+        self.params["b_hh"] = zeros(3 * h, dtype)
 
     def forward(self, x, training=False):
         p = self.params

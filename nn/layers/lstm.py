@@ -17,15 +17,32 @@ Backward, for t = T..1, dh_t = dL/dh_t from the output plus da_{t+1} w_hh handed
 and after the loop, in three big products over all timesteps at once:
     dw_ih = sum_t da_t^T x_t,  dw_hh = sum_t da_t^T h_{t-1},  db = sum_t,n da_t,  dx_t = da_t w_ih
 """
+from typing import NamedTuple
+
 import numpy as np
 
-from nn.init import glorot_uniform, orthogonal
+from nn.init import constant_blocks, glorot_uniform, orthogonal
 from nn.kernels import lstm as kernels
 from nn.layers.base import Layer
 
 
+class LSTMCache(NamedTuple):
+    """What lstm_backward needs from the forward pass."""
+    x: np.ndarray       # (T, N, D) the input, time-major
+    w_ih: np.ndarray    # (4H, D)
+    w_hh: np.ndarray    # (4H, H)
+    gates: np.ndarray   # (T, N, 4H) the activations [i | f | g | o] of every step
+    hs: np.ndarray      # (T + 1, N, H) h_0 = 0, h_1, ..., h_T
+    cs: np.ndarray      # (T + 1, N, H) c_0 = 0, c_1, ..., c_T
+    tanh_cs: np.ndarray  # (T, N, H) tanh(c_t), reused by backward
+
+
 def lstm_forward(x, w_ih, w_hh, b):
-    """x (N, T, D) -> (hs (T, N, H) every hidden state, cache)."""
+    """x (N, T, D), w_ih (4H, D), w_hh (4H, H), b (4H,) -> (hs (T, N, H) every h_t, LSTMCache),
+    from h_0 = c_0 = 0:
+        a_t = x_t w_ih^T + h_{t-1} w_hh^T + b,   i, f, o = sigmoid(a_i, a_f, a_o),  g = tanh(a_g)
+        c_t = f c_{t-1} + i g,   h_t = o tanh(c_t)
+    """
     n_batch, steps, _ = x.shape
     hidden = w_hh.shape[1]
     x_time_major = np.ascontiguousarray(x.transpose(1, 0, 2))              # (T, N, D)
@@ -42,8 +59,7 @@ def lstm_forward(x, w_ih, w_hh, b):
     for t in range(steps):
         np.matmul(hs[t], w_hh_t, out=recurrent)                            # h_{t-1} w_hh^T
         step(gates[t], recurrent, cs[t], cs[t + 1], tanh_cs[t], hs[t + 1])  # a_t = gates[t] + it
-    cache = (x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs)
-    return hs[1:], cache
+    return hs[1:], LSTMCache(x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs)
 
 
 def lstm_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
@@ -51,7 +67,9 @@ def lstm_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
 
     hidden_grads: optional (T, N, H) array that receives the total dL/dh_t of every step (from
     the output and from step t+1).
-    Returns (dx or None, dw_ih, dw_hh, db); dx is skipped when the input needs no gradient.
+    Returns (dx (N, T, D) or None, dw_ih (4H, D), dw_hh (4H, H), db (4H,)); dx is skipped when
+    the input needs no gradient.  With da_t the gate gradients of nn.kernels.lstm_step_backward:
+        dw_ih = sum_t da_t^T x_t,  dw_hh = sum_t da_t^T h_{t-1},  db = sum_t,n da_t,  dx_t = da_t w_ih
     """
     x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs = cache
     steps, n_batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
@@ -107,9 +125,9 @@ class LSTM(Layer):
         self.params["w_ih"] = glorot_uniform(rng, (4 * h, input_size), input_size, 4 * h, dtype)
         # Keras' recurrent kernel (H, 4H) is orthogonal: orthonormal rows, i.e. our columns.
         self.params["w_hh"] = orthogonal(rng, 4 * h, h, dtype=dtype)
-        bias = np.zeros(4 * h, dtype=dtype)
-        bias[h:2 * h] = 1.0  # forget-gate bias 1: remember by default (Jozefowicz et al., 2015)
-        self.params["b"] = bias
+        # [i | f | g | o] biases 0, 1, 0, 0: forget-gate bias 1, remember by default
+        # (Jozefowicz et al., 2015)
+        self.params["b"] = constant_blocks([0.0, 1.0, 0.0, 0.0], h, dtype)
 
     def forward(self, x, training=False):
         hs, self.cache = lstm_forward(x, self.params["w_ih"], self.params["w_hh"], self.params["b"])
@@ -122,7 +140,7 @@ class LSTM(Layer):
         dhs = np.ascontiguousarray(dout.transpose(1, 0, 2)) if self.return_sequences else dout
         hidden_grads = None
         if self.record_hidden_grads:
-            hidden_grads = np.empty(self.cache[4][1:].shape, dtype=dout.dtype)  # (T, N, H)
+            hidden_grads = np.empty(self.cache.hs[1:].shape, dtype=dout.dtype)  # (T, N, H)
         dx, self.grads["w_ih"], self.grads["w_hh"], self.grads["b"] = lstm_backward(
             dhs, self.cache, self.need_input_grad, hidden_grads)
         self.hidden_grads = hidden_grads

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nn.init import glorot_uniform, orthogonal
+from nn.init import glorot_uniform, orthogonal, zeros
 from nn.kernels import rnn as kernels
 from nn.layers.base import Layer
 
@@ -33,7 +33,9 @@ class RNNCache(NamedTuple):
 
 
 def simple_rnn_forward(x, w_ih, w_hh, b):
-    """x (N, T, D), w_ih (H, D), w_hh (H, H), b (H,) -> (hs (T, N, H) every h_t, cache)."""
+    """x (N, T, D), w_ih (H, D), w_hh (H, H), b (H,) -> (hs (T, N, H) every h_t, RNNCache):
+        h_t = tanh(x_t w_ih^T + h_{t-1} w_hh^T + b),  h_0 = 0
+    """
     n_batch, steps, _ = x.shape
     hidden = w_hh.shape[0]
     x_time_major = np.ascontiguousarray(x.transpose(1, 0, 2))              # (T, N, D)
@@ -53,8 +55,9 @@ def simple_rnn_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
     """dhs: dL/dh_t from the output, (T, N, H) for every step, or (N, H) for the last step only.
 
     hidden_grads: optional (T, N, H) array that receives the total dL/dh_t of every step (from
-    the output and from step t+1).  Returns (dx (N, T, D) or None, dw_ih, dw_hh, db); dx is
-    skipped when the input needs no gradient.
+    the output and from step t+1).  Returns (dx (N, T, D) or None, dw_ih (H, D), dw_hh (H, H),
+    db (H,)); dx is skipped when the input needs no gradient.  With da_t = dh_t (1 - h_t^2):
+        dw_ih = sum_t da_t^T x_t,  dw_hh = sum_t da_t^T h_{t-1},  db = sum_t,n da_t,  dx_t = da_t w_ih
     """
     x_time_major, w_ih, w_hh, hs = cache
     steps, n_batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
@@ -112,7 +115,7 @@ class SimpleRNN(Layer):
         # Keras draws its (D, H) kernel with fan_in = D, fan_out = H; the transpose is ours.
         self.params["w_ih"] = glorot_uniform(rng, (h, input_size), input_size, h, dtype)
         self.params["w_hh"] = orthogonal(rng, h, h, dtype=dtype)
-        self.params["b"] = np.zeros(h, dtype=dtype)
+        self.params["b"] = zeros(h, dtype)
 
     def forward(self, x, training=False):
         hs, self.cache = simple_rnn_forward(x, self.params["w_ih"], self.params["w_hh"],

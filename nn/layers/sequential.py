@@ -3,6 +3,9 @@
 With ``fuse=True`` (the default) each Conv2D -> LeakyReLU -> MaxPool2D run is executed as one
 fused step (:mod:`nn.layers.fused`); the layers, their parameters and gradients stay the same.
 """
+import numpy as np
+
+from nn.init import is_placeholder
 from nn.layers.base import Layer
 from nn.layers.fused import ConvActivationPool, can_fuse
 
@@ -57,11 +60,19 @@ class Sequential(Layer):
         return state
 
     def load_state(self, state):
-        """Copy arrays from ``state`` (as returned by :meth:`state`) into the layers, in place."""
+        """Copy arrays from ``state`` (as returned by :meth:`state`) into the layers, in place.
+
+        A placeholder of a network built under :func:`nn.init.shapes_only` is replaced by a
+        copy of the array instead (it has no memory to copy into).
+        """
         for i, layer in enumerate(self.layers):
             for store in (layer.params, layer.buffers):
                 for name in store:
-                    store[name][...] = state[f"{i}.{name}"]
+                    value = state[f"{i}.{name}"]
+                    if is_placeholder(store[name]):
+                        store[name] = np.array(value, dtype=store[name].dtype, order="C")
+                    else:
+                        store[name][...] = value
 
     def num_parameters(self):
         return sum(layer.num_parameters() for layer in self.layers)
