@@ -182,8 +182,11 @@ class DrawApp:
         return self.results
 
     def _current(self):
+        """Bring the digits and answers up to date with the drawing, keeping the message line."""
         if self.predicted_version != self.version:
+            message = self.message
             self.predict(announce=False)
+            self.message = message or self.message
 
     def study_model(self, view):
         """The model a study view shows: the selected one if it fits, else the first that does."""
@@ -391,6 +394,8 @@ class DrawApp:
                    (screen.get_width() - 20, 20), fonts.normal, views.MUTED, "topright")
         screen.blit(self.canvas, CANVAS_RECT)
         pygame.draw.rect(screen, views.MUTED, CANVAS_RECT.inflate(2, 2), 1)
+        if self.view != "predictions":
+            self._current()                   # the digits first: the views below show self.image
         self.render_boxes(screen)
         if self.view == "features":
             name = self.study_model("features")
