@@ -396,7 +396,9 @@ def test_a_single_digit_is_preprocessed_exactly_as_before(app):
     from models.preprocess import preprocess_canvas
     play(app, digit_events(5, draw.DEMO_BOX) + [key_event(pygame.K_p)])
     assert len(app.pieces) == 1
-    np.testing.assert_array_equal(app.images[0], preprocess_canvas(app.canvas_array()))
+    np.testing.assert_array_equal(app.canvas_grey(), app.canvas_array()[:, :, 0])
+    np.testing.assert_array_equal(app.canvas_grey(), app.canvas_array()[:, :, 2])   # white ink
+    np.testing.assert_allclose(app.images[0], preprocess_canvas(app.canvas_array()), atol=1e-6)
 
 
 def test_a_five_digit_number_fits_the_canvas_and_is_split_in_order(app):
