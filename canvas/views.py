@@ -154,9 +154,9 @@ def render_predictions(surface, rect, fonts, images, readings, selected, focus=0
     text(surface, verdict, (x, area.bottom + 6), fonts.normal, color)
     title, _, _, probabilities = readings[selected]
     focus = min(focus, len(probabilities) - 1)
-    which = f", digit {focus + 1} of {len(probabilities)} (Left/Right)" if len(probabilities) > 1 else ""
+    which = f", digit {focus + 1} of {len(probabilities)}" if len(probabilities) > 1 else ""
     chart = pygame.Rect(rect.x, area.bottom + 32, rect.width, rect.bottom - area.bottom - 32)
-    bar_chart(surface, chart, probabilities[focus], f"{title}{which}: probabilities (Tab: next model)",
+    bar_chart(surface, chart, probabilities[focus], f"{title}{which}  (Tab: model" + (", Left/Right: digit)" if which else ")"),
               fonts)
 
 
