@@ -15,6 +15,7 @@ on one digit of it, chosen with Left/Right.
 Everything runs on the main thread: Numba's default threading layer aborts when parallel
 kernels are entered from two Python threads, and one prediction takes a few milliseconds anyway.
 """
+import os
 import sys
 import time
 from pathlib import Path
@@ -435,11 +436,16 @@ class DrawApp:
         path = Path(path or self.screenshot_path)
         self.dirty = True
         self.render(flip=False)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")   # same format
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            pygame.image.save(self.screen, str(path))
+            pygame.image.save(self.screen, str(temporary))
+            os.replace(temporary, path)                 # atomic: never half a picture
         except (OSError, pygame.error) as error:
             raise UserError(f"{path}: cannot save the screenshot ({error})") from None
+        finally:
+            if temporary.exists():
+                temporary.unlink()
         self.message = f"Saved the window to {path}."
         print(self.message, flush=True)
         return path
