@@ -19,8 +19,8 @@ STYLE_STROKES = {
 def render_strokes(strokes, size=(400, 400), brush=15.0):
     """Polylines in pixel coordinates -> a uint8 (H, W) canvas, white capsules of ``brush`` px.
 
-    A pixel (centre (x + 0.5, y + 0.5)... taken at integer (x, y) here, as pygame does) is ink
-    when its distance to some segment is at most brush / 2.
+    Pixel (x, y) - its integer coordinates, as pygame's drawing uses - is ink when its distance
+    to some segment is at most brush / 2.
     """
     height, width = size
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)

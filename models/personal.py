@@ -18,7 +18,6 @@ When a model misreads a drawing, the person says the right digit (draw.py: T, th
 Fine-tuning runs the network in training mode (dropout on, BatchNorm on batch statistics and
 updating its running averages), exactly as :mod:`models.train` does.  NumPy and the kit only.
 """
-import sys
 import time
 from pathlib import Path
 
@@ -230,6 +229,3 @@ def personal_weights(name, folder=None):
     path = PersonalSet(folder).weights_path(name)
     return path if path.is_file() else None
 
-
-def warn(message):
-    print(f"warning: {message}", file=sys.stderr, flush=True)

@@ -431,25 +431,6 @@ def test_p_on_a_drawn_number_prints_every_models_reading_and_boxes_each_digit(tr
     np.testing.assert_array_equal(trained_app.image, trained_app.images[2])
 
 
-def test_synthetic_numbers_are_read_by_the_cnn(mnist_dir):
-    """The segmentation bar (issue 11), on 1,000 numbers of 2-6 MNIST test digits with random
-    non-touching gaps and sizes; bench/segment_numbers.py prints the same measurement."""
-    from kit.mnist import load_mnist_float
-    from kit.numbers import synthetic_number
-    from models.segment import read_number, segment
-    images, labels = load_mnist_float(mnist_dir, "test")
-    cnn = load_model(shipped_weights("cnn"), expect="cnn")
-    rng = np.random.default_rng(0)
-    right = split = 0
-    for _ in range(1000):
-        canvas, text = synthetic_number(images, labels, rng, int(rng.integers(2, 7)))
-        pieces = segment(canvas)
-        if len(pieces) == len(text):
-            split += 1
-            right += read_number(cnn.predict_proba(np.stack([p.image for p in pieces])))[0] == text
-    assert right >= 970, (right, split)
-
-
 # ------------------------------------------------------------------------- why and teach
 def test_w_shows_why_for_every_model(app):
     from models.saliency import explain
@@ -522,18 +503,24 @@ def test_teaching_a_misread_drawing_fixes_the_answer_on_screen(screen, tmp_path,
 
 def test_personal_weights_are_loaded_at_start_unless_shipped(untrained_weights, own_user_data, capsys):
     from models.personal import PersonalSet
+    shipped_weights("cnn")                                       # skips without the shipped CNN
     args = draw.make_parser().parse_args(["--models", "cnn", "--cnn", untrained_weights["cnn"]])
     assert list(draw.load_models(args)) == ["cnn"]              # an explicit file wins
     personal = PersonalSet(own_user_data / "personal")
     personal.folder.mkdir(parents=True)
-    taught = build_model("mlp", rng=np.random.default_rng(9))
-    taught.save(personal.weights_path("mlp"))
-    loaded = draw.load_models(draw.make_parser().parse_args(["--models", "mlp"]))["mlp"]
+    taught = build_model("cnn", rng=np.random.default_rng(9))
+    taught.save(personal.weights_path("cnn"))
+    loaded = draw.load_models(draw.make_parser().parse_args(["--models", "cnn"]))["cnn"]
     image = np.random.default_rng(1).random((1, 28, 28), dtype=np.float32)
     np.testing.assert_array_equal(loaded.logits(image), taught.logits(image))
     assert "taught weights" in capsys.readouterr().out
-    shipped = draw.load_models(draw.make_parser().parse_args(["--models", "mlp", "--shipped"]))["mlp"]
+    shipped = draw.load_models(draw.make_parser().parse_args(["--models", "cnn", "--shipped"]))["cnn"]
     assert not np.array_equal(shipped.logits(image), taught.logits(image))
+    # A damaged personal file: a warning, and the shipped weights.
+    personal.weights_path("cnn").write_bytes(b"not a weights file")
+    fallback = draw.load_models(draw.make_parser().parse_args(["--models", "cnn"]))["cnn"]
+    np.testing.assert_array_equal(fallback.logits(image), shipped.logits(image))
+    assert capsys.readouterr().err.startswith("warning: ")
 
 
 def test_weights_flags_choose_the_models(untrained_weights):
