@@ -574,3 +574,19 @@ def test_demo_of_a_number_saves_a_screenshot(untrained_weights, tmp_path):
     said = number_answers(result.stdout)
     assert set(said) == {"CNN"} and len(said["CNN"][0]) == 5
     assert pygame.image.load(str(shot)).get_size() == WINDOW_SIZE
+
+
+@pytest.mark.parametrize("name", [n for n in __import__("models").registry.names()
+                                  if __import__("models").registry.get(n).recurrent])
+def test_every_recurrent_model_reads_row_by_row_to_its_answer(name):
+    """The R view's numbers for each recurrent model: row 28 is the model's own answer, and the
+    view's model is the same network (its layer is copied, not changed)."""
+    from canvas.study import reads_rows, row_by_row
+    model = build_model(name, rng=np.random.default_rng(3))
+    image = np.random.default_rng(4).random((28, 28), dtype=np.float32)
+    assert reads_rows(model)
+    rows = row_by_row(model, image)
+    assert rows.shape == (28, 10) and np.allclose(rows.sum(axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(rows[-1], model.predict_proba(image[None])[0], atol=1e-5)
+    assert not model.network.layers[0].return_sequences
+    assert not np.allclose(rows[0], rows[-1])                   # the answer changes as it reads
