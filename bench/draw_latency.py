@@ -19,6 +19,7 @@ warm cache, P < 50 ms on one digit and on five, a teach step < 1 s) is judged on
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,16 +43,20 @@ def one_run(args):
     if args.lstm:
         command += ["--lstm", args.lstm]
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    startup, latencies = None, None
-    for line in process.stdout:
-        if line.startswith("first frame") and startup is None:
-            startup = time.perf_counter() - started
-        elif line.startswith("{"):
-            latencies = json.loads(line)
-    error = process.stderr.read()
-    if process.wait() != 0 or startup is None or latencies is None:
+    try:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        startup, latencies = None, None
+        for line in process.stdout:
+            if line.startswith("first frame") and startup is None:
+                startup = time.perf_counter() - started
+            elif line.startswith("{"):
+                latencies = json.loads(line)
+        error = process.stderr.read()
+        process.wait()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    if process.returncode != 0 or startup is None or latencies is None:
         sys.exit(f"error: draw.py --benchmark failed (exit {process.returncode}): {error.strip()}")
     return startup, latencies
 
