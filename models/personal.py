@@ -30,6 +30,7 @@ from nn.errors import DataError, UserError
 from nn.idx import read_idx, write_idx
 from nn.losses import SoftmaxCrossEntropy
 from nn.optim import Adam
+from nn.threads import one_numba_thread
 
 STEPS = 6                # Adam steps per taught example
 LR = 3e-4                # small: a nudge, not a retraining
@@ -144,23 +145,32 @@ def fine_tune(model, images, labels, replay=None, rng=None, steps=STEPS, lr=LR,
     optimizer = Adam(model.network.parameters(), lr=lr)
     criterion = SoftmaxCrossEntropy()
     losses = []
-    for _ in range(steps):
-        chosen = rng.integers(0, len(images), size=personal_batch)
-        if newest:
-            chosen[0] = len(images) - 1
-        batch_x = random_affine(images[chosen], rng, max_shift=1.5, max_rotation=8.0,
-                                scale_range=(0.9, 1.1))
-        batch_y = labels[chosen]
-        if replay is not None and replay_batch > 0:
-            picked = rng.integers(0, len(replay[0]), size=replay_batch)
-            batch_x = np.concatenate([batch_x, replay[0][picked]])
-            batch_y = np.concatenate([batch_y, replay[1][picked]])
-        x = model.to_network_input(batch_x)
-        logits = model.network.forward(x, training=True)
-        losses.append(criterion.forward(logits, batch_y))
-        model.network.backward(criterion.backward())
-        optimizer.step()
+    with one_numba_thread():      # batches of ~50: waking worker threads costs more than it saves
+        for _ in range(steps):
+            losses.append(_step(model, optimizer, criterion, images, labels, replay, rng,
+                                personal_batch, replay_batch, newest))
     return losses
+
+
+def _step(model, optimizer, criterion, images, labels, replay, rng, personal_batch, replay_batch,
+          newest):
+    """One Adam step on a mixed batch (see :func:`fine_tune`); returns its loss."""
+    chosen = rng.integers(0, len(images), size=personal_batch)
+    if newest:
+        chosen[0] = len(images) - 1
+    batch_x = random_affine(images[chosen], rng, max_shift=1.5, max_rotation=8.0,
+                            scale_range=(0.9, 1.1))
+    batch_y = labels[chosen]
+    if replay is not None and replay_batch > 0:
+        picked = rng.integers(0, len(replay[0]), size=replay_batch)
+        batch_x = np.concatenate([batch_x, replay[0][picked]])
+        batch_y = np.concatenate([batch_y, replay[1][picked]])
+    x = model.to_network_input(batch_x)
+    logits = model.network.forward(x, training=True)
+    loss = criterion.forward(logits, batch_y)
+    model.network.backward(criterion.backward())
+    optimizer.step()
+    return loss
 
 
 class Teacher:

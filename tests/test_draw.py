@@ -590,3 +590,22 @@ def test_every_recurrent_model_reads_row_by_row_to_its_answer(name):
     np.testing.assert_allclose(rows[-1], model.predict_proba(image[None])[0], atol=1e-5)
     assert not model.network.layers[0].return_sequences
     assert not np.allclose(rows[0], rows[-1])                   # the answer changes as it reads
+
+
+def test_benchmark_mode_p_on_five_digits_and_teach_are_fast(tmp_path, mnist_dir):
+    """draw.py --benchmark (what bench/draw_latency.py runs): P on a five-digit number under
+    50 ms and a teach step (T, 7: append, fine-tune with MNIST replay, save) under 1 s, median,
+    with the shipped CNN and LSTM, on the real program and its thread settings."""
+    shipped_weights("cnn"), shipped_weights("lstm")
+    result = run_draw(["--benchmark", "5", "--models", "cnn,lstm"],
+                      {"SDL_VIDEODRIVER": "dummy", "CNN_VS_LSTM_HOME": str(tmp_path),
+                       "MNIST_DIR": str(mnist_dir)}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    import json
+    timings = json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][0])
+    assert timings["models"] == ["cnn", "lstm"]
+    assert len(timings["p5_latency_ms"]) == 5 and len(timings["teach_ms"]) == 3
+    assert float(np.median(timings["p5_latency_ms"])) < 50, timings
+    assert float(np.median(timings["teach_ms"])) < 1000, timings
+    from models.personal import PersonalSet
+    assert PersonalSet(tmp_path / "personal").load()[1].tolist() == [7, 7, 7]

@@ -117,18 +117,16 @@ def test_teaching_ten_drawings_fixes_the_persons_style_without_forgetting_mnist(
         assert misread >= 0.5, (name, misread)          # the style fools the shipped models
     teacher = Teacher(models, folder=tmp_path, mnist_dir=mnist_dir, seed=0)
     taught_images, taught_labels = drawings(1, 10)
-    seconds = []
     for image, label in zip(taught_images, taught_labels):
-        seconds.append(teacher.teach(image, int(label))["seconds"])
+        assert teacher.teach(image, int(label))["replay"] is True
     assert len(PersonalSet(tmp_path).load()[1]) == 10
     for name, model in models.items():
         right = float((model.predict(new_images) == new_labels).mean())
         after = float((model.predict(test_images) == test_labels).mean())
         assert right >= 0.9, (name, right)
         assert before[name] - after < 0.003, (name, before[name], after)
-    # Two models: well under a second per taught drawing once the replay sample is loaded
-    # (the first teach loads it); the median is the typical press of T.
-    assert float(np.median(seconds[1:])) < 1.0, seconds
+    # The time of a teach step is measured on draw.py itself (its thread settings):
+    # tests/test_draw.py::test_benchmark_mode_p_on_five_digits_and_teach_are_fast.
 
 
 def test_the_trainer_trains_on_the_personal_folder(tmp_path):
