@@ -68,6 +68,27 @@ def digit_events(digit, box):
     return stroke_events(DIGIT_STROKES[digit], box)
 
 
+def number_boxes(text, area):
+    """Where each digit of ``text`` goes when written across ``area`` (pygame.Rect): one slot per
+    digit, the digit 3/4 of the slot wide and 1.5 times as tall as wide (at most 80 % of the
+    area's height), centred in it, so neighbours never touch."""
+    slot = area.width / len(text)
+    width = 0.75 * slot
+    height = min(0.8 * area.height, 1.5 * width)
+    width = height / 1.5
+    top = area.y + (area.height - height) / 2
+    return [pygame.Rect(int(area.x + k * slot + (slot - width) / 2), int(top), int(width), int(height))
+            for k in range(len(text))]
+
+
+def number_events(text, area):
+    """The mouse events that write the number ``text`` (e.g. '2026') across ``area``."""
+    events = []
+    for digit, box in zip(text, number_boxes(text, area)):
+        events += digit_events(int(digit), box)
+    return events
+
+
 def key_event(key):
     """A KEYDOWN event for a pygame key constant, e.g. ``pygame.K_p``."""
     return pygame.event.Event(pygame.KEYDOWN, key=key, mod=0, unicode="", scancode=0)

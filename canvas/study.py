@@ -1,26 +1,43 @@
 """What the study views show, computed with NumPy only (no pygame): testable without a window.
 
-- :func:`cnn_feature_maps`: the CNN's activations after each convolution's LeakyReLU, i.e. the
-  maps the next layer reads: (32, 28, 28), (64, 14, 14), (128, 7, 7) for the reference CNN.
-- :func:`lstm_row_by_row`: the LSTM's answer after each of the 28 rows it reads.  The model is
-  LSTM -> BatchNorm -> Dense on the *last* hidden state h_28; applying the same head (BatchNorm in
-  inference mode, Dense) to every h_t gives the answer the model would give had the image ended
-  after row t.
+- :func:`feature_maps`: a convolutional model's activations after each convolution's
+  LeakyReLU, i.e. the maps the next layer reads: (32, 28, 28), (64, 14, 14), (128, 7, 7) for the
+  reference CNN.  :func:`has_conv_layers` says which models have any.
+- :func:`row_by_row`: a recurrent model's answer after each of the 28 rows it reads.  The model
+  is RNN/LSTM/GRU -> BatchNorm -> Dense on the *last* hidden state h_28; running the recurrent
+  layer with ``return_sequences`` (on a shallow copy: same parameters) and applying the same
+  head (BatchNorm in inference mode, Dense) to every h_t gives the answer the model would give
+  had the image ended after row t.  :func:`reads_rows` says which models can be shown so.
 """
+import copy
+
 import numpy as np
 
-from nn.layers import Conv2D, LeakyReLU, LSTM, ReLU
-from nn.layers.lstm import lstm_forward
+from nn.layers import GRU, LSTM, Conv2D, LeakyReLU, ReLU, SimpleRNN
 from nn.losses import softmax
 
+RECURRENT_LAYERS = (LSTM, GRU, SimpleRNN)
 
-def cnn_feature_maps(model, image):
-    """The CNN's feature maps for one image.
+
+def has_conv_layers(model):
+    """True if ``model``'s network contains a Conv2D layer (the F view can show its maps)."""
+    return any(isinstance(layer, Conv2D) for layer in model.network.layers)
+
+
+def reads_rows(model):
+    """True if ``model`` is recurrent (``spec.recurrent``) and its first layer an LSTM, GRU or
+    SimpleRNN returning its last state (the R view can show it reading)."""
+    first = model.network.layers[0]
+    return bool(model.spec.recurrent) and isinstance(first, RECURRENT_LAYERS) and not first.return_sequences
+
+
+def feature_maps(model, image):
+    """A convolutional model's feature maps for one image.
 
     Parameters
     ----------
     model : models.Model
-        The CNN (its network a Sequential starting with Conv2D layers).
+        A model whose network has Conv2D layers (e.g. the CNN).
     image : numpy.ndarray
         float32 (28, 28) in [0, 1].
 
@@ -55,27 +72,30 @@ def normalise_tiles(maps):
     return np.where(span > 0, (maps - low) / np.where(span > 0, span, 1), 0).astype(np.float32)
 
 
-def lstm_row_by_row(model, image):
-    """The LSTM's class probabilities after reading rows 1..t, for t = 1..28.
+def row_by_row(model, image):
+    """A recurrent model's class probabilities after reading rows 1..t, for t = 1..T.
 
     Parameters
     ----------
     model : models.Model
-        The LSTM model: LSTM layer first, then a head (BatchNorm, Dense) on the hidden state.
+        A recurrent model: an LSTM, GRU or SimpleRNN layer first (last state), then a head
+        (e.g. BatchNorm, Dense) on the hidden state.
     image : numpy.ndarray
         float32 (28, 28) in [0, 1]; row t is timestep t.
 
     Returns
     -------
     numpy.ndarray
-        (28, 10): row t holds softmax(head(h_{t+1})); the last row is the model's answer.
+        (T, C): row t holds softmax(head(h_{t+1})); the last row is the model's answer.
     """
-    lstm, head = model.network.layers[0], model.network.layers[1:]
-    if not isinstance(lstm, LSTM) or lstm.return_sequences:
-        raise ValueError("expected a model whose first layer is an LSTM returning its last state")
+    if not reads_rows(model):
+        raise ValueError(f"{model.title}: expected a recurrent model whose first layer is an LSTM, "
+                         "GRU or SimpleRNN returning its last state")
+    recurrent, head = model.network.layers[0], model.network.layers[1:]
+    every_step = copy.copy(recurrent)                        # same parameters, its own cache
+    every_step.return_sequences = True
     x = model.to_network_input(image[None])                  # (1, T, D)
-    hs, _ = lstm_forward(x, lstm.params["w_ih"], lstm.params["w_hh"], lstm.params["b"])
-    h = hs[:, 0, :]                                          # (T, H): every hidden state
+    h = every_step.forward(x, training=False)[0]             # (T, H): every hidden state
     for layer in head:
-        h = layer.forward(h, training=False)                 # (T, 10) logits at the end
+        h = layer.forward(h, training=False)                 # (T, C) logits at the end
     return softmax(h)

@@ -1,4 +1,4 @@
-"""Drawing on pygame surfaces: strokes, images, bar charts, tile grids, and the three panels.
+"""Drawing on pygame surfaces: strokes, images, bar charts, tile grids, heat maps, and the panels.
 
 Every function draws into a given ``pygame.Rect`` of a surface and keeps no state, so the app
 decides what goes where.  Images come in as NumPy (row, column) arrays; pygame's surfarray wants
@@ -18,6 +18,8 @@ MUTED = (150, 155, 160)
 BAR = (80, 130, 190)
 TOP_BAR = (255, 170, 40)
 WRONG = (230, 90, 80)
+HOT = (255, 70, 40)       # saliency / occlusion: supports the answer
+COLD = (60, 140, 255)     # argues against it
 INK = (255, 255, 255)
 
 
@@ -83,37 +85,122 @@ def bar_chart(surface, rect, probabilities, title, fonts, truth=None):
                  fonts.small, TOP_BAR, "midbottom")
 
 
-def render_predictions(surface, rect, fonts, image, results):
-    """The default panel: the 28x28 input enlarged, each model's answer, and both bar charts.
+def image_strip(surface, rect, images, focus):
+    """The K preprocessed (28, 28) inputs as crisp squares filling ``rect``, the focused one framed.
 
-    ``results`` maps a model label ('CNN', 'LSTM') to its (10,) probabilities; ``image`` is the
-    preprocessed (28, 28) input, or None before the first prediction / for an empty canvas.
+    One image fills the square of side min(width, height); several are laid out in a grid.
+    Returns the list of squares (pygame.Rect) drawn.
     """
-    side = 140
+    count = len(images)
+    columns = 1 if count == 1 else min(count, 3)
+    rows = -(-count // columns)
+    side = min((rect.width - 6 * (columns - 1)) // columns, (rect.height - 6 * (rows - 1)) // rows)
+    squares = []
+    for k, image in enumerate(images):
+        row, column = divmod(k, columns)
+        square = pygame.Rect(rect.x + column * (side + 6), rect.y + row * (side + 6), side, side)
+        surface.blit(grey_surface(image, square.size), square)
+        frame = TOP_BAR if count > 1 and k == focus else MUTED
+        pygame.draw.rect(surface, frame, square.inflate(2, 2), 1)
+        squares.append(square)
+    return squares
+
+
+def render_predictions(surface, rect, fonts, images, readings, selected, focus=0):
+    """The default panel: what the models see, a table of every model's answer, and the bars of
+    the selected model.
+
+    Parameters
+    ----------
+    images : numpy.ndarray or None
+        (K, 28, 28) preprocessed digits, left to right; None before the first prediction.
+    readings : list of (title, text, probability, probabilities)
+        One per model: its title ('CNN'), its answer ('7' or '2026'), the answer's probability
+        (the product over the digits) and its (K, 10) per-digit probabilities.
+    selected : int
+        Index into ``readings`` of the model whose bars are shown (Tab changes it).
+    focus : int
+        The digit (0..K-1) whose bars are shown.
+    """
     text(surface, "What the models see (28 x 28)", (rect.x, rect.y), fonts.normal, MUTED)
-    frame = pygame.Rect(rect.x, rect.y + 22, side, side)
-    if image is None:
-        pygame.draw.rect(surface, (0, 0, 0), frame)
+    area = pygame.Rect(rect.x, rect.y + 22, 140, 112)
+    if images is None:
+        pygame.draw.rect(surface, (0, 0, 0), (area.x, area.y, 112, 112))
+        pygame.draw.rect(surface, MUTED, (area.x - 1, area.y - 1, 114, 114), 1)
     else:
-        surface.blit(grey_surface(image, frame.size), frame)
-    pygame.draw.rect(surface, MUTED, frame.inflate(2, 2), 1)
-    x = frame.right + 24
-    if not results:
-        text(surface, "Draw a digit, then press P.", (x, frame.y + 10), fonts.large, MUTED)
+        image_strip(surface, area, images, focus)
+    x = area.right + 14
+    if not readings:
+        text(surface, "Draw a digit or a number,", (x, area.y + 10), fonts.large, MUTED)
+        text(surface, "then press P.", (x, area.y + 42), fonts.large, MUTED)
         return
-    for row, (label, probabilities) in enumerate(results.items()):
-        digit = int(np.argmax(probabilities))
-        confidence = 100 * float(probabilities[digit])
-        text(surface, f"{label}: {digit}", (x, frame.y + 6 + 46 * row), fonts.large)
-        text(surface, f"{confidence:.1f} % sure", (x + 120, frame.y + 12 + 46 * row), fonts.normal, MUTED)
-    answers = {int(np.argmax(p)) for p in results.values()}
-    verdict = "The models agree." if len(answers) == 1 else "The models disagree!"
-    text(surface, verdict, (x, frame.y + 104), fonts.normal, TEXT if len(answers) == 1 else WRONG)
-    top = frame.bottom + 20
-    width = (rect.width - 20) // 2
-    for column, (label, probabilities) in enumerate(results.items()):
-        chart = pygame.Rect(rect.x + column * (width + 20), top, width, rect.bottom - top)
-        bar_chart(surface, chart, probabilities, f"{label}: probability per digit", fonts)
+    pitch = min(28, 112 // len(readings))
+    for row, (title, answer, probability, _) in enumerate(readings):
+        y = area.y + row * pitch
+        if row == selected:
+            pygame.draw.rect(surface, PANEL, (x - 6, y - 1, rect.right - x + 6, pitch), border_radius=4)
+        color = TEXT if row == selected else MUTED
+        text(surface, title, (x, y + pitch // 2), fonts.normal, color, "midleft")
+        shown = text(surface, answer, (x + 56, y + pitch // 2), fonts.large, TEXT, "midleft")
+        text(surface, f"{100 * probability:.1f} %", (max(shown.right + 12, x + 150), y + pitch // 2),
+             fonts.normal, color, "midleft")
+    answers = {answer for _, answer, _, _ in readings}
+    if len(readings) == 1:
+        verdict, color = "", TEXT
+    elif len(answers) == 1:
+        verdict, color = f"All {len(readings)} models agree." if len(readings) > 2 else "The models agree.", TEXT
+    else:
+        verdict, color = "The models disagree!", WRONG
+    text(surface, verdict, (x, area.bottom + 6), fonts.normal, color)
+    title, _, _, probabilities = readings[selected]
+    focus = min(focus, len(probabilities) - 1)
+    which = f", digit {focus + 1} of {len(probabilities)}" if len(probabilities) > 1 else ""
+    chart = pygame.Rect(rect.x, area.bottom + 32, rect.width, rect.bottom - area.bottom - 32)
+    bar_chart(surface, chart, probabilities[focus], f"{title}{which}  (Tab: model" + (", Left/Right: digit)" if which else ")"),
+              fonts)
+
+
+def heat_surface(image, values, size):
+    """A (H, W) image in grey with signed ``values`` (H, W) laid over it: red where positive,
+    blue where negative, opaque at the largest magnitude, as a pygame Surface of ``size``."""
+    grey = np.clip(np.asarray(image, dtype=np.float32), 0, 1)[:, :, None] * np.float32(0.55 * 255)
+    values = np.asarray(values, dtype=np.float32)
+    scale = float(np.abs(values).max())
+    alpha = (np.abs(values) / scale if scale > 0 else np.zeros_like(values))[:, :, None]
+    hue = np.where(values[:, :, None] >= 0, np.array(HOT, np.float32), np.array(COLD, np.float32))
+    rgb = (grey * (1 - alpha) + hue * alpha).astype(np.uint8)             # (H, W, 3)
+    return pygame.transform.scale(pygame.surfarray.make_surface(rgb.swapaxes(0, 1)), size)
+
+
+def render_why(surface, rect, fonts, image, explanations):
+    """The W view: for each model, its saliency and occlusion maps over the 28x28 input.
+
+    ``explanations``: list of (title, dict from :func:`models.saliency.explain`).
+    """
+    if image is None or not explanations:
+        text(surface, "Nothing drawn yet: draw a digit to see why the models answer as they do.",
+             (rect.x, rect.y), fonts.normal, MUTED)
+        return
+    text(surface, "Why: which pixels drove each answer (W or Esc: back)", (rect.x, rect.y),
+         fonts.normal, MUTED)
+    count = len(explanations)
+    gap = 10
+    side = int(min(150, (rect.width - gap * (count - 1)) / count, (rect.height - 160) / 2))
+    top = rect.y + 64
+    for k, (title, result) in enumerate(explanations):
+        x = rect.x + k * (side + gap)
+        text(surface, title, (x, rect.y + 24), fonts.normal)
+        text(surface, f"says {result['target']} ({100 * result['probability']:.1f} %)",
+             (x, rect.y + 42), fonts.small, MUTED)
+        for row, key in enumerate(("saliency", "occlusion")):
+            y = top + row * (side + 26)
+            surface.blit(heat_surface(image, result[key], (side, side)), (x, y))
+            pygame.draw.rect(surface, MUTED, (x - 1, y - 1, side + 2, side + 2), 1)
+    labels = ("gradient of log p(answer) per pixel", "drop in p(answer) when a 4x4 patch is blanked")
+    for row, label in enumerate(labels):
+        text(surface, label, (rect.x, top + row * (side + 26) + side + 4), fonts.small, MUTED)
+    text(surface, "red: raises p(answer)   blue: lowers it",
+         (rect.x, top + 2 * (side + 26) + 4), fonts.small, TEXT)
 
 
 def tile_grid(surface, origin, maps, tile, columns, gap=2):
@@ -150,13 +237,13 @@ def feature_grid_layout(shapes, width, height, label_height, gap=2):
     return best
 
 
-def render_feature_maps(surface, rect, fonts, maps):
+def render_feature_maps(surface, rect, fonts, maps, title):
     """The F view: each conv layer's channels after its activation, as a grid of grey tiles."""
     if not maps:
-        text(surface, "Nothing drawn yet: draw a digit to see the CNN's feature maps.",
+        text(surface, f"Nothing drawn yet: draw a digit to see the {title}'s feature maps.",
              (rect.x, rect.y), fonts.normal, MUTED)
         return
-    text(surface, "CNN feature maps (each tile scaled to its own range; F or Esc: back)",
+    text(surface, f"{title} feature maps (each tile scaled to its own range; F or Esc: back)",
          (rect.x, rect.y), fonts.normal, MUTED)
     top = rect.y + 24
     label_height = 20
@@ -169,26 +256,27 @@ def render_feature_maps(surface, rect, fonts, maps):
         top += tile_grid(surface, (rect.x, top), channels, tile, columns)
 
 
-def render_lstm_rows(surface, rect, fonts, image, row_probabilities, rows_read):
-    """The R view: the digit row by row, and beside each row the LSTM's answer after reading it.
-
-    Rows beyond ``rows_read`` are dimmed and their answers hidden (the view animates reading).
+def render_rows(surface, rect, fonts, image, row_probabilities, rows_read, title):
+    """The R view: the digit row by row, and beside each row the recurrent model's answer after
+    reading it.  Rows beyond ``rows_read`` are dimmed and their answers hidden (the view animates
+    reading).
     """
     if image is None or row_probabilities is None:
-        text(surface, "Nothing drawn yet: draw a digit to watch the LSTM read it.",
+        text(surface, f"Nothing drawn yet: draw a digit to watch the {title} read it.",
              (rect.x, rect.y), fonts.normal, MUTED)
         return
-    text(surface, "LSTM reading row by row (Up/Down: step, Space: replay, R or Esc: back)",
+    text(surface, f"{title} reading row by row (Up/Down, Space: replay, Tab: model)",
          (rect.x, rect.y), fonts.normal, MUTED)
     top = rect.y + 24
-    pitch = max(6, (rect.bottom - top) // 28)     # height of one image row on screen
-    side = pitch * 28
+    pitch = max(6, (rect.bottom - top) // 28)     # height of one row of the answer list
+    image_pitch = max(4, min(pitch, (rect.width - 240) // 28))   # of one image row: room for bars
+    side = image_pitch * 28
     shown = np.array(image, dtype=np.float32)
     shown[rows_read:] *= 0.25                      # not read yet
     surface.blit(grey_surface(shown, (side, side)), (rect.x, top))
     pygame.draw.rect(surface, MUTED, (rect.x - 1, top - 1, side + 2, side + 2), 1)
     if 0 < rows_read:
-        y = top + rows_read * pitch
+        y = top + rows_read * image_pitch
         pygame.draw.line(surface, TOP_BAR, (rect.x, y), (rect.x + side, y), 1)
     final = int(np.argmax(row_probabilities[-1]))
     x = rect.x + side + 12

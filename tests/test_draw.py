@@ -2,7 +2,8 @@
 
 Tests that need the trained models use weights/cnn.npz and weights/lstm.npz (or the files named
 by $DRAW_CNN_WEIGHTS / $DRAW_LSTM_WEIGHTS) and skip when they are absent; the rest use freshly
-initialised models, which are enough to exercise the app.
+initialised models, which are enough to exercise the app.  Every test runs with its own user
+data folder ($CNN_VS_LSTM_HOME), so teaching never touches a real personal set.
 """
 import os
 
@@ -21,11 +22,19 @@ import pytest  # noqa: E402
 
 import draw  # noqa: E402
 from canvas.app import CANVAS_RECT, EMPTY_MESSAGE, PANEL_RECT, WINDOW_SIZE, DrawApp  # noqa: E402
-from canvas.demo import digit_events, key_event, stroke_events  # noqa: E402
+from canvas.demo import digit_events, key_event, number_boxes, number_events, stroke_events  # noqa: E402
 from models import build_model, load_model  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ANSWER = re.compile(r"^(CNN|LSTM): (\d) \((\d+\.\d) %\)$", re.M)
+ANSWER = re.compile(r"^([A-Z]+): (\d+) \((\d+\.\d) %\)$", re.M)
+UNTRAINED = ("cnn", "lstm", "gru")     # a conv model and two recurrent ones: every view has a model
+
+
+@pytest.fixture(autouse=True)
+def own_user_data(tmp_path, monkeypatch):
+    """A fresh user data folder per test: personal sets and weights go there."""
+    monkeypatch.setenv("CNN_VS_LSTM_HOME", str(tmp_path / "user-data"))
+    return tmp_path / "user-data"
 
 
 def shipped_weights(name):
@@ -42,7 +51,7 @@ def untrained_weights(tmp_path_factory):
     """Freshly initialised CNN and LSTM weights files: enough to run the app, not to read digits."""
     folder = tmp_path_factory.mktemp("weights")
     paths = {}
-    for name in ("cnn", "lstm"):
+    for name in UNTRAINED:
         paths[name] = str(folder / f"{name}.npz")
         build_model(name, rng=np.random.default_rng(0)).save(paths[name])
     return paths
@@ -50,13 +59,13 @@ def untrained_weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained_models():
-    return (load_model(shipped_weights("cnn"), expect="cnn"),
-            load_model(shipped_weights("lstm"), expect="lstm"))
+    return [load_model(shipped_weights("cnn"), expect="cnn"),
+            load_model(shipped_weights("lstm"), expect="lstm")]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def untrained_models(untrained_weights):
-    return load_model(untrained_weights["cnn"]), load_model(untrained_weights["lstm"])
+    return [load_model(untrained_weights[name]) for name in UNTRAINED]
 
 
 @pytest.fixture()
@@ -71,12 +80,12 @@ def screen():
 
 @pytest.fixture()
 def app(screen, untrained_models, tmp_path):
-    return DrawApp(*untrained_models, screen, screenshot_path=tmp_path / "shot.png")
+    return DrawApp(untrained_models, screen, screenshot_path=tmp_path / "shot.png")
 
 
 @pytest.fixture()
 def trained_app(screen, trained_models):
-    return DrawApp(*trained_models, screen)
+    return DrawApp(trained_models, screen)
 
 
 def play(app, events):
@@ -87,8 +96,13 @@ def play(app, events):
 
 
 def answers(text):
-    """{'CNN': (digit, percent), 'LSTM': ...} from what a P press printed."""
+    """{'CNN': (digit, percent), 'LSTM': ...} from what a P press printed (the answer as an int)."""
     return {label: (int(digit), float(percent)) for label, digit, percent in ANSWER.findall(text)}
+
+
+def number_answers(text):
+    """{'CNN': ('2026', percent), ...}: the answers as strings (leading zeros kept)."""
+    return {label: (digits, float(percent)) for label, digits, percent in ANSWER.findall(text)}
 
 
 def trace_events(digit, left, top, scale):
@@ -196,7 +210,7 @@ def test_c_clears_the_canvas(app):
     assert app.canvas_array().any()
     play(app, [key_event(pygame.K_c)])
     assert not app.canvas_array().any()
-    assert app.image is None and app.results == {}
+    assert app.image is None and app.results == {} and app.pieces == []
 
 
 def test_p_on_an_empty_canvas_says_so_instead_of_predicting(app, capsys):
@@ -205,16 +219,17 @@ def test_p_on_an_empty_canvas_says_so_instead_of_predicting(app, capsys):
     assert app.results == {} and app.message == EMPTY_MESSAGE
 
 
-def test_p_prints_both_answers_and_shows_them(app, capsys):
+def test_p_prints_one_line_per_model_and_shows_them(app, capsys):
     play(app, digit_events(3, draw.DEMO_BOX) + [key_event(pygame.K_p)])
-    said = answers(capsys.readouterr().out)
-    assert set(said) == {"CNN", "LSTM"}
-    for label, probabilities in app.results.items():
-        assert probabilities.shape == (10,) and abs(probabilities.sum() - 1) < 1e-5
-        assert said[label][0] == int(np.argmax(probabilities))
+    out = capsys.readouterr().out
+    said = answers(out)
+    assert list(said) == ["CNN", "LSTM", "GRU"] and len(out.strip().splitlines()) == 3
+    for name, probabilities in app.results.items():
+        assert probabilities.shape == (1, 10) and abs(probabilities.sum() - 1) < 1e-5
+        assert said[app.models[name].title][0] == int(np.argmax(probabilities))
     # The 28 x 28 input is shown enlarged at the top left of the panel.
-    shown = pygame.surfarray.array3d(app.screen)[PANEL_RECT.x + 1:PANEL_RECT.x + 139,
-                                                 PANEL_RECT.y + 23:PANEL_RECT.y + 161]
+    shown = pygame.surfarray.array3d(app.screen)[PANEL_RECT.x + 1:PANEL_RECT.x + 111,
+                                                 PANEL_RECT.y + 23:PANEL_RECT.y + 133]
     assert shown.max() > 200
 
 
@@ -240,12 +255,13 @@ def test_the_feature_map_view_renders_and_toggles(app):
     assert app.view == "predictions" and app.running
 
 
-def test_the_lstm_row_view_renders_animates_and_steps(app):
+def test_the_row_view_renders_animates_and_steps(app):
     play(app, digit_events(2, draw.DEMO_BOX) + [key_event(pygame.K_r)])
     assert app.view == "rows" and app.animating
+    assert app.study_model("rows") == "lstm"          # the CNN is selected: the first recurrent one
     rows = app.study_data("rows")
     assert rows.shape == (28, 10)
-    np.testing.assert_allclose(rows[-1], app.results["LSTM"], atol=1e-5)   # row 28 = the answer
+    np.testing.assert_allclose(rows[-1], app.results["lstm"][0], atol=1e-5)   # row 28 = the answer
     for _ in range(40):
         app.last_tick = -1.0                                     # let the animation advance
         app.step()
@@ -269,7 +285,7 @@ def test_live_prediction_predicts_while_drawing_without_printing(app, capsys):
     assert app.live
     app.last_live = -1.0
     play(app, digit_events(1, draw.DEMO_BOX))
-    assert set(app.results) == {"CNN", "LSTM"}
+    assert set(app.results) == set(UNTRAINED)
     assert capsys.readouterr().out == ""
 
 
@@ -304,7 +320,8 @@ def one_error_line(stderr):
 
 @pytest.mark.parametrize("driver", [{"SDL_VIDEODRIVER": "no-such-driver"}, {}])
 def test_no_display_is_a_one_line_error(untrained_weights, driver):
-    result = run_draw(["--cnn", untrained_weights["cnn"], "--lstm", untrained_weights["lstm"]], driver)
+    result = run_draw(["--models", "cnn,lstm", "--cnn", untrained_weights["cnn"],
+                       "--lstm", untrained_weights["lstm"]], driver)
     assert result.returncode == 2
     assert one_error_line(result.stderr) == ("error: no display available (set DISPLAY, or "
                                              "SDL_VIDEODRIVER=dummy for a headless run)")
@@ -330,7 +347,9 @@ def test_invalid_and_mismatched_weights_are_one_line_errors(tmp_path, untrained_
         assert flag in one_error_line(capsys.readouterr().err)
 
 
-@pytest.mark.parametrize("argv", [["--brush", "0"], ["--demo", "12"], ["--no-such-flag"]])
+@pytest.mark.parametrize("argv", [["--brush", "0"], ["--demo", "12x"], ["--demo", "1234567"],
+                                  ["--no-such-flag"], ["--weights", "cnn"], ["--weights", "nosuch=a.npz"],
+                                  ["--models", "cnn,nosuch"], ["--models", ","]])
 def test_bad_flags_are_one_line_errors(argv, capsys):
     with pytest.raises(SystemExit) as stop:
         draw.main(argv)
@@ -340,9 +359,253 @@ def test_bad_flags_are_one_line_errors(argv, capsys):
 
 def test_demo_run_draws_predicts_and_saves_a_screenshot(untrained_weights, tmp_path):
     shot = tmp_path / "demo.png"
-    result = run_draw(["--cnn", untrained_weights["cnn"], "--lstm", untrained_weights["lstm"],
-                       "--demo", "7", "--view", "rows", "--screenshot", str(shot)],
+    result = run_draw(["--models", "cnn,lstm", "--cnn", untrained_weights["cnn"], "--lstm",
+                       untrained_weights["lstm"], "--demo", "7", "--view", "rows", "--screenshot", str(shot)],
                       {"SDL_VIDEODRIVER": "dummy"})
     assert result.returncode == 0, result.stderr
     assert "Keys:" in result.stdout and set(answers(result.stdout)) == {"CNN", "LSTM"}
     assert pygame.image.load(str(shot)).get_size() == WINDOW_SIZE
+
+
+# ------------------------------------------------------------------------- every model, numbers
+def test_tab_selects_the_model_whose_bars_and_views_are_shown(app):
+    play(app, digit_events(6, draw.DEMO_BOX) + [key_event(pygame.K_p)])
+    assert app.selected == "cnn"
+    play(app, [key_event(pygame.K_TAB)])
+    assert app.selected == "lstm"
+    play(app, [key_event(pygame.K_r)])
+    assert app.study_model("rows") == "lstm"
+    play(app, [key_event(pygame.K_TAB)])                      # Tab in the R view: the GRU reads
+    assert app.study_model("rows") == "gru"
+    rows = app.study_data("rows")
+    np.testing.assert_allclose(rows[-1], app.results["gru"][0], atol=1e-5)
+    play(app, [key_event(pygame.K_TAB), key_event(pygame.K_ESCAPE)])
+    assert app.selected == "cnn" and app.view == "predictions"
+
+
+def test_views_without_a_fitting_model_say_so(screen, untrained_weights):
+    mlp = build_model("mlp", rng=np.random.default_rng(0))
+    app = DrawApp([mlp], screen)
+    play(app, digit_events(4, draw.DEMO_BOX) + [key_event(pygame.K_f)])
+    assert app.study_data("features") is None and "convolution" in app.message
+    play(app, [key_event(pygame.K_ESCAPE), key_event(pygame.K_r)])
+    assert app.study_data("rows") is None and "row by row" in app.message
+
+
+def test_a_single_digit_is_preprocessed_exactly_as_before(app):
+    from models.preprocess import preprocess_canvas
+    play(app, digit_events(5, draw.DEMO_BOX) + [key_event(pygame.K_p)])
+    assert len(app.pieces) == 1
+    np.testing.assert_array_equal(app.canvas_grey(), app.canvas_array()[:, :, 0])
+    np.testing.assert_array_equal(app.canvas_grey(), app.canvas_array()[:, :, 2])   # white ink
+    np.testing.assert_allclose(app.images[0], preprocess_canvas(app.canvas_array()), atol=1e-6)
+
+
+def test_a_five_digit_number_fits_the_canvas_and_is_split_in_order(app):
+    play(app, number_events("20261", draw.DEMO_AREA) + [key_event(pygame.K_p)])
+    boxes = number_boxes("20261", draw.DEMO_AREA)
+    assert all(CANVAS_RECT.contains(box) for box in boxes)
+    assert len(app.pieces) == 5 and app.images.shape == (5, 28, 28)
+    lefts = [piece.box[2] for piece in app.pieces]
+    assert lefts == sorted(lefts)
+    for piece, box in zip(app.pieces, boxes):                 # each piece inside its digit's box
+        top, bottom, left, right = piece.box
+        assert box.x - 10 <= CANVAS_RECT.x + left and CANVAS_RECT.x + right <= box.right + 10
+
+
+def test_p_on_a_drawn_number_prints_every_models_reading_and_boxes_each_digit(trained_app, capsys):
+    play(trained_app, number_events("2026", draw.DEMO_AREA) + [key_event(pygame.K_p)])
+    said = number_answers(capsys.readouterr().out)
+    assert said["CNN"][0] == "2026" and said["LSTM"][0] == "2026", said
+    probabilities = trained_app.results["cnn"]
+    assert said["CNN"][1] == pytest.approx(100 * float(np.prod(probabilities.max(axis=1))), abs=0.05)
+    screen = pygame.surfarray.array3d(trained_app.screen)          # (x, y, 3)
+    from canvas import views
+    for k, piece in enumerate(trained_app.pieces):                  # the frame around each digit
+        top, bottom, left, right = piece.box
+        x, y = CANVAS_RECT.x + (left + right) // 2, CANVAS_RECT.y + bottom + 2   # the 2 px frame
+        color = views.TOP_BAR if k == trained_app.focus else views.BAR
+        assert tuple(screen[x, y]) == color or tuple(screen[x, y + 1]) == color, (k, screen[x, y])
+    play(trained_app, [key_event(pygame.K_RIGHT), key_event(pygame.K_RIGHT)])
+    assert trained_app.focus == 2
+    np.testing.assert_array_equal(trained_app.image, trained_app.images[2])
+
+
+# ------------------------------------------------------------------------- why and teach
+def test_w_shows_why_for_every_model(app):
+    from models.saliency import explain
+    play(app, digit_events(8, draw.DEMO_BOX) + [key_event(pygame.K_w)])
+    assert app.view == "why"
+    data = app.study_data("why")
+    assert [title for title, _ in data] == ["CNN", "LSTM", "GRU"]
+    expected = explain(app.models["lstm"], app.image)
+    np.testing.assert_allclose(data[1][1]["saliency"], expected["saliency"], rtol=1e-4, atol=1e-7)
+    assert data[1][1]["target"] == int(np.argmax(app.results["lstm"][0]))
+    panel = pygame.surfarray.array3d(app.screen)[PANEL_RECT.left:PANEL_RECT.right, PANEL_RECT.top:PANEL_RECT.bottom]
+    red = (panel[:, :, 0] > 150) & (panel[:, :, 2] < 100)
+    blue = (panel[:, :, 2] > 150) & (panel[:, :, 0] < 100)
+    assert red.sum() > 200 and blue.sum() > 50                   # both signs drawn
+    play(app, [key_event(pygame.K_w)])
+    assert app.view == "predictions"
+
+
+def make_teaching_app(screen, models, folder, mnist_dir=None):
+    from models.personal import Teacher
+    teacher = Teacher({}, folder=folder, mnist_dir=mnist_dir)
+    return DrawApp(models, screen, teacher=teacher,
+                   load_shipped=lambda name: build_model(name, rng=np.random.default_rng(42)))
+
+
+def test_t_then_a_digit_teaches_every_model_and_x_goes_back(screen, tmp_path, capsys):
+    from models.personal import PersonalSet
+    models = [build_model(name, rng=np.random.default_rng(42)) for name in ("mlp", "lstm")]
+    app = make_teaching_app(screen, models, tmp_path / "personal")
+    play(app, digit_events(4, draw.DEMO_BOX) + [key_event(pygame.K_p)])
+    before = {name: p.copy() for name, p in app.results.items()}
+    capsys.readouterr()
+    play(app, [key_event(pygame.K_t)])
+    assert app.teaching and "right digit" in app.message
+    play(app, [key_event(pygame.K_4)])
+    out = capsys.readouterr().out
+    assert not app.teaching and "Taught 4" in app.message and "alone" in app.message   # no MNIST
+    images, labels = PersonalSet(tmp_path / "personal").load()
+    assert labels.tolist() == [4]
+    np.testing.assert_array_equal(images[0], np.round(app.image * 255).astype(np.uint8))
+    for name in before:                                        # every model moved towards 4
+        assert (tmp_path / "personal" / f"{name}.npz").is_file()
+        assert app.results[name][0, 4] > before[name][0, 4], name
+    assert set(answers(out)) == {"MLP", "LSTM"}                # the new answers printed
+    play(app, [key_event(pygame.K_x)])
+    assert "shipped" in app.message and not (tmp_path / "personal" / "mlp.npz").exists()
+    for name in before:
+        np.testing.assert_allclose(app.results[name], before[name], atol=1e-6)
+    play(app, [key_event(pygame.K_t), key_event(pygame.K_ESCAPE)])    # Esc cancels teaching
+    assert not app.teaching and app.running and len(PersonalSet(tmp_path / "personal").load()[1]) == 1
+
+
+def test_teaching_a_misread_drawing_fixes_the_answer_on_screen(screen, tmp_path, mnist_dir, capsys):
+    """A 1 with a long flag, drawn with the mouse, is read as 7 by the shipped CNN; T, 1 fixes it."""
+    from kit.handwriting import styled_strokes
+    cnn = load_model(shipped_weights("cnn"), expect="cnn")
+    app = make_teaching_app(screen, [cnn], tmp_path / "personal", mnist_dir)
+    rng = np.random.default_rng(5)
+    strokes = [[(CANVAS_RECT.x + 100 + x, CANVAS_RECT.y + y) for x, y in stroke]
+               for stroke in styled_strokes(1, rng)]
+    play(app, stroke_events(strokes, None) + [key_event(pygame.K_p)])
+    assert answers(capsys.readouterr().out)["CNN"][0] == 7
+    app.teacher.ensure_replay()
+    play(app, [key_event(pygame.K_t), key_event(pygame.K_1)])
+    assert int(np.argmax(app.results["cnn"][0])) == 1
+    assert "CNN: 1 (" in app.message
+    shipped = load_model(shipped_weights("cnn"), expect="cnn")        # the shipped file unchanged
+    assert int(np.argmax(shipped.predict_proba(app.images)[0])) == 7
+
+
+def test_personal_weights_are_loaded_at_start_unless_shipped(untrained_weights, own_user_data, capsys):
+    from models.personal import PersonalSet
+    shipped_weights("cnn")                                       # skips without the shipped CNN
+    args = draw.make_parser().parse_args(["--models", "cnn", "--cnn", untrained_weights["cnn"]])
+    assert list(draw.load_models(args)) == ["cnn"]              # an explicit file wins
+    personal = PersonalSet(own_user_data / "personal")
+    personal.folder.mkdir(parents=True)
+    taught = build_model("cnn", rng=np.random.default_rng(9))
+    taught.save(personal.weights_path("cnn"))
+    loaded = draw.load_models(draw.make_parser().parse_args(["--models", "cnn"]))["cnn"]
+    image = np.random.default_rng(1).random((1, 28, 28), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.logits(image), taught.logits(image))
+    assert "taught weights" in capsys.readouterr().out
+    shipped = draw.load_models(draw.make_parser().parse_args(["--models", "cnn", "--shipped"]))["cnn"]
+    assert not np.array_equal(shipped.logits(image), taught.logits(image))
+    # A damaged personal file: a warning, and the shipped weights.
+    personal.weights_path("cnn").write_bytes(b"not a weights file")
+    fallback = draw.load_models(draw.make_parser().parse_args(["--models", "cnn"]))["cnn"]
+    np.testing.assert_array_equal(fallback.logits(image), shipped.logits(image))
+    assert capsys.readouterr().err.startswith("warning: ")
+
+
+def test_weights_flags_choose_the_models(untrained_weights):
+    parser = draw.make_parser()
+    args = parser.parse_args(["--models", "lstm", "--weights", f"gru={untrained_weights['gru']}",
+                              "--cnn", untrained_weights["cnn"]])
+    chosen = draw.chosen_models(args)
+    assert [name for name, _ in chosen] == ["lstm", "gru", "cnn"]
+    assert dict(chosen)["gru"][0] == untrained_weights["gru"] and dict(chosen)["lstm"] is None
+
+
+def test_a_display_with_no_x_server_behind_it_is_a_one_line_error(untrained_weights, tmp_path):
+    """DISPLAY=:99 with nothing listening: exit 2 at once instead of an invisible window."""
+    from canvas.display import x_server_answers
+    assert not x_server_answers(":99", timeout=0.5)
+    started = __import__("time").perf_counter()
+    result = run_draw(["--models", "cnn", "--cnn", untrained_weights["cnn"]], {"DISPLAY": ":99"}, timeout=30)
+    elapsed = __import__("time").perf_counter() - started
+    assert result.returncode == 2
+    line = one_error_line(result.stderr)
+    assert line.startswith("error: no display available (DISPLAY=:99 but no X server answers there")
+    assert elapsed < 10, elapsed
+
+
+def test_the_display_check_accepts_a_listening_server(tmp_path):
+    """A Unix socket standing in for an X server on display :N is accepted."""
+    import socket
+    from canvas import display
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path = tmp_path / "X7"
+    server.bind(str(path))
+    server.listen(1)
+    try:
+        original = display._connects
+        display._connects = lambda family, address, timeout: original(
+            family, str(path) if address == "/tmp/.X11-unix/X7" else address, timeout)
+        assert display.display_problem({"DISPLAY": ":7"}) is None
+        assert display.display_problem({"DISPLAY": ":8"}) is not None
+        assert display.display_problem({"DISPLAY": ":8", "SDL_VIDEODRIVER": "dummy"}) is None
+    finally:
+        display._connects = original
+        server.close()
+
+
+def test_demo_of_a_number_saves_a_screenshot(untrained_weights, tmp_path):
+    shot = tmp_path / "number.png"
+    result = run_draw(["--models", "cnn", "--cnn", untrained_weights["cnn"], "--demo", "20261",
+                       "--screenshot", str(shot)], {"SDL_VIDEODRIVER": "dummy",
+                                                      "CNN_VS_LSTM_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    said = number_answers(result.stdout)
+    assert set(said) == {"CNN"} and len(said["CNN"][0]) == 5
+    assert pygame.image.load(str(shot)).get_size() == WINDOW_SIZE
+
+
+@pytest.mark.parametrize("name", [n for n in __import__("models").registry.names()
+                                  if __import__("models").registry.get(n).recurrent])
+def test_every_recurrent_model_reads_row_by_row_to_its_answer(name):
+    """The R view's numbers for each recurrent model: row 28 is the model's own answer, and the
+    view's model is the same network (its layer is copied, not changed)."""
+    from canvas.study import reads_rows, row_by_row
+    model = build_model(name, rng=np.random.default_rng(3))
+    image = np.random.default_rng(4).random((28, 28), dtype=np.float32)
+    assert reads_rows(model)
+    rows = row_by_row(model, image)
+    assert rows.shape == (28, 10) and np.allclose(rows.sum(axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(rows[-1], model.predict_proba(image[None])[0], atol=1e-5)
+    assert not model.network.layers[0].return_sequences
+    assert not np.allclose(rows[0], rows[-1])                   # the answer changes as it reads
+
+
+def test_benchmark_mode_p_on_five_digits_and_teach_are_fast(tmp_path, mnist_dir):
+    """draw.py --benchmark (what bench/draw_latency.py runs): P on a five-digit number under
+    50 ms and a teach step (T, 7: append, fine-tune with MNIST replay, save) under 1 s, median,
+    with the shipped CNN and LSTM, on the real program and its thread settings."""
+    shipped_weights("cnn"), shipped_weights("lstm")
+    result = run_draw(["--benchmark", "5", "--models", "cnn,lstm"],
+                      {"SDL_VIDEODRIVER": "dummy", "CNN_VS_LSTM_HOME": str(tmp_path),
+                       "MNIST_DIR": str(mnist_dir)}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    import json
+    timings = json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][0])
+    assert timings["models"] == ["cnn", "lstm"]
+    assert len(timings["p5_latency_ms"]) == 5 and len(timings["teach_ms"]) == 3
+    assert float(np.median(timings["p5_latency_ms"])) < 50, timings
+    assert float(np.median(timings["teach_ms"])) < 1000, timings
+    from models.personal import PersonalSet
+    assert PersonalSet(tmp_path / "personal").load()[1].tolist() == [7, 7, 7]

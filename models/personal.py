@@ -1,0 +1,241 @@
+"""Teaching the models a person's handwriting: a personal IDX data set and on-the-spot fine-tuning.
+
+When a model misreads a drawing, the person says the right digit (draw.py: T, then the digit):
+
+1. the 28x28 image (as the models saw it) and its label are appended to a personal data set in
+   ``kit.paths.personal_dir()`` - MNIST's own IDX format, train and t10k files, each written
+   atomically (:func:`nn.idx.write_idx`), so ``python -m models.train --data <that folder>``
+   trains on it like on any IDX data (the t10k files hold the same examples: a set of a few
+   dozen drawings is too small to hold some out);
+2. each model takes ``STEPS`` Adam steps (learning rate ``LR``) on batches of
+   ``PERSONAL_BATCH`` personal examples (the new one always among them, each randomly moved,
+   turned and scaled a little) mixed with ``REPLAY_BATCH`` random MNIST training images -
+   the replay that keeps it from forgetting MNIST.  Without MNIST it fine-tunes on the personal
+   set alone and says so;
+3. the fine-tuned weights are saved beside the data (``<personal>/<model>.npz``); draw.py loads
+   them at its next start unless ``--shipped``.  The shipped weights are never written.
+
+Fine-tuning runs the network in training mode (dropout on, BatchNorm on batch statistics and
+updating its running averages), exactly as :mod:`models.train` does.  NumPy and the kit only.
+"""
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kit.augment import random_affine
+from kit.paths import personal_dir
+from models.base import REPOSITORY_WEIGHTS
+from nn.errors import DataError, UserError
+from nn.idx import read_idx, write_idx
+from nn.losses import SoftmaxCrossEntropy
+from nn.optim import Adam
+from nn.threads import one_numba_thread
+
+STEPS = 6                # Adam steps per taught example
+LR = 3e-4                # small: a nudge, not a retraining
+PERSONAL_BATCH = 16      # personal examples per step (repeated, with random distortions, if fewer)
+REPLAY_BATCH = 32        # MNIST training images per step
+REPLAY_SIZE = 12_000     # MNIST training images kept in memory for replay
+FILES = {("train", "images"): "train-images-idx3-ubyte", ("train", "labels"): "train-labels-idx1-ubyte",
+         ("t10k", "images"): "t10k-images-idx3-ubyte", ("t10k", "labels"): "t10k-labels-idx1-ubyte"}
+
+
+def check_folder(folder):
+    """``folder`` as a Path, refusing the repository's weights/ (the shipped weights live there)."""
+    folder = Path(folder).expanduser()
+    resolved, shipped = folder.resolve(), REPOSITORY_WEIGHTS.resolve()
+    if resolved == shipped or shipped in resolved.parents:
+        raise UserError(f"{folder}: the personal data and weights must not go inside {shipped} "
+                        "(the shipped weights)")
+    return folder
+
+
+class PersonalSet:
+    """The personal data set in ``folder`` (default: ``kit.paths.personal_dir()``).
+
+    images : uint8 (N, 28, 28), 0 = background;  labels : uint8 (N,)
+    """
+
+    def __init__(self, folder=None):
+        self.folder = check_folder(folder if folder is not None else personal_dir())
+
+    def path(self, split, kind):
+        return self.folder / FILES[(split, kind)]
+
+    def load(self):
+        """(images uint8 (N, 28, 28), labels uint8 (N,)); empty arrays when there is no set yet.
+
+        The labels file is written after the images file, so a crash between the two leaves one
+        more image than labels: the common prefix is used (the last drawing is lost, not the set).
+        """
+        image_path, label_path = self.path("train", "images"), self.path("train", "labels")
+        if not image_path.exists() and not label_path.exists():
+            return np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8)
+        try:
+            images, labels = read_idx(image_path), read_idx(label_path)
+        except DataError as error:
+            raise UserError(f"the personal data set is damaged: {error}") from None
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1:
+            raise UserError(f"{self.folder}: the personal data set is not (N, 28, 28) images and "
+                            f"(N,) labels: {images.shape}, {labels.shape}")
+        count = min(len(images), len(labels))
+        return images[:count], labels[:count]
+
+    def append(self, image, label):
+        """Add one float (28, 28) image in [0, 1] with its label; returns the new count."""
+        image = np.asarray(image, dtype=np.float32)
+        if image.shape != (28, 28) or not np.isfinite(image).all():
+            raise ValueError(f"expected a finite (28, 28) image, got {image.shape}")
+        if not 0 <= int(label) <= 9:
+            raise ValueError(f"label must be a digit 0-9, got {label!r}")
+        images, labels = self.load()
+        pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+        images = np.concatenate([images, pixels[None]])
+        labels = np.concatenate([labels, np.array([label], np.uint8)])
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for split in ("train", "t10k"):                 # images first: see load()
+            write_idx(self.path(split, "images"), images)
+            write_idx(self.path(split, "labels"), labels)
+        return len(labels)
+
+    def weights_path(self, model_name):
+        return self.folder / f"{model_name}.npz"
+
+
+def load_replay(mnist_dir, count=REPLAY_SIZE, seed=0):
+    """``count`` random MNIST training images for replay: (float32 (count, 28, 28), int64 (count,)),
+    or None when the MNIST files are not in ``mnist_dir``."""
+    from kit.mnist import load_mnist
+    try:
+        images, labels = load_mnist(mnist_dir, "train")
+    except DataError:
+        return None
+    chosen = np.sort(np.random.default_rng(seed).choice(len(images), size=min(count, len(images)),
+                                                        replace=False))
+    return images[chosen].astype(np.float32) / np.float32(255), labels[chosen].astype(np.int64)
+
+
+def fine_tune(model, images, labels, replay=None, rng=None, steps=STEPS, lr=LR,
+              personal_batch=PERSONAL_BATCH, replay_batch=REPLAY_BATCH, newest=True):
+    """Fine-tune ``model`` in place on personal examples mixed with a replay sample of MNIST.
+
+    Parameters
+    ----------
+    model : models.Model
+    images : numpy.ndarray
+        float32 (N, 28, 28) in [0, 1], the personal examples (N >= 1).
+    labels : numpy.ndarray
+        (N,) their labels.
+    replay : (numpy.ndarray, numpy.ndarray) or None
+        MNIST images float32 (M, 28, 28) and labels (M,) to mix in; None: personal only.
+    rng : numpy.random.Generator
+    steps, lr, personal_batch, replay_batch : training length, Adam's rate and the batch mix.
+    newest : bool
+        Always put the last example (the one just taught) in every batch.
+
+    Returns
+    -------
+    list of float
+        The loss of each step.
+    """
+    rng = rng if rng is not None else np.random.default_rng()
+    images = np.asarray(images, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64)
+    optimizer = Adam(model.network.parameters(), lr=lr)
+    criterion = SoftmaxCrossEntropy()
+    losses = []
+    with one_numba_thread():      # batches of ~50: waking worker threads costs more than it saves
+        for _ in range(steps):
+            losses.append(_step(model, optimizer, criterion, images, labels, replay, rng,
+                                personal_batch, replay_batch, newest))
+    return losses
+
+
+def _step(model, optimizer, criterion, images, labels, replay, rng, personal_batch, replay_batch,
+          newest):
+    """One Adam step on a mixed batch (see :func:`fine_tune`); returns its loss."""
+    chosen = rng.integers(0, len(images), size=personal_batch)
+    if newest:
+        chosen[0] = len(images) - 1
+    batch_x = random_affine(images[chosen], rng, max_shift=1.5, max_rotation=8.0,
+                            scale_range=(0.9, 1.1))
+    batch_y = labels[chosen]
+    if replay is not None and replay_batch > 0:
+        picked = rng.integers(0, len(replay[0]), size=replay_batch)
+        batch_x = np.concatenate([batch_x, replay[0][picked]])
+        batch_y = np.concatenate([batch_y, replay[1][picked]])
+    x = model.to_network_input(batch_x)
+    logits = model.network.forward(x, training=True)
+    loss = criterion.forward(logits, batch_y)
+    model.network.backward(criterion.backward())
+    optimizer.step()
+    return loss
+
+
+class Teacher:
+    """What draw.py's T key does, for every model at once.
+
+    Parameters
+    ----------
+    models : dict
+        name -> models.Model, fine-tuned in place.
+    folder : path, optional
+        The personal folder (default ``kit.paths.personal_dir()``).
+    mnist_dir : path or None
+        Where the MNIST files are, for replay; loaded at the first teach.
+    seed : int
+        Seeds the batches and distortions.
+    """
+
+    def __init__(self, models, folder=None, mnist_dir=None, seed=0):
+        self.models = models
+        self.data = PersonalSet(folder)
+        self.mnist_dir = mnist_dir
+        self.replay = None
+        self.replay_loaded = False
+        self.rng = np.random.default_rng(seed)
+
+    def ensure_replay(self):
+        """Load the MNIST replay sample once; returns it, or None (no MNIST: personal only)."""
+        if not self.replay_loaded:
+            self.replay = None if self.mnist_dir is None else load_replay(self.mnist_dir)
+            self.replay_loaded = True
+        return self.replay
+
+    def teach(self, image, label):
+        """Append (image, label) to the personal set, fine-tune every model, save their weights.
+
+        Returns a dict: 'count' (examples in the set), 'replay' (bool: MNIST mixed in),
+        'seconds' (fine-tuning time, all models), 'saved' (name -> weights path).
+        """
+        count = self.data.append(image, label)
+        images, labels = self.data.load()
+        images = images.astype(np.float32) / np.float32(255)
+        replay = self.ensure_replay()
+        started = time.perf_counter()
+        saved = {}
+        for name, model in self.models.items():
+            fine_tune(model, images, labels, replay, self.rng)
+            path = self.data.weights_path(name)
+            model.save(path, extra={**model.extra, "personal_examples": count})
+            saved[name] = path
+        return {"count": count, "replay": replay is not None,
+                "seconds": time.perf_counter() - started, "saved": saved}
+
+    def forget_weights(self):
+        """Delete the personal weights (not the data set); returns the paths removed."""
+        removed = []
+        for name in self.models:
+            path = self.data.weights_path(name)
+            if path.exists():
+                path.unlink()
+                removed.append(path)
+        return removed
+
+
+def personal_weights(name, folder=None):
+    """The personal weights file of model ``name`` if there is one, else None."""
+    path = PersonalSet(folder).weights_path(name)
+    return path if path.is_file() else None
+
