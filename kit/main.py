@@ -17,7 +17,7 @@ import nn
 USAGE = __doc__.split("\n\n")[1]
 # command -> (module, function, threads): draw answers one image at a time, on one thread.
 COMMANDS = {
-    "draw": ("canvas.cli", "main", 1),
+    "draw": ("canvas.cli", "run_main", 1),
     "train": ("models.train", "run", None),
     "evaluate": ("models.evaluate", "main", None),
     "compare": ("models.compare", "main", None),

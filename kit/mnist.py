@@ -232,8 +232,10 @@ def load_dataset(directory, split: str, num_classes=None):
         num_classes = int(labels.max()) + 1
         if num_classes < 2:
             raise DataError(f"{label_path}: every label is 0; a classifier needs at least two classes")
+    elif num_classes < 2:
+        raise DataError(f"a classifier needs at least two classes, not {num_classes}")
     bad = np.flatnonzero(labels >= num_classes)
     if bad.size:
         raise DataError(f"{label_path}: label {labels[bad[0]]} at index {bad[0]} is outside the "
-                        f"training set's classes 0..{num_classes - 1} ({bad.size} such labels)")
+                        f"classes 0..{num_classes - 1} ({bad.size} such labels)")
     return (images.astype(np.float32) / np.float32(255), labels.astype(np.int64), num_classes)

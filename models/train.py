@@ -120,6 +120,9 @@ def make_parser(spec=None, prog="python -m models.train"):
         help="distort every training batch: shifts up to 2 px, rotations up to 10 deg, scaling 0.9-1.1")
     add("--seed", type=seed_value, default=0, help="seed for the split, the initial weights, dropout and data order")
     add("--val-fraction", type=fraction, default=0.2, help="share of the training images held out for validation")
+    add("--num-classes", type=positive_int, metavar="C",
+        help="classes 0..C-1 (default: the highest training label + 1; e.g. 10 for a set of digits "
+             "that lacks 8 and 9)")
     add("--limit", type=positive_int, metavar="N", help="use only the first N training and test images (quick runs)")
     add("--out", metavar="PATH",
         help="weights file to write (best validation accuracy); history JSON and checkpoint go beside it "
@@ -279,7 +282,8 @@ def load_checkpoint(path):
 def load_data(args):
     directory = resolve_data_dir(args.data)
     ensure_mnist(directory, download_if_missing=getattr(args, "download", False))
-    train_images, train_labels, num_classes = load_dataset(directory, "train")
+    train_images, train_labels, num_classes = load_dataset(directory, "train",
+                                                           getattr(args, "num_classes", None))
     test_images, test_labels, _ = load_dataset(directory, "test", num_classes)
     if train_images.shape[1:] != test_images.shape[1:]:
         raise UserError(f"{directory}: training images are {train_images.shape[1:]} but test images "

@@ -1,0 +1,316 @@
+"""The canvas program: ``python draw.py`` and ``cnn-vs-lstm draw`` both run :func:`main`.
+
+Draw a digit or a whole number with the mouse; every shipped model says what it is.
+
+    python draw.py                          # every shipped model (weights/*.npz), or your taught ones
+    python draw.py --models cnn,gru --live
+    python draw.py --weights cnn=runs/cnn/cnn.npz --lstm runs/lstm/lstm.npz
+    SDL_VIDEODRIVER=dummy python draw.py --demo 2026 --screenshot docs/draw.png   # headless picture
+
+Keys: left mouse draws, P predicts (answers printed and shown), C clears, L toggles live
+prediction, Tab selects the model whose bars are shown, Left/Right the digit of a number, F shows
+a convolutional model's feature maps, R a recurrent model reading row by row, W why (saliency and
+occlusion), T then a digit teaches the models your handwriting, X goes back to the shipped
+weights, S saves a screenshot, Q / Esc / closing the window quits.
+
+Each digit is turned into an MNIST-style 28x28 image (crop, scale to 20 px, centre by mass:
+models/preprocess.py; several digits are split apart first: models/segment.py) before any model
+sees it.  The app itself lives in canvas/.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+_STARTED = time.perf_counter()
+
+import nn  # noqa: E402  (first: nn.configure_threads below runs before NumPy loads)
+from kit.cli import CommandLineParser, positive_int  # noqa: E402
+from nn.errors import UserError, WeightsError  # noqa: E402
+from kit.cli import exit_on_user_error  # noqa: E402
+
+if __name__ == "__main__":
+    # One image at a time gains nothing from threads, and waking Numba's and BLAS's workers costs
+    # ~10 ms per parallel kernel on a busy machine (measured: a P took 126 ms with 2 threads while
+    # training ran, 4 ms with 1).  Must happen before NumPy and Numba load.
+    nn.configure_threads(1)
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+from pathlib import Path  # noqa: E402
+
+from canvas.display import display_problem  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pygame  # noqa: E402
+
+from canvas.app import BRUSH, CANVAS_RECT, HELP, WINDOW_SIZE, DrawApp  # noqa: E402
+from canvas.demo import digit_events, key_event, number_events  # noqa: E402
+from canvas.study import feature_maps, has_conv_layers, reads_rows, row_by_row  # noqa: E402
+from kit.data import resolve_data_dir  # noqa: E402
+from kit.paths import personal_dir  # noqa: E402
+from models import load_model, registry, shipped_weights  # noqa: E402
+from models.personal import Teacher, personal_weights  # noqa: E402
+
+REPOSITORY = Path(__file__).resolve().parent.parent   # where train_cnn.py lives, in a checkout
+NO_DISPLAY = "no display available (set DISPLAY, or SDL_VIDEODRIVER=dummy for a headless run)"
+DEMO_BOX = pygame.Rect(115, 80, 230, 330)    # where --demo draws a single digit on the window
+DEMO_AREA = CANVAS_RECT.inflate(-20, -60)    # where --demo writes a number
+VIEW_KEYS = {"predictions": [], "features": [pygame.K_f], "rows": [pygame.K_r], "why": [pygame.K_w]}
+
+
+KEYS = """keys:
+  left mouse   draw (white strokes on the black box); several digits side by side make a number
+  P            predict: one line per model in the console ('CNN: 2026 (97.1 %)'), a table of
+               every model's answer and the selected model's bars in the window, a box around
+               each digit
+  C            clear the box
+  L            live prediction while drawing, on/off
+  Tab          select the next model (its bars, and its F / R views)
+  Left, Right  select the digit of a number (bars, F, R, W and T are about that digit)
+  F            a convolutional model's feature maps for the drawing (F or Esc: back)
+  R            a recurrent model reading the digit row by row (Up/Down: step, Space: replay)
+  W            why: each model's saliency (gradient of log p(answer) per pixel) and occlusion
+               sensitivity (drop in p(answer) when a 4x4 patch is blanked)
+  T, then 0-9  teach: the drawing and the right digit join your personal data set and every
+               model fine-tunes on it (with MNIST replay); kept for the next start
+  X            back to the shipped weights (removes the personal weights, keeps your examples)
+  S            save the window as PNG (--screenshot)
+  Q, Esc       quit"""
+
+
+def make_parser(prog="draw.py"):
+    parser = CommandLineParser(prog=prog, description="Draw a digit or a number; every shipped model says what it is.",
+                               epilog=KEYS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("--models", metavar="NAMES",
+        help=f"comma-separated models to show (default: every shipped model with weights: "
+             f"{', '.join(registry.shipped())})")
+    add("--weights", metavar="NAME=PATH", action="append", default=[],
+        help="use this weights file for model NAME (repeatable); adds NAME to the models shown")
+    add("--shipped", action="store_true",
+        help="use the shipped weights even if you have taught the models (personal weights in "
+             "the user data folder, see T)")
+    add("--brush", type=positive_int, default=BRUSH, metavar="PX",
+        help=f"stroke width in pixels (default: {BRUSH})")
+    add("--live", action="store_true", help="start with live prediction while drawing (key L)")
+    add("--screenshot", metavar="PATH",
+        help="PNG the S key saves the window to (default: draw.png); with --demo, the window is "
+             "saved there after the demo, which then quits")
+    add("--demo", type=demo_number, metavar="NUMBER",
+        help="write this digit or number (1-6 digits, e.g. 7 or 2026) with scripted mouse events "
+             "and press P, as a person would")
+    add("--view", choices=tuple(VIEW_KEYS), default="predictions",
+        help="with --demo: the panel to show after predicting (default: predictions)")
+    # For bench/draw_latency.py: draw a digit, time N presses of P, print JSON, quit.
+    add("--benchmark", type=positive_int, metavar="N", help=argparse.SUPPRESS)
+    taken = {option for action in parser._actions for option in action.option_strings}
+    for name in registry.names():        # --cnn PATH, --lstm PATH (the original app's flags), ...
+        if f"--{name}" not in taken:
+            add(f"--{name}", metavar="PATH", default=None, dest=f"weights_of_{name}",
+                help=f"same as --weights {name}=PATH")
+    return parser
+
+
+def demo_number(text):
+    if not (text.isdigit() and text.isascii() and 1 <= len(text) <= 6):
+        raise argparse.ArgumentTypeError(f"expected a number of 1 to 6 digits, got {text!r}")
+    return text
+
+
+def chosen_models(args):
+    """[(name, weights path or None for the default)], in display order; one-line errors."""
+    given = {}
+    for item in args.weights:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--weights expects NAME=PATH, got {item!r}")
+        registry.get(name)                          # an unknown name: one line listing the known
+        given[name] = (path, f"--weights {name}=PATH")
+    for name in registry.names():
+        path = getattr(args, f"weights_of_{name}", None)
+        if path is not None:
+            given[name] = (path, f"--{name}")
+    if args.models:
+        names = [name.strip() for name in args.models.split(",") if name.strip()]
+        if not names:
+            raise UserError("--models needs at least one model name")
+        for name in names:
+            registry.get(name)
+    else:
+        names = [name for name in registry.shipped() if shipped_weights(name).is_file()]
+    names += [name for name in given if name not in names]
+    if not names:
+        raise UserError("no trained models found: train one with 'python -m models.train --model NAME' "
+                        "or name a weights file with --weights NAME=PATH")
+    return [(name, given.get(name)) for name in dict.fromkeys(names)]
+
+
+def train_command(name):
+    script = REPOSITORY / f"train_{name}.py"
+    return f"python {script.name}" if script.is_file() else f"python -m models.train --model {name}"
+
+
+def load_models(args):
+    """Every chosen model: the given file, else your personal weights (unless --shipped), else
+    the shipped ones.  A one-line error naming the file and how to get a good one."""
+    models = {}
+    for name, given in chosen_models(args):
+        if given is not None:
+            path, flag = given
+        else:
+            taught = None if args.shipped else personal_weights(name)
+            path, flag = (taught or shipped_weights(name)), f"--weights {name}=PATH"
+        try:
+            models[name] = load_model(path, expect=name)
+        except WeightsError as error:
+            if given is None and path != shipped_weights(name):   # a damaged personal file
+                print(f"warning: {error}; using the shipped weights", file=sys.stderr, flush=True)
+                models[name] = load_model(shipped_weights(name), expect=name)
+                continue
+            raise UserError(f"{error} - train one with '{train_command(name)}' "
+                            f"or point {flag} at a weights file") from None
+        if given is None and path != shipped_weights(name):
+            print(f"{models[name].title}: your taught weights ({path}); --shipped or X for the "
+                  "shipped ones", flush=True)
+    return models
+
+
+def warm_up(models):
+    """Compile (or load from Numba's cache) every kernel the app uses, before the window shows."""
+    blank = np.zeros((1, 28, 28), dtype=np.float32)
+    for model in models.values():
+        model.predict_proba(blank)
+        if has_conv_layers(model):
+            feature_maps(model, blank[0])
+        if reads_rows(model):
+            row_by_row(model, blank[0])
+
+
+def open_window():
+    """The window, or a one-line error when there is no display to open it on."""
+    if sys.platform.startswith("linux") and not any(
+            os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")):
+        raise UserError(NO_DISPLAY)
+    check_display()
+    try:
+        pygame.display.init()
+        pygame.font.init()
+        screen = pygame.display.set_mode(WINDOW_SIZE)
+    except pygame.error:
+        raise UserError(NO_DISPLAY) from None
+    pygame.display.set_caption("Draw a digit or a number")
+    return screen
+
+
+def check_display():
+    """A one-line error, before any work, when DISPLAY names an X server that is not there
+    (SDL would otherwise fall back to an invisible window and wait forever)."""
+    problem = display_problem()
+    if problem is not None:
+        raise UserError(f"no display available ({problem}; set DISPLAY, or SDL_VIDEODRIVER=dummy "
+                        "for a headless run)")
+
+
+def run(app, fps=60):
+    """The main loop: events, then drawing, until Q / Esc / the window closes."""
+    clock = pygame.time.Clock()
+    while app.step():
+        app.render()
+        clock.tick(fps)
+
+
+def settle(app):
+    """Handle everything queued (one step takes the whole queue) and draw the result at once,
+    the row-by-row view showing every row rather than animating."""
+    app.step()
+    app.rows_read, app.animating, app.dirty = 28, False, True
+    app.render()
+
+
+def demo_events(text):
+    """Mouse events writing ``text``: one digit large in DEMO_BOX, a number across the canvas."""
+    return digit_events(int(text), DEMO_BOX) if len(text) == 1 else number_events(text, DEMO_AREA)
+
+
+def run_demo(app, args):
+    """--demo: write the digit or number with mouse events, press P (and the --view key)."""
+    app.post(demo_events(args.demo))
+    app.post([key_event(pygame.K_p)] + [key_event(k) for k in VIEW_KEYS[args.view]])
+    settle(app)
+
+
+def time_presses(app, events, presses):
+    """Milliseconds of ``presses`` presses of P on the drawing ``events`` make (cleared first)."""
+    app.post([key_event(pygame.K_c)] + events)
+    settle(app)
+    timings = []
+    for _ in range(presses):
+        pygame.event.post(key_event(pygame.K_p))
+        start = time.perf_counter()
+        app.step()
+        app.render()
+        timings.append(1000 * (time.perf_counter() - start))
+    return timings
+
+
+def run_benchmark(app, presses):
+    """Time ``presses`` presses of P on a drawn digit and on a five-digit number (event handled,
+    segmentation, every model, window drawn), then three teach steps (T, 7) if teaching is on."""
+    single = time_presses(app, digit_events(3, DEMO_BOX), presses)
+    number = time_presses(app, number_events("20261", DEMO_AREA), presses)
+    teach = []
+    if app.teacher is not None:
+        app.post([key_event(pygame.K_c)] + digit_events(7, DEMO_BOX) + [key_event(pygame.K_p)])
+        settle(app)
+        app.teacher.ensure_replay()              # loading MNIST once is not part of a teach step
+        for _ in range(3):
+            app.post([key_event(pygame.K_t), key_event(pygame.K_7)])
+            start = time.perf_counter()
+            app.step()
+            app.render()
+            teach.append(1000 * (time.perf_counter() - start))
+    print(json.dumps({"p_latency_ms": single, "p5_latency_ms": number, "teach_ms": teach,
+                      "models": list(app.models)}), flush=True)
+
+
+@exit_on_user_error
+def main(argv=None, prog="draw.py"):
+    args = make_parser(prog).parse_args(argv)
+    check_display()                      # before loading anything: fail in well under a second
+    models = load_models(args)
+    warm_up(models)
+    screen = open_window()
+    teacher = Teacher(models, folder=personal_dir(), mnist_dir=resolve_data_dir(None))
+    app = DrawApp(models, screen, brush=args.brush, live=args.live,
+                  screenshot_path=args.screenshot or "draw.png", teacher=teacher,
+                  load_shipped=lambda name: load_model(shipped_weights(name), expect=name))
+    app.render()
+    if args.benchmark:
+        print(f"first frame after {time.perf_counter() - _STARTED:.3f} s", flush=True)
+        run_benchmark(app, args.benchmark)
+        return 0
+    print("Draw a digit or a number in the black box with the left mouse button.\nKeys: " + HELP,
+          flush=True)
+    if args.demo is not None:
+        run_demo(app, args)
+        if args.screenshot:
+            app.save_screenshot()
+            return 0
+    run(app)
+    return 0
+
+
+def run_main(argv=None, prog="draw.py"):
+    """:func:`main` as a program: Ctrl-C leaves quietly, pygame is always shut down."""
+    try:
+        return main(argv, prog)
+    except KeyboardInterrupt:        # Ctrl-C in the console: leave quietly
+        return 130
+    finally:
+        pygame.quit()
+
+
+if __name__ == "__main__":
+    sys.exit(run_main())
