@@ -109,7 +109,8 @@ def run_command(*args, cwd, env=None):
 def test_console_command_lists_models_and_refuses_unknown(tmp_path):
     listed = run_command("models", cwd=tmp_path)
     assert listed.returncode == 0
-    assert [line.split()[0] for line in listed.stdout.splitlines()] == registry.names()
+    # a fresh process knows the package's model files (this one may have loaded others)
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["cnn", "gru", "lstm", "mlp", "rnn"]
     unknown = run_command("paint", cwd=tmp_path)
     assert unknown.returncode == 2
     assert unknown.stderr.strip().splitlines() == [
