@@ -28,6 +28,8 @@ MODEL = ModelSpec(
     build=build_rnn,
     to_input=image_rows,
     options={"hidden": 64},
-    recipe=Recipe(lr=1e-3, epochs=30, schedule="cosine", augment=True),
+    # 30 epochs reached 97.81 %, 60 epochs 98.36 % (batch 32: 98.46 %), lr 3e-3 96.89 %; the plain
+    # RNN learns slowly and keeps improving, so it gets the longest recipe (seed 1: 98.59 %).
+    recipe=Recipe(lr=1e-3, epochs=100, schedule="cosine", augment=True),
     recurrent=True,
 )

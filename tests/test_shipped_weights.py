@@ -10,7 +10,7 @@ from kit.mnist import load_mnist_float
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 # SPEC's bars; the RNN's is the accuracy its shipped recipe reached (SPEC: "as high as the recipe
 # allows"), so a retrained file cannot silently get worse.
-BARS = {"cnn": 0.994, "lstm": 0.988, "gru": 0.993, "mlp": 0.986, "rnn": 0.978}
+BARS = {"cnn": 0.994, "lstm": 0.988, "gru": 0.993, "mlp": 0.986, "rnn": 0.985}
 
 
 @pytest.fixture(scope="module")
