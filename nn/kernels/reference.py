@@ -96,3 +96,16 @@ def adam_update(param, grad, m, v, beta1, beta2, step_size, sqrt_bias_correction
     v *= beta2
     v += (1 - beta2) * grad * grad
     param -= step_size * m / (np.sqrt(v) / sqrt_bias_correction2 + eps)
+
+
+def dropout_forward(x, key, threshold, scale):
+    """The counter-based dropout mask, written with NumPy's wrapping uint64 arithmetic."""
+    index = np.arange(x.size, dtype=np.uint64)
+    z = np.uint64(key) + (index + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    bits = (z >> np.uint64(40)).astype(np.int64).reshape(x.shape)
+    mask = np.where(bits >= threshold, scale, 0).astype(x.dtype)
+    return x * mask, mask
+
