@@ -34,3 +34,66 @@ def test_dropout_layer_is_reproducible_and_resumable():
     assert not np.array_equal(first, second)                             # a new mask each step
     b.set_rng_state(state)
     np.testing.assert_array_equal(second, b.forward(x, training=True))  # restored: same stream
+
+
+# ----------------------------------------------------------------------------- Winograd F(2x2, 3x3)
+from nn.kernels import winograd  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [14, 7, 4, 3])
+def test_winograd_kernels_match_their_twins(dtype, size):
+    rng = np.random.default_rng(size)
+    n, c_in, c_out = 3, 4, 5
+    tiles = (size + 1) // 2
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    x = rng.standard_normal((n, c_in, size, size)).astype(dtype)
+    v = winograd.winograd_input(x, tiles, tiles)
+    np.testing.assert_allclose(v, reference.winograd_input(x, tiles, tiles), rtol=tolerance, atol=tolerance)
+
+    m = rng.standard_normal((16, c_out, n * tiles * tiles)).astype(dtype)
+    bias, slope = rng.standard_normal(c_out).astype(dtype), dtype(0.1)
+    pooled, argmax = winograd.winograd_output_pool(m, bias, slope, n, size, size, tiles, tiles)
+    pooled_ref, argmax_ref = reference.winograd_output_pool(m, bias, slope, n, size, size, tiles, tiles)
+    np.testing.assert_allclose(pooled, pooled_ref, rtol=tolerance, atol=tolerance)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+
+    dpooled = rng.standard_normal(pooled.shape).astype(dtype)
+    dm, db = winograd.winograd_pool_backward(dpooled, pooled, argmax, slope)
+    dm_ref, db_ref = reference.winograd_pool_backward(dpooled, pooled, argmax, slope)
+    np.testing.assert_allclose(dm, dm_ref, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(db, db_ref, rtol=tolerance, atol=tolerance)
+
+    dv = rng.standard_normal((16, c_in, n * tiles * tiles)).astype(dtype)
+    np.testing.assert_allclose(winograd.winograd_input_backward(dv, n, size, size, tiles, tiles),
+                               reference.winograd_input_backward(dv, n, size, size, tiles, tiles),
+                               rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [14, 7, 8])
+def test_winograd_block_matches_the_separate_layers(dtype, size):
+    """The Winograd path of the fused block (>= 16 input channels) against Conv2D -> LeakyReLU
+    -> MaxPool2D run one by one (im2col + GEMM): output, input gradient, parameter gradients."""
+    import copy
+    from nn.layers import Conv2D, LeakyReLU, MaxPool2D, Sequential
+    from nn.layers.fused import ConvActivationPool
+    rng = np.random.default_rng(size)
+    layers = [Conv2D(32, 24, 3, rng=rng), LeakyReLU(0.1), MaxPool2D(2, padding="same")]
+    layers[0].params["weight"] = layers[0].params["weight"].astype(dtype)
+    layers[0].params["bias"] = rng.standard_normal(24).astype(dtype) * 0.1
+    fused, plain = Sequential(layers), Sequential(copy.deepcopy(layers), fuse=False)
+    x = rng.standard_normal((5, 32, size, size)).astype(dtype)
+    step = fused.steps()[0]
+    assert isinstance(step, ConvActivationPool) and step.uses_winograd(x.shape)
+    y, y_plain = fused.forward(x, True), plain.forward(x, True)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, dx_plain = fused.backward(dy), plain.backward(dy)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    scale = np.abs(y_plain).max()
+    np.testing.assert_allclose(y, y_plain, rtol=0, atol=tolerance * scale)
+    np.testing.assert_allclose(dx, dx_plain, rtol=0, atol=tolerance * np.abs(dx_plain).max())
+    for key in ("weight", "bias"):
+        expected = plain.layers[0].grads[key]
+        np.testing.assert_allclose(fused.layers[0].grads[key], expected, rtol=0,
+                                   atol=tolerance * np.abs(expected).max(), err_msg=key)

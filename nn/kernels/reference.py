@@ -109,3 +109,62 @@ def dropout_forward(x, key, threshold, scale):
     mask = np.where(bits >= threshold, scale, 0).astype(x.dtype)
     return x * mask, mask
 
+
+WINOGRAD_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
+WINOGRAD_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+
+
+def _patches(x, tiles_h, tiles_w):
+    """(N, C, tiles_h, tiles_w, 4, 4) input patches, zero-padded by 1 (and more at the end)."""
+    n_batch, channels, height, width = x.shape
+    padded = np.zeros((n_batch, channels, 2 * tiles_h + 2, 2 * tiles_w + 2), dtype=x.dtype)
+    padded[:, :, 1:height + 1, 1:width + 1] = x
+    out = np.empty((n_batch, channels, tiles_h, tiles_w, 4, 4), dtype=x.dtype)
+    for ty in range(tiles_h):
+        for tx in range(tiles_w):
+            out[:, :, ty, tx] = padded[:, :, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4]
+    return out
+
+
+def winograd_input(x, tiles_h, tiles_w):
+    bt = WINOGRAD_BT.astype(x.dtype)
+    v = bt @ _patches(x, tiles_h, tiles_w) @ bt.T            # (N, C, th, tw, 4, 4)
+    channels = x.shape[1]
+    return v.transpose(4, 5, 1, 0, 2, 3).reshape(16, channels, -1)
+
+
+def winograd_output_pool(m, bias, slope, n_batch, height, width, tiles_h, tiles_w):
+    channels = m.shape[1]
+    at = WINOGRAD_AT.astype(m.dtype)
+    tiles = m.reshape(4, 4, channels, n_batch, tiles_h, tiles_w).transpose(3, 2, 4, 5, 0, 1)
+    y = at @ tiles @ at.T                                    # (N, C, th, tw, 2, 2)
+    valid = np.ones((tiles_h, tiles_w, 2, 2), dtype=bool)
+    valid[:, :, 1, :] &= (2 * np.arange(tiles_h) + 1 < height)[:, None, None]
+    valid[:, :, :, 1] &= (2 * np.arange(tiles_w) + 1 < width)[None, :, None]
+    y = np.where(valid, y, -np.inf).reshape(n_batch, channels, tiles_h, tiles_w, 4)
+    argmax = y.argmax(axis=-1).astype(np.int32)
+    best = y.max(axis=-1) + bias[None, :, None, None]
+    return np.where(best > 0, best, best * slope).astype(m.dtype), argmax
+
+
+def winograd_pool_backward(dpooled, pooled, argmax, slope):
+    n_batch, channels, tiles_h, tiles_w = dpooled.shape
+    g = np.where(pooled > 0, dpooled, dpooled * slope)
+    dy = np.zeros((n_batch, channels, tiles_h, tiles_w, 4), dtype=dpooled.dtype)
+    np.put_along_axis(dy, argmax[..., None].astype(np.int64), g[..., None], axis=-1)
+    at = WINOGRAD_AT.astype(dpooled.dtype)
+    dm = at.T @ dy.reshape(n_batch, channels, tiles_h, tiles_w, 2, 2) @ at   # (..., 4, 4)
+    dbias = g.sum(axis=(0, 2, 3))
+    return dm.transpose(4, 5, 1, 0, 2, 3).reshape(16, channels, -1), dbias
+
+
+def winograd_input_backward(dv, n_batch, height, width, tiles_h, tiles_w):
+    channels = dv.shape[1]
+    bt = WINOGRAD_BT.astype(dv.dtype)
+    d = dv.reshape(4, 4, channels, n_batch, tiles_h, tiles_w).transpose(3, 2, 4, 5, 0, 1)
+    d = bt.T @ d @ bt                                        # (N, C, th, tw, 4, 4)
+    padded = np.zeros((n_batch, channels, 2 * tiles_h + 2, 2 * tiles_w + 2), dtype=dv.dtype)
+    for ty in range(tiles_h):
+        for tx in range(tiles_w):
+            padded[:, :, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] += d[:, :, ty, tx]
+    return padded[:, :, 1:height + 1, 1:width + 1].copy()

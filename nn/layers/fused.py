@@ -14,9 +14,31 @@ import numpy as np
 
 from nn.kernels import conv as conv_kernels
 from nn.kernels import fused as kernels
+from nn.kernels import winograd
 from nn.layers.activation import LeakyReLU
 from nn.layers.conv import Conv2D, conv_geometry, weight_gradient
 from nn.layers.pool import MaxPool2D, pool_geometry
+
+
+# Winograd F(2x2, 3x3) pays for itself only with enough channels to make its 16 products large
+# (see docs/performance.md); below that the im2col path is used.
+WINOGRAD_MIN_CHANNELS = 16
+_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+
+
+def winograd_filter(w):
+    """w (C_out, C_in, 3, 3) -> U (16, C_out, C_in), U[4i + j] = (G w G^T)[i, j]."""
+    g = _G.astype(w.dtype)
+    u = np.tensordot(np.tensordot(g, w, axes=([1], [2])), g, axes=([3], [1]))  # (4, Co, Ci, 4)
+    return np.ascontiguousarray(u.transpose(0, 3, 1, 2)).reshape(16, w.shape[0], w.shape[1])
+
+
+def winograd_filter_grad(du):
+    """dU (16, C_out, C_in) -> dw (C_out, C_in, 3, 3) = G^T dU G, the adjoint of winograd_filter."""
+    g = _G.astype(du.dtype)
+    du = du.reshape(4, 4, du.shape[1], du.shape[2])
+    dw = np.tensordot(np.tensordot(g.T, du, axes=([1], [0])), g, axes=([1], [0]))  # (3, Co, Ci, 3)
+    return np.ascontiguousarray(dw.transpose(1, 2, 0, 3))
 
 
 def can_fuse(layers):
@@ -36,12 +58,30 @@ class ConvActivationPool:
                                                             2, 2, 0, 0, 2, 2)
         kernels.bias_leaky_maxpool_backward(pooled, pooled, argmax, slope, 3, 3)
         kernels.bias_leaky_maxpool2x2_forward(np.ones((1, 4), dtype), np.zeros(1, dtype), slope, 1, 2, 2)
+        x = np.ones((1, 1, 3, 3), dtype)
+        v = winograd.winograd_input(x, 2, 2)
+        pooled, argmax = winograd.winograd_output_pool(v, np.zeros(1, dtype), slope, 1, 3, 3, 2, 2)
+        dm, _ = winograd.winograd_pool_backward(pooled, pooled, argmax, slope)
+        winograd.winograd_input_backward(dm, 1, 3, 3, 2, 2)
 
     def __init__(self, conv: Conv2D, activation: LeakyReLU, pool: MaxPool2D):
         self.conv, self.activation, self.pool = conv, activation, pool
         self.cache = None
 
+    def uses_winograd(self, x_shape):
+        """3x3 'same' stride-1 conv with >= WINOGRAD_MIN_CHANNELS inputs, then a 2x2/2 pool
+        whose windows are the Winograd output tiles (no pool padding at the top/left)."""
+        conv, pool = self.conv, self.pool
+        if not (conv.kernel_size == 3 and conv.stride == 1 and conv.padding == "same"
+                and pool.pool_size == pool.stride == 2 and x_shape[1] >= WINOGRAD_MIN_CHANNELS):
+            return False
+        height, width = x_shape[2:]
+        out_h, out_w, top, left = pool_geometry(height, width, 2, 2, pool.padding)
+        return (top, left) == (0, 0) and (out_h, out_w) == ((height + 1) // 2, (width + 1) // 2)
+
     def forward(self, x, training=False):
+        if self.uses_winograd(x.shape):
+            return self._forward_winograd(x)
         conv, pool = self.conv, self.pool
         w, b = conv.params["weight"], conv.params["bias"]
         n_batch, _, height, width = x.shape
@@ -63,7 +103,37 @@ class ConvActivationPool:
         self.cache = (col, x.shape, pad_top, pad_left, out_h, out_w, pooled, argmax)
         return pooled
 
+    def _forward_winograd(self, x):
+        conv = self.conv
+        w, b = conv.params["weight"], conv.params["bias"]
+        n_batch, _, height, width = x.shape
+        tiles_h, tiles_w = (height + 1) // 2, (width + 1) // 2
+        v = winograd.winograd_input(np.ascontiguousarray(x), tiles_h, tiles_w)  # (16, Ci, T)
+        u = winograd_filter(w).astype(v.dtype)                                  # (16, Co, Ci)
+        m = np.matmul(u, v)                                                     # (16, Co, T)
+        slope = m.dtype.type(self.activation.slope)
+        pooled, argmax = winograd.winograd_output_pool(m, b.astype(m.dtype), slope, n_batch,
+                                                       height, width, tiles_h, tiles_w)
+        self.cache = ("winograd", v, u, x.shape, pooled, argmax)
+        return pooled
+
+    def _backward_winograd(self, dpooled):
+        conv = self.conv
+        _, v, u, x_shape, pooled, argmax = self.cache
+        slope = dpooled.dtype.type(self.activation.slope)
+        dm, db = winograd.winograd_pool_backward(np.ascontiguousarray(dpooled), pooled, argmax,
+                                                 slope)                     # (16, Co, T)
+        conv.grads["weight"] = winograd_filter_grad(np.matmul(dm, v.transpose(0, 2, 1)))
+        conv.grads["bias"] = db
+        if not conv.need_input_grad:
+            return None
+        n_batch, _, height, width = x_shape
+        dv = np.matmul(u.transpose(0, 2, 1), dm)                                # (16, Ci, T)
+        return winograd.winograd_input_backward(dv, n_batch, height, width, *pooled.shape[2:])
+
     def backward(self, dpooled):
+        if isinstance(self.cache[0], str):   # ("winograd", ...)
+            return self._backward_winograd(dpooled)
         conv = self.conv
         col, x_shape, pad_top, pad_left, out_h, out_w, pooled, argmax = self.cache
         w = conv.params["weight"]

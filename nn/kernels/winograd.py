@@ -1,0 +1,197 @@
+"""Winograd F(2x2, 3x3) for a 3x3 'same' convolution (stride 1) followed by a 2x2 max-pool.
+
+Each 2x2 block of the convolution's output (a "tile") is computed from the 4x4 input patch
+around it (padding 1 on every side) as
+
+    Y = A^T [ (G w G^T) . (B^T d B) ] A          16 products per channel pair instead of 36
+
+with the matrices of Lavin & Gray (2016):
+
+    B^T = [[1, 0,-1, 0], [0, 1, 1, 0], [0,-1, 1, 0], [0, 1, 0,-1]]
+    G   = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2,-1/2, 1/2], [0, 0, 1]]
+    A^T = [[1, 1, 1, 0], [0, 1,-1,-1]]
+
+Summed over input channels, the element-wise products become 16 matrix products, one per
+position k = 4i + j of the 4x4 transformed tile:  M[k] = U[k] @ V[k], with U (16, C_out, C_in)
+the transformed filters and V (16, C_in, T) the transformed input patches, T = N * tiles.
+
+A 2x2 pool with stride 2 and no padding covers exactly one output tile, so the output
+transform also adds the bias, pools and applies LeakyReLU (as the fused block does: leaky is
+monotonic, so the max of the activations is the activation of the max) and writes only the
+pooled map.  An odd-sized map (7x7) gets a last row/column of tiles whose second row/column
+lies outside the map; those entries are left out of the max, as 'same' pooling does.
+
+Backward, the gradient of the same algebra: the pool's gradient goes to the winning entry of
+each tile, dM[k] = (A dY A^T)[k], then dU[k] = dM[k] @ V[k]^T (-> dw = G^T dU G) and
+dV[k] = U[k]^T @ dM[k] (-> dx: B dV B^T added back onto the overlapping 4x4 patches).
+Only adds and subtracts happen inside these kernels (the 1/2 of G is applied to the small
+filter array in NumPy), so float32 stays float32 throughout.
+"""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def winograd_input(x, tiles_h, tiles_w):
+    """x (N, C, H, W) -> V (16, C, N*tiles_h*tiles_w): B^T d B of every 4x4 input patch.
+
+    Patch (ty, tx) covers input rows 2ty-1 .. 2ty+2 and columns 2tx-1 .. 2tx+2; entries outside
+    the image are 0 (the 'same' padding and, for odd sizes, the missing last row/column).
+    The row combinations B^T d are formed once per row of tiles, for the whole width.
+    """
+    n_batch, channels, height, width = x.shape
+    tiles = tiles_h * tiles_w
+    v = np.empty((16, channels, n_batch * tiles), dtype=x.dtype)
+    padded_h, padded_w = 2 * tiles_h + 2, 2 * tiles_w + 2
+    for c in prange(channels):
+        padded = np.zeros((padded_h, padded_w), dtype=x.dtype)
+        rows = np.empty((4, padded_w), dtype=x.dtype)
+        for n in range(n_batch):
+            padded[1:height + 1, 1:width + 1] = x[n, c]
+            for ty in range(tiles_h):
+                p0, p1 = padded[2 * ty], padded[2 * ty + 1]
+                p2, p3 = padded[2 * ty + 2], padded[2 * ty + 3]
+                r0, r1, r2, r3 = rows[0], rows[1], rows[2], rows[3]
+                for w in range(padded_w):                   # B^T patch, all columns at once
+                    r0[w] = p0[w] - p2[w]
+                    r1[w] = p1[w] + p2[w]
+                    r2[w] = p2[w] - p1[w]
+                    r3[w] = p1[w] - p3[w]
+                base = n * tiles + ty * tiles_w
+                for i in range(4):                          # (B^T patch) B, tile by tile
+                    r = rows[i]
+                    out0, out1 = v[4 * i, c], v[4 * i + 1, c]
+                    out2, out3 = v[4 * i + 2, c], v[4 * i + 3, c]
+                    for tx in range(tiles_w):
+                        d0, d1, d2, d3 = r[2 * tx], r[2 * tx + 1], r[2 * tx + 2], r[2 * tx + 3]
+                        out0[base + tx] = d0 - d2
+                        out1[base + tx] = d1 + d2
+                        out2[base + tx] = d2 - d1
+                        out3[base + tx] = d1 - d3
+    return v
+
+
+@njit(parallel=True, cache=True)
+def winograd_output_pool(m, bias, slope, n_batch, height, width, tiles_h, tiles_w):
+    """M (16, C, N*tiles) -> pooled (N, C, tiles_h, tiles_w) = leaky(max over the tile of
+    A^T M A + bias), and argmax (same shape): the winner's place in its tile, 2a + b.
+
+    Ties go to the first entry in row-major order, as in the pooling kernels.
+    """
+    channels = m.shape[1]
+    tiles = tiles_h * tiles_w
+    pooled = np.empty((n_batch, channels, tiles_h, tiles_w), dtype=m.dtype)
+    argmax = np.empty((n_batch, channels, tiles_h, tiles_w), dtype=np.int32)
+    for c in prange(channels):
+        b = bias[c]
+        for n in range(n_batch):
+            for ty in range(tiles_h):
+                row1 = 2 * ty + 1 < height
+                for tx in range(tiles_w):
+                    col1 = 2 * tx + 1 < width
+                    t = n * tiles + ty * tiles_w + tx
+                    # A^T M: two rows of four
+                    s00 = m[0, c, t] + m[4, c, t] + m[8, c, t]
+                    s01 = m[1, c, t] + m[5, c, t] + m[9, c, t]
+                    s02 = m[2, c, t] + m[6, c, t] + m[10, c, t]
+                    s03 = m[3, c, t] + m[7, c, t] + m[11, c, t]
+                    s10 = m[4, c, t] - m[8, c, t] - m[12, c, t]
+                    s11 = m[5, c, t] - m[9, c, t] - m[13, c, t]
+                    s12 = m[6, c, t] - m[10, c, t] - m[14, c, t]
+                    s13 = m[7, c, t] - m[11, c, t] - m[15, c, t]
+                    best, where = s00 + s01 + s02, 0
+                    if col1:
+                        y01 = s01 - s02 - s03
+                        if y01 > best:
+                            best, where = y01, 1
+                    if row1:
+                        y10 = s10 + s11 + s12
+                        if y10 > best:
+                            best, where = y10, 2
+                        if col1:
+                            y11 = s11 - s12 - s13
+                            if y11 > best:
+                                best, where = y11, 3
+                    best += b
+                    pooled[n, c, ty, tx] = best if best > 0 else best * slope
+                    argmax[n, c, ty, tx] = where
+    return pooled, argmax
+
+
+@njit(parallel=True, cache=True)
+def winograd_pool_backward(dpooled, pooled, argmax, slope):
+    """dpooled (N, C, tiles_h, tiles_w) -> (dM (16, C, N*tiles), dbias (C,)).
+
+    The pooled gradient times leaky' goes to the tile's winner (a, b); dM = A dY A^T, i.e.
+    dM[4i + j] = g * A[i, a] * A[j, b] with A[:, 0] = (1, 1, 1, 0), A[:, 1] = (0, 1, -1, -1).
+    """
+    n_batch, channels, tiles_h, tiles_w = dpooled.shape
+    tiles = tiles_h * tiles_w
+    dm = np.empty((16, channels, n_batch * tiles), dtype=dpooled.dtype)
+    dbias = np.empty(channels, dtype=dpooled.dtype)
+    count = n_batch * tiles
+    for c in prange(channels):
+        g_flat = dpooled[:, c].copy().reshape(-1)     # (N*tiles,) in the order of t
+        out_flat = pooled[:, c].copy().reshape(-1)
+        where_flat = argmax[:, c].copy().reshape(-1)
+        rows = np.empty((4, count), dtype=dpooled.dtype)    # g * A[i, a] for each tile
+        cols = np.empty((4, count), dtype=dpooled.dtype)    # A[j, b]
+        total = 0.0
+        for t in range(count):
+            g = g_flat[t]
+            if not out_flat[t] > 0:
+                g = g * slope
+            total += g
+            a = where_flat[t] >> 1
+            b = where_flat[t] & 1
+            rows[0, t] = g - g * a
+            rows[1, t] = g
+            rows[2, t] = g - 2 * g * a
+            rows[3, t] = -g * a
+            cols[0, t] = 1 - b
+            cols[1, t] = 1
+            cols[2, t] = 1 - 2 * b
+            cols[3, t] = -b
+        for i in range(4):
+            row = rows[i]
+            for j in range(4):
+                col, target = cols[j], dm[4 * i + j, c]
+                for t in range(count):
+                    target[t] = row[t] * col[t]
+        dbias[c] = total
+    return dm, dbias
+
+
+@njit(parallel=True, cache=True)
+def winograd_input_backward(dv, n_batch, height, width, tiles_h, tiles_w):
+    """dV (16, C, N*tiles) -> dx (N, C, H, W): B dV B^T of every tile added onto its 4x4 patch."""
+    channels = dv.shape[1]
+    tiles = tiles_h * tiles_w
+    dx = np.empty((n_batch, channels, height, width), dtype=dv.dtype)
+    padded_h, padded_w = 2 * tiles_h + 2, 2 * tiles_w + 2
+    for c in prange(channels):
+        padded = np.empty((padded_h, padded_w), dtype=dv.dtype)
+        r = np.empty((4, 4), dtype=dv.dtype)
+        for n in range(n_batch):
+            padded[:, :] = 0
+            for ty in range(tiles_h):
+                for tx in range(tiles_w):
+                    t = n * tiles + ty * tiles_w + tx
+                    for j in range(4):                      # r <- B dV (row combinations)
+                        v0, v1 = dv[j, c, t], dv[4 + j, c, t]
+                        v2, v3 = dv[8 + j, c, t], dv[12 + j, c, t]
+                        r[0, j] = v0
+                        r[1, j] = v1 - v2 + v3
+                        r[2, j] = v1 + v2 - v0
+                        r[3, j] = -v3
+                    for i in range(4):                      # patch += r B^T (columns)
+                        target = padded[2 * ty + i]
+                        x0 = 2 * tx
+                        target[x0] += r[i, 0]
+                        target[x0 + 1] += r[i, 1] - r[i, 2] + r[i, 3]
+                        target[x0 + 2] += r[i, 1] + r[i, 2] - r[i, 0]
+                        target[x0 + 3] -= r[i, 3]
+            for h in range(height):
+                for w in range(width):
+                    dx[n, c, h, w] = padded[h + 1, w + 1]
+    return dx
