@@ -82,39 +82,41 @@ def winograd_output_pool(m, bias, slope, n_batch, height, width, tiles_h, tiles_
     tiles = tiles_h * tiles_w
     pooled = np.empty((n_batch, channels, tiles_h, tiles_w), dtype=m.dtype)
     argmax = np.empty((n_batch, channels, tiles_h, tiles_w), dtype=np.int32)
+    count = n_batch * tiles
     for c in prange(channels):
         b = bias[c]
+        y = np.empty((4, count), dtype=m.dtype)           # the tile's 2x2 outputs, row-major
+        s = np.empty((8, count), dtype=m.dtype)           # A^T M: two rows of four
+        for j in range(4):                                # straight loops over t: vectorised
+            m0, m1, m2, m3 = m[j, c], m[4 + j, c], m[8 + j, c], m[12 + j, c]
+            top, bottom = s[j], s[4 + j]
+            for t in range(count):
+                top[t] = m0[t] + m1[t] + m2[t]
+                bottom[t] = m1[t] - m2[t] - m3[t]
+        for r in range(2):
+            s0, s1, s2, s3 = s[4 * r], s[4 * r + 1], s[4 * r + 2], s[4 * r + 3]
+            left, right = y[2 * r], y[2 * r + 1]
+            for t in range(count):
+                left[t] = s0[t] + s1[t] + s2[t]
+                right[t] = s1[t] - s2[t] - s3[t]
+        out, where = pooled[:, c], argmax[:, c]
         for n in range(n_batch):
             for ty in range(tiles_h):
                 row1 = 2 * ty + 1 < height
                 for tx in range(tiles_w):
                     col1 = 2 * tx + 1 < width
                     t = n * tiles + ty * tiles_w + tx
-                    # A^T M: two rows of four
-                    s00 = m[0, c, t] + m[4, c, t] + m[8, c, t]
-                    s01 = m[1, c, t] + m[5, c, t] + m[9, c, t]
-                    s02 = m[2, c, t] + m[6, c, t] + m[10, c, t]
-                    s03 = m[3, c, t] + m[7, c, t] + m[11, c, t]
-                    s10 = m[4, c, t] - m[8, c, t] - m[12, c, t]
-                    s11 = m[5, c, t] - m[9, c, t] - m[13, c, t]
-                    s12 = m[6, c, t] - m[10, c, t] - m[14, c, t]
-                    s13 = m[7, c, t] - m[11, c, t] - m[15, c, t]
-                    best, where = s00 + s01 + s02, 0
-                    if col1:
-                        y01 = s01 - s02 - s03
-                        if y01 > best:
-                            best, where = y01, 1
+                    best, k = y[0, t], 0
+                    if col1 and y[1, t] > best:
+                        best, k = y[1, t], 1
                     if row1:
-                        y10 = s10 + s11 + s12
-                        if y10 > best:
-                            best, where = y10, 2
-                        if col1:
-                            y11 = s11 - s12 - s13
-                            if y11 > best:
-                                best, where = y11, 3
+                        if y[2, t] > best:
+                            best, k = y[2, t], 2
+                        if col1 and y[3, t] > best:
+                            best, k = y[3, t], 3
                     best += b
-                    pooled[n, c, ty, tx] = best if best > 0 else best * slope
-                    argmax[n, c, ty, tx] = where
+                    out[n, ty, tx] = best if best > 0 else best * slope
+                    where[n, ty, tx] = k
     return pooled, argmax
 
 
