@@ -97,3 +97,42 @@ def test_winograd_block_matches_the_separate_layers(dtype, size):
         expected = plain.layers[0].grads[key]
         np.testing.assert_allclose(fused.layers[0].grads[key], expected, rtol=0,
                                    atol=tolerance * np.abs(expected).max(), err_msg=key)
+
+
+# ----------------------------------------------------------------------------- direct first block
+from nn.kernels import fused as fused_kernels  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [28, 6, 2])
+def test_direct_first_block_matches_its_twin(dtype, size):
+    rng = np.random.default_rng(size)
+    x = rng.random((3, 1, size, size)).astype(dtype)
+    w = rng.standard_normal((5, 1, 3, 3)).astype(dtype)
+    bias, slope = rng.standard_normal(5).astype(dtype) * 0.1, dtype(0.1)
+    pooled, argmax = fused_kernels.conv3x3_single_channel_leaky_maxpool2x2(x, w, bias, slope)
+    pooled_ref, argmax_ref = reference.conv3x3_single_channel_leaky_maxpool2x2(x, w, bias, slope)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(pooled, pooled_ref, rtol=tolerance, atol=tolerance)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+
+
+@pytest.mark.parametrize("zeros", [False, True])
+def test_direct_first_block_matches_the_separate_layers(zeros):
+    """Output, parameter gradients and tie-breaking of the direct conv1 path against the layers."""
+    import copy
+    from nn.layers import Conv2D, LeakyReLU, MaxPool2D, Sequential
+    rng = np.random.default_rng(3)
+    layers = [Conv2D(1, 8, 3, need_input_grad=False, rng=rng), LeakyReLU(0.1), MaxPool2D(2, padding="same")]
+    layers[0].params["bias"][:] = rng.standard_normal(8) * 0.1
+    fused, plain = Sequential(layers), Sequential(copy.deepcopy(layers), fuse=False)
+    x = (np.zeros if zeros else lambda s, d: rng.random(s).astype(d))((4, 1, 28, 28), np.float32)
+    assert fused.steps()[0].uses_direct(x.shape)
+    y, y_plain = fused.forward(x, True), plain.forward(x, True)
+    np.testing.assert_allclose(y, y_plain, rtol=1e-5, atol=1e-6)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    fused.backward(dy)
+    plain.backward(dy)
+    for key in ("weight", "bias"):
+        np.testing.assert_allclose(fused.layers[0].grads[key], plain.layers[0].grads[key],
+                                   rtol=1e-5, atol=1e-5, err_msg=key)

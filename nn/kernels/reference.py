@@ -168,3 +168,19 @@ def winograd_input_backward(dv, n_batch, height, width, tiles_h, tiles_w):
         for tx in range(tiles_w):
             padded[:, :, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] += d[:, :, ty, tx]
     return padded[:, :, 1:height + 1, 1:width + 1].copy()
+
+
+def conv3x3_single_channel_leaky_maxpool2x2(x, w, bias, slope):
+    n_batch, _, height, width = x.shape
+    padded = np.pad(x[:, 0], ((0, 0), (1, 1), (1, 1)))
+    y = np.zeros((n_batch, w.shape[0], height, width), dtype=x.dtype)
+    for i in range(3):
+        for j in range(3):
+            y += w[None, :, 0, i, j, None, None] * padded[:, None, i:i + height, j:j + width]
+    windows = y.reshape(n_batch, -1, height // 2, 2, width // 2, 2).transpose(0, 1, 2, 4, 3, 5)
+    windows = windows.reshape(n_batch, -1, height // 2, width // 2, 4)
+    k = windows.argmax(axis=-1)
+    best = windows.max(axis=-1) + bias[None, :, None, None]
+    rows = 2 * np.arange(height // 2)[:, None] + k // 2
+    cols = 2 * np.arange(width // 2)[None, :] + k % 2
+    return np.where(best > 0, best, best * slope).astype(x.dtype), (rows * width + cols).astype(np.int32)

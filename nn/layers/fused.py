@@ -58,6 +58,9 @@ class ConvActivationPool:
                                                             2, 2, 0, 0, 2, 2)
         kernels.bias_leaky_maxpool_backward(pooled, pooled, argmax, slope, 3, 3)
         kernels.bias_leaky_maxpool2x2_forward(np.ones((1, 4), dtype), np.zeros(1, dtype), slope, 1, 2, 2)
+        kernels.conv3x3_single_channel_leaky_maxpool2x2(np.ones((1, 1, 2, 2), dtype),
+                                                        np.ones((1, 1, 3, 3), dtype),
+                                                        np.zeros(1, dtype), slope)
         x = np.ones((1, 1, 3, 3), dtype)
         v = winograd.winograd_input(x, 2, 2)
         pooled, argmax = winograd.winograd_output_pool(v, np.zeros(1, dtype), slope, 1, 3, 3, 2, 2)
@@ -79,9 +82,18 @@ class ConvActivationPool:
         out_h, out_w, top, left = pool_geometry(height, width, 2, 2, pool.padding)
         return (top, left) == (0, 0) and (out_h, out_w) == ((height + 1) // 2, (width + 1) // 2)
 
+    def uses_direct(self, x_shape):
+        """One input channel, 3x3 'same' stride 1, then a 2x2/2 pool on an even-sized map."""
+        conv, pool = self.conv, self.pool
+        return (x_shape[1] == 1 and conv.kernel_size == 3 and conv.stride == 1
+                and conv.padding == "same" and pool.pool_size == pool.stride == 2
+                and x_shape[2] % 2 == 0 and x_shape[3] % 2 == 0)
+
     def forward(self, x, training=False):
         if self.uses_winograd(x.shape):
             return self._forward_winograd(x)
+        if self.uses_direct(x.shape):
+            return self._forward_direct(x)
         conv, pool = self.conv, self.pool
         w, b = conv.params["weight"], conv.params["bias"]
         n_batch, _, height, width = x.shape
@@ -117,6 +129,18 @@ class ConvActivationPool:
         self.cache = ("winograd", v, u, x.shape, pooled, argmax)
         return pooled
 
+    def _forward_direct(self, x):
+        conv = self.conv
+        w, b = conv.params["weight"], conv.params["bias"]
+        x = np.ascontiguousarray(x)
+        slope = x.dtype.type(self.activation.slope)
+        pooled, argmax = kernels.conv3x3_single_channel_leaky_maxpool2x2(
+            x, w.astype(x.dtype), b.astype(x.dtype), slope)
+        # the backward pass builds the (9, N*H*W) patches it needs for dw from x (cheap: K = 9)
+        height, width = x.shape[2:]
+        self.cache = (None, x, 1, 1, height, width, pooled, argmax)
+        return pooled
+
     def _backward_winograd(self, dpooled):
         conv = self.conv
         _, v, u, x_shape, pooled, argmax = self.cache
@@ -136,6 +160,10 @@ class ConvActivationPool:
             return self._backward_winograd(dpooled)
         conv = self.conv
         col, x_shape, pad_top, pad_left, out_h, out_w, pooled, argmax = self.cache
+        if col is None:                                   # the direct first-block forward
+            x = x_shape
+            x_shape = x.shape
+            col = conv_kernels.im2col(x, 3, 3, 1, 1, 1, out_h, out_w)
         w = conv.params["weight"]
         slope = dpooled.dtype.type(self.activation.slope)
         dy2d, db = kernels.bias_leaky_maxpool_backward(dpooled, pooled, argmax, slope, out_h, out_w)
