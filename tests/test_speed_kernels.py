@@ -115,6 +115,11 @@ def test_direct_first_block_matches_its_twin(dtype, size):
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(pooled, pooled_ref, rtol=tolerance, atol=tolerance)
     np.testing.assert_array_equal(argmax, argmax_ref)
+    dpooled = rng.standard_normal(pooled.shape).astype(dtype)
+    dw, db = fused_kernels.conv3x3_single_channel_leaky_maxpool_backward(dpooled, pooled, argmax, slope, x)
+    dw_ref, db_ref = reference.conv3x3_single_channel_leaky_maxpool_backward(dpooled, pooled, argmax, slope, x)
+    np.testing.assert_allclose(dw, dw_ref, rtol=tolerance * 10, atol=tolerance * 10)
+    np.testing.assert_allclose(db, db_ref, rtol=tolerance * 10, atol=tolerance * 10)
 
 
 @pytest.mark.parametrize("zeros", [False, True])

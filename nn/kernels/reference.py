@@ -184,3 +184,20 @@ def conv3x3_single_channel_leaky_maxpool2x2(x, w, bias, slope):
     rows = 2 * np.arange(height // 2)[:, None] + k // 2
     cols = 2 * np.arange(width // 2)[None, :] + k % 2
     return np.where(best > 0, best, best * slope).astype(x.dtype), (rows * width + cols).astype(np.int32)
+
+
+def conv3x3_single_channel_leaky_maxpool_backward(dpooled, pooled, argmax, slope, x):
+    n_batch, channels, out_h, out_w = dpooled.shape
+    height, width = x.shape[2:]
+    g = np.where(pooled > 0, dpooled, dpooled * slope)
+    dy = np.zeros((n_batch, channels, height * width), dtype=dpooled.dtype)
+    for n in range(n_batch):
+        for c in range(channels):
+            np.add.at(dy[n, c], argmax[n, c].ravel(), g[n, c].ravel())
+    dy = dy.reshape(n_batch, channels, height, width)
+    padded = np.pad(x[:, 0], ((0, 0), (1, 1), (1, 1)))
+    dw = np.empty((channels, 1, 3, 3), dtype=dpooled.dtype)
+    for i in range(3):
+        for j in range(3):
+            dw[:, 0, i, j] = np.einsum("nchw,nhw->c", dy, padded[:, i:i + height, j:j + width])
+    return dw, g.sum(axis=(0, 2, 3))

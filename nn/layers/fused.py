@@ -58,9 +58,10 @@ class ConvActivationPool:
                                                             2, 2, 0, 0, 2, 2)
         kernels.bias_leaky_maxpool_backward(pooled, pooled, argmax, slope, 3, 3)
         kernels.bias_leaky_maxpool2x2_forward(np.ones((1, 4), dtype), np.zeros(1, dtype), slope, 1, 2, 2)
-        kernels.conv3x3_single_channel_leaky_maxpool2x2(np.ones((1, 1, 2, 2), dtype),
-                                                        np.ones((1, 1, 3, 3), dtype),
-                                                        np.zeros(1, dtype), slope)
+        pooled, argmax = kernels.conv3x3_single_channel_leaky_maxpool2x2(
+            np.ones((1, 1, 2, 2), dtype), np.ones((1, 1, 3, 3), dtype), np.zeros(1, dtype), slope)
+        kernels.conv3x3_single_channel_leaky_maxpool_backward(pooled, pooled, argmax, slope,
+                                                              np.ones((1, 1, 2, 2), dtype))
         x = np.ones((1, 1, 3, 3), dtype)
         v = winograd.winograd_input(x, 2, 2)
         pooled, argmax = winograd.winograd_output_pool(v, np.zeros(1, dtype), slope, 1, 3, 3, 2, 2)
@@ -163,6 +164,12 @@ class ConvActivationPool:
         if col is None:                                   # the direct first-block forward
             x = x_shape
             x_shape = x.shape
+            if not conv.need_input_grad:                  # (the first layer: only dw and db)
+                slope = dpooled.dtype.type(self.activation.slope)
+                conv.grads["weight"], conv.grads["bias"] = \
+                    kernels.conv3x3_single_channel_leaky_maxpool_backward(
+                        np.ascontiguousarray(dpooled), pooled, argmax, slope, x)
+                return None
             col = conv_kernels.im2col(x, 3, 3, 1, 1, 1, out_h, out_w)
         w = conv.params["weight"]
         slope = dpooled.dtype.type(self.activation.slope)
