@@ -70,14 +70,17 @@ def test_winograd_kernels_match_their_twins(dtype, size):
                                rtol=tolerance, atol=tolerance)
 
 
+@pytest.mark.parametrize("chunk", [64, 2])   # one slice, and a batch of 5 in slices of 2, 2, 1
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("size", [14, 7, 8])
-def test_winograd_block_matches_the_separate_layers(dtype, size):
+def test_winograd_block_matches_the_separate_layers(dtype, size, chunk, monkeypatch):
     """The Winograd path of the fused block (>= 16 input channels) against Conv2D -> LeakyReLU
     -> MaxPool2D run one by one (im2col + GEMM): output, input gradient, parameter gradients."""
     import copy
     from nn.layers import Conv2D, LeakyReLU, MaxPool2D, Sequential
+    from nn.layers import fused as fused_module
     from nn.layers.fused import ConvActivationPool
+    monkeypatch.setattr(fused_module, "WINOGRAD_CHUNK", chunk)
     rng = np.random.default_rng(size)
     layers = [Conv2D(32, 24, 3, rng=rng), LeakyReLU(0.1), MaxPool2D(2, padding="same")]
     layers[0].params["weight"] = layers[0].params["weight"].astype(dtype)

@@ -23,6 +23,7 @@ from nn.layers.pool import MaxPool2D, pool_geometry
 # Winograd F(2x2, 3x3) pays for itself only with enough channels to make its 16 products large
 # (see docs/performance.md); below that the im2col path is used.
 WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_CHUNK = 64     # images per Winograd slice (see ConvActivationPool._forward_winograd)
 _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 
 
@@ -117,17 +118,28 @@ class ConvActivationPool:
         return pooled
 
     def _forward_winograd(self, x):
+        """Winograd in slices of at most WINOGRAD_CHUNK images, so the (16, C, tiles) arrays of
+        one slice stay cache-sized (at batch 256 M alone would be 51 MB for conv2)."""
         conv = self.conv
         w, b = conv.params["weight"], conv.params["bias"]
         n_batch, _, height, width = x.shape
         tiles_h, tiles_w = (height + 1) // 2, (width + 1) // 2
-        v = winograd.winograd_input(np.ascontiguousarray(x), tiles_h, tiles_w)  # (16, Ci, T)
-        u = winograd_filter(w).astype(v.dtype)                                  # (16, Co, Ci)
-        m = np.matmul(u, v)                                                     # (16, Co, T)
-        slope = m.dtype.type(self.activation.slope)
-        pooled, argmax = winograd.winograd_output_pool(m, b.astype(m.dtype), slope, n_batch,
-                                                       height, width, tiles_h, tiles_w)
-        self.cache = ("winograd", v, u, x.shape, pooled, argmax)
+        x = np.ascontiguousarray(x)
+        u = winograd_filter(w).astype(x.dtype)                                  # (16, Co, Ci)
+        bias = b.astype(x.dtype)
+        slope = x.dtype.type(self.activation.slope)
+        vs, pooled, argmax = [], [], []
+        for start in range(0, n_batch, WINOGRAD_CHUNK):
+            part = x[start:start + WINOGRAD_CHUNK]
+            v = winograd.winograd_input(part, tiles_h, tiles_w)                 # (16, Ci, T)
+            m = np.matmul(u, v)                                                 # (16, Co, T)
+            p, a = winograd.winograd_output_pool(m, bias, slope, len(part), height, width,
+                                                 tiles_h, tiles_w)
+            vs.append(v)
+            pooled.append(p)
+            argmax.append(a)
+        pooled = pooled[0] if len(pooled) == 1 else np.concatenate(pooled)
+        self.cache = ("winograd", vs, u, x.shape, pooled, argmax)
         return pooled
 
     def _forward_direct(self, x):
@@ -144,17 +156,25 @@ class ConvActivationPool:
 
     def _backward_winograd(self, dpooled):
         conv = self.conv
-        _, v, u, x_shape, pooled, argmax = self.cache
+        _, vs, u, x_shape, pooled, argmax = self.cache
+        n_batch, _, height, width = x_shape
         slope = dpooled.dtype.type(self.activation.slope)
-        dm, db = winograd.winograd_pool_backward(np.ascontiguousarray(dpooled), pooled, argmax,
-                                                 slope)                     # (16, Co, T)
-        conv.grads["weight"] = winograd_filter_grad(np.matmul(dm, v.transpose(0, 2, 1)))
+        dpooled = np.ascontiguousarray(dpooled)
+        du, db, dx = 0, 0, []
+        for i, (v, a) in enumerate(zip(vs, argmax)):
+            part = slice(i * WINOGRAD_CHUNK, (i + 1) * WINOGRAD_CHUNK)
+            dm, db_part = winograd.winograd_pool_backward(dpooled[part], pooled[part], a, slope)
+            du = du + np.matmul(dm, v.transpose(0, 2, 1))                       # (16, Co, Ci)
+            db = db + db_part
+            if conv.need_input_grad:
+                dv = np.matmul(u.transpose(0, 2, 1), dm)                        # (16, Ci, T)
+                dx.append(winograd.winograd_input_backward(dv, len(a), height, width,
+                                                           *pooled.shape[2:]))
+        conv.grads["weight"] = winograd_filter_grad(du)
         conv.grads["bias"] = db
         if not conv.need_input_grad:
             return None
-        n_batch, _, height, width = x_shape
-        dv = np.matmul(u.transpose(0, 2, 1), dm)                                # (16, Ci, T)
-        return winograd.winograd_input_backward(dv, n_batch, height, width, *pooled.shape[2:])
+        return dx[0] if len(dx) == 1 else np.concatenate(dx)
 
     def backward(self, dpooled):
         if isinstance(self.cache[0], str):   # ("winograd", ...)
