@@ -9,6 +9,12 @@ passes over memory:
 forward   col = im2col(x);  y2d = w2d @ col;  pooled = leaky(maxpool(y2d + b))     (one kernel)
 backward  dy2d = scatter of dpooled * leaky' to each window's arg-max, in GEMM layout
           dw2d = dy2d @ col^T,  db = sum dy2d,  dx = col2im(w2d^T @ dy2d)
+
+Two special cases run their own kernels (docs/performance.md, issue 10):
+- 3x3 'same' convolutions with >= WINOGRAD_MIN_CHANNELS inputs followed by a 2x2/2 pool use
+  Winograd F(2x2, 3x3) (nn.kernels.winograd): each pool window is one Winograd output tile;
+- a first block with one input channel (3x3 'same', 2x2/2 pool, even size) is computed
+  directly (no im2col or GEMM), and its weight gradient is summed from each window's winner.
 """
 import numpy as np
 
@@ -160,9 +166,10 @@ class ConvActivationPool:
         n_batch, _, height, width = x_shape
         slope = dpooled.dtype.type(self.activation.slope)
         dpooled = np.ascontiguousarray(dpooled)
-        du, db, dx = 0, 0, []
-        for i, (v, a) in enumerate(zip(vs, argmax)):
-            part = slice(i * WINOGRAD_CHUNK, (i + 1) * WINOGRAD_CHUNK)
+        du, db, dx, start = 0, 0, [], 0
+        for v, a in zip(vs, argmax):                 # the slices of the forward pass
+            part = slice(start, start + len(a))
+            start += len(a)
             dm, db_part = winograd.winograd_pool_backward(dpooled[part], pooled[part], a, slope)
             du = du + np.matmul(dm, v.transpose(0, 2, 1))                       # (16, Co, Ci)
             db = db + db_part
