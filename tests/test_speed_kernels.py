@@ -64,6 +64,14 @@ def test_winograd_kernels_match_their_twins(dtype, size):
     np.testing.assert_allclose(dm, dm_ref, rtol=tolerance, atol=tolerance)
     np.testing.assert_allclose(db, db_ref, rtol=tolerance, atol=tolerance)
 
+    w = rng.standard_normal((c_out, c_in, 3, 3)).astype(dtype)
+    from nn.layers.fused import winograd_filter
+    np.testing.assert_allclose(winograd_filter(w), reference.winograd_filter(w),
+                               rtol=tolerance, atol=tolerance)
+    du = rng.standard_normal((16, c_out, c_in)).astype(dtype)
+    np.testing.assert_allclose(winograd.winograd_filter_grad(du), reference.winograd_filter_grad(du),
+                               rtol=tolerance, atol=tolerance)
+
     dv = rng.standard_normal((16, c_in, n * tiles * tiles)).astype(dtype)
     np.testing.assert_allclose(winograd.winograd_input_backward(dv, n, size, size, tiles, tiles),
                                reference.winograd_input_backward(dv, n, size, size, tiles, tiles),

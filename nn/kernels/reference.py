@@ -201,3 +201,18 @@ def conv3x3_single_channel_leaky_maxpool_backward(dpooled, pooled, argmax, slope
         for j in range(3):
             dw[:, 0, i, j] = np.einsum("nchw,nhw->c", dy, padded[:, i:i + height, j:j + width])
     return dw, g.sum(axis=(0, 2, 3))
+
+
+WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+
+
+def winograd_filter(w):
+    g = WINOGRAD_G.astype(w.dtype)
+    u = g @ w @ g.T                                          # (Co, Ci, 4, 4)
+    return np.ascontiguousarray(u.transpose(2, 3, 0, 1)).reshape(16, w.shape[0], w.shape[1])
+
+
+def winograd_filter_grad(du):
+    g = WINOGRAD_G.astype(du.dtype)
+    d = du.reshape(4, 4, du.shape[1], du.shape[2]).transpose(2, 3, 0, 1)   # (Co, Ci, 4, 4)
+    return g.T @ d @ g

@@ -31,6 +31,7 @@ from nn.layers.pool import MaxPool2D, pool_geometry
 WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_CHUNK = 64     # images per Winograd slice (see ConvActivationPool._forward_winograd)
 _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+winograd_filter_grad = winograd.winograd_filter_grad  # dU -> dw = G^T dU G, the adjoint of:
 
 
 def winograd_filter(w):
@@ -38,14 +39,6 @@ def winograd_filter(w):
     g = _G.astype(w.dtype)
     u = np.tensordot(np.tensordot(g, w, axes=([1], [2])), g, axes=([3], [1]))  # (4, Co, Ci, 4)
     return np.ascontiguousarray(u.transpose(0, 3, 1, 2)).reshape(16, w.shape[0], w.shape[1])
-
-
-def winograd_filter_grad(du):
-    """dU (16, C_out, C_in) -> dw (C_out, C_in, 3, 3) = G^T dU G, the adjoint of winograd_filter."""
-    g = _G.astype(du.dtype)
-    du = du.reshape(4, 4, du.shape[1], du.shape[2])
-    dw = np.tensordot(np.tensordot(g.T, du, axes=([1], [0])), g, axes=([1], [0]))  # (3, Co, Ci, 3)
-    return np.ascontiguousarray(dw.transpose(1, 2, 0, 3))
 
 
 def can_fuse(layers):
@@ -74,6 +67,7 @@ class ConvActivationPool:
         pooled, argmax = winograd.winograd_output_pool(v, np.zeros(1, dtype), slope, 1, 3, 3, 2, 2)
         dm, _ = winograd.winograd_pool_backward(pooled, pooled, argmax, slope)
         winograd.winograd_input_backward(dm, 1, 3, 3, 2, 2)
+        winograd.winograd_filter_grad(np.ones((16, 1, 1), dtype))
 
     def __init__(self, conv: Conv2D, activation: LeakyReLU, pool: MaxPool2D):
         self.conv, self.activation, self.pool = conv, activation, pool
@@ -131,7 +125,7 @@ class ConvActivationPool:
         n_batch, _, height, width = x.shape
         tiles_h, tiles_w = (height + 1) // 2, (width + 1) // 2
         x = np.ascontiguousarray(x)
-        u = winograd_filter(w).astype(x.dtype)                                  # (16, Co, Ci)
+        u = winograd_filter(w.astype(x.dtype, copy=False))                             # (16, Co, Ci)
         bias = b.astype(x.dtype)
         slope = x.dtype.type(self.activation.slope)
         vs, pooled, argmax = [], [], []
