@@ -111,3 +111,105 @@ def bias_leaky_maxpool_backward(dpooled, pooled, argmax, slope, height, width):
                     total += g
         dbias[c] = total
     return dy2d, dbias
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def conv3x3_single_channel_leaky_maxpool2x2(x, w, bias, slope):
+    """A whole first block without im2col or GEMM: one input channel, 3x3 'same' convolution
+    (stride 1), bias, LeakyReLU and 2x2 / stride-2 max-pool, for even height and width.
+
+    x (N, 1, H, W), w (C, 1, 3, 3) -> pooled (N, C, H/2, W/2) and argmax (flat index h*W + w
+    into the convolution's output, as :func:`bias_leaky_maxpool2x2_forward` gives).  Each pair
+    of output rows is computed as nine shifted multiply-adds along the row (K = 9 is far too
+    small for a matrix product to pay) and pooled straight away, so the full-size map never
+    reaches memory.  Runs in parallel over images.
+    """
+    n_batch, _, height, width = x.shape
+    channels = w.shape[0]
+    out_h, out_w = height // 2, width // 2
+    pooled = np.empty((n_batch, channels, out_h, out_w), dtype=x.dtype)
+    argmax = np.empty((n_batch, channels, out_h, out_w), dtype=np.int32)
+    for n in prange(n_batch):
+        padded = np.zeros((height + 2, width + 2), dtype=x.dtype)
+        padded[1:height + 1, 1:width + 1] = x[n, 0]
+        top = np.empty(width, dtype=x.dtype)
+        bottom = np.empty(width, dtype=x.dtype)
+        for c in range(channels):
+            k = w[c, 0]
+            w00, w01, w02 = k[0, 0], k[0, 1], k[0, 2]
+            w10, w11, w12 = k[1, 0], k[1, 1], k[1, 2]
+            w20, w21, w22 = k[2, 0], k[2, 1], k[2, 2]
+            b = bias[c]
+            out, where = pooled[n, c], argmax[n, c]
+            for oh in range(out_h):
+                p0, p1 = padded[2 * oh], padded[2 * oh + 1]
+                p2, p3 = padded[2 * oh + 2], padded[2 * oh + 3]
+                for v in range(width):
+                    top[v] = (w00 * p0[v] + w01 * p0[v + 1] + w02 * p0[v + 2]
+                              + w10 * p1[v] + w11 * p1[v + 1] + w12 * p1[v + 2]
+                              + w20 * p2[v] + w21 * p2[v + 1] + w22 * p2[v + 2])
+                    bottom[v] = (w00 * p1[v] + w01 * p1[v + 1] + w02 * p1[v + 2]
+                                 + w10 * p2[v] + w11 * p2[v + 1] + w12 * p2[v + 2]
+                                 + w20 * p3[v] + w21 * p3[v + 1] + w22 * p3[v + 2])
+                row = 2 * oh * width
+                for ow in range(out_w):
+                    i0 = 2 * ow                     # window row-major: top i0, i0+1, bottom i0, i0+1
+                    best, best_index = top[i0], row + i0
+                    if top[i0 + 1] > best:          # strict: the first maximum wins ties
+                        best, best_index = top[i0 + 1], row + i0 + 1
+                    if bottom[i0] > best:
+                        best, best_index = bottom[i0], row + width + i0
+                    if bottom[i0 + 1] > best:
+                        best, best_index = bottom[i0 + 1], row + width + i0 + 1
+                    best += b
+                    out[oh, ow] = best if best > 0 else best * slope
+                    where[oh, ow] = best_index
+    return pooled, argmax
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def conv3x3_single_channel_leaky_maxpool_backward(dpooled, pooled, argmax, slope, x):
+    """Weight and bias gradients of :func:`conv3x3_single_channel_leaky_maxpool2x2`.
+
+    Only each window's winner has a gradient, g = dpooled * leaky'(pooled), so
+    dw[c, i, j] = sum over pooled outputs of g * x_padded[n, h + i, w + j] at the winner (h, w):
+    nine multiply-adds per pooled output, against the full (C, N*H*W) gradient map and the
+    (C, N*H*W) x (N*H*W, 9) product of the general path.  Parallel over channels.
+    """
+    n_batch, channels, out_h, out_w = dpooled.shape
+    height, width = x.shape[2], x.shape[3]
+    padded = np.zeros((n_batch, height + 2, width + 2), dtype=x.dtype)
+    for n in range(n_batch):
+        padded[n, 1:height + 1, 1:width + 1] = x[n, 0]
+    dw = np.empty((channels, 1, 3, 3), dtype=dpooled.dtype)
+    dbias = np.empty(channels, dtype=dpooled.dtype)
+    for c in prange(channels):
+        a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = dpooled.dtype.type(0)
+        total = dpooled.dtype.type(0)
+        for n in range(n_batch):
+            plane = padded[n]
+            gradient, out, where = dpooled[n, c], pooled[n, c], argmax[n, c]
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    g = gradient[oh, ow]
+                    if not out[oh, ow] > 0:
+                        g = g * slope
+                    total += g
+                    index = where[oh, ow]
+                    h, v = index // width, index % width
+                    r0, r1, r2 = plane[h], plane[h + 1], plane[h + 2]
+                    a00 += g * r0[v]
+                    a01 += g * r0[v + 1]
+                    a02 += g * r0[v + 2]
+                    a10 += g * r1[v]
+                    a11 += g * r1[v + 1]
+                    a12 += g * r1[v + 2]
+                    a20 += g * r2[v]
+                    a21 += g * r2[v + 1]
+                    a22 += g * r2[v + 2]
+        k = dw[c, 0]
+        k[0, 0], k[0, 1], k[0, 2] = a00, a01, a02
+        k[1, 0], k[1, 1], k[1, 2] = a10, a11, a12
+        k[2, 0], k[2, 1], k[2, 2] = a20, a21, a22
+        dbias[c] = total
+    return dw, dbias

@@ -177,3 +177,123 @@ def gru_step_backward(dh, gates, h_prev, hn, dgx, dgh):
     dgx[:] = np.concatenate([da_r, da_z, da_n], axis=1)
     dgh[:] = np.concatenate([da_r, da_z, da_n * r], axis=1)
     dh[:] = dh * z
+
+
+def dropout_forward(x, key, threshold, scale):
+    """The counter-based dropout mask, written with NumPy's wrapping uint64 arithmetic."""
+    index = np.arange(x.size, dtype=np.uint64)
+    z = np.uint64(key) + (index + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    bits = (z >> np.uint64(40)).astype(np.int64).reshape(x.shape)
+    mask = np.where(bits >= threshold, scale, 0).astype(x.dtype)
+    return x * mask, mask
+
+
+WINOGRAD_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
+WINOGRAD_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+
+
+def _patches(x, tiles_h, tiles_w):
+    """(N, C, tiles_h, tiles_w, 4, 4) input patches, zero-padded by 1 (and more at the end)."""
+    n_batch, channels, height, width = x.shape
+    padded = np.zeros((n_batch, channels, 2 * tiles_h + 2, 2 * tiles_w + 2), dtype=x.dtype)
+    padded[:, :, 1:height + 1, 1:width + 1] = x
+    out = np.empty((n_batch, channels, tiles_h, tiles_w, 4, 4), dtype=x.dtype)
+    for ty in range(tiles_h):
+        for tx in range(tiles_w):
+            out[:, :, ty, tx] = padded[:, :, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4]
+    return out
+
+
+def winograd_input(x, tiles_h, tiles_w):
+    bt = WINOGRAD_BT.astype(x.dtype)
+    v = bt @ _patches(x, tiles_h, tiles_w) @ bt.T            # (N, C, th, tw, 4, 4)
+    channels = x.shape[1]
+    return v.transpose(4, 5, 1, 0, 2, 3).reshape(16, channels, -1)
+
+
+def winograd_output_pool(m, bias, slope, n_batch, height, width, tiles_h, tiles_w):
+    channels = m.shape[1]
+    at = WINOGRAD_AT.astype(m.dtype)
+    tiles = m.reshape(4, 4, channels, n_batch, tiles_h, tiles_w).transpose(3, 2, 4, 5, 0, 1)
+    y = at @ tiles @ at.T                                    # (N, C, th, tw, 2, 2)
+    valid = np.ones((tiles_h, tiles_w, 2, 2), dtype=bool)
+    valid[:, :, 1, :] &= (2 * np.arange(tiles_h) + 1 < height)[:, None, None]
+    valid[:, :, :, 1] &= (2 * np.arange(tiles_w) + 1 < width)[None, :, None]
+    y = np.where(valid, y, -np.inf).reshape(n_batch, channels, tiles_h, tiles_w, 4)
+    argmax = y.argmax(axis=-1).astype(np.int32)
+    best = y.max(axis=-1) + bias[None, :, None, None]
+    return np.where(best > 0, best, best * slope).astype(m.dtype), argmax
+
+
+def winograd_pool_backward(dpooled, pooled, argmax, slope):
+    n_batch, channels, tiles_h, tiles_w = dpooled.shape
+    g = np.where(pooled > 0, dpooled, dpooled * slope)
+    dy = np.zeros((n_batch, channels, tiles_h, tiles_w, 4), dtype=dpooled.dtype)
+    np.put_along_axis(dy, argmax[..., None].astype(np.int64), g[..., None], axis=-1)
+    at = WINOGRAD_AT.astype(dpooled.dtype)
+    dm = at.T @ dy.reshape(n_batch, channels, tiles_h, tiles_w, 2, 2) @ at   # (..., 4, 4)
+    dbias = g.sum(axis=(0, 2, 3))
+    return dm.transpose(4, 5, 1, 0, 2, 3).reshape(16, channels, -1), dbias
+
+
+def winograd_input_backward(dv, n_batch, height, width, tiles_h, tiles_w):
+    channels = dv.shape[1]
+    bt = WINOGRAD_BT.astype(dv.dtype)
+    d = dv.reshape(4, 4, channels, n_batch, tiles_h, tiles_w).transpose(3, 2, 4, 5, 0, 1)
+    d = bt.T @ d @ bt                                        # (N, C, th, tw, 4, 4)
+    padded = np.zeros((n_batch, channels, 2 * tiles_h + 2, 2 * tiles_w + 2), dtype=dv.dtype)
+    for ty in range(tiles_h):
+        for tx in range(tiles_w):
+            padded[:, :, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] += d[:, :, ty, tx]
+    return padded[:, :, 1:height + 1, 1:width + 1].copy()
+
+
+def conv3x3_single_channel_leaky_maxpool2x2(x, w, bias, slope):
+    n_batch, _, height, width = x.shape
+    padded = np.pad(x[:, 0], ((0, 0), (1, 1), (1, 1)))
+    y = np.zeros((n_batch, w.shape[0], height, width), dtype=x.dtype)
+    for i in range(3):
+        for j in range(3):
+            y += w[None, :, 0, i, j, None, None] * padded[:, None, i:i + height, j:j + width]
+    windows = y.reshape(n_batch, -1, height // 2, 2, width // 2, 2).transpose(0, 1, 2, 4, 3, 5)
+    windows = windows.reshape(n_batch, -1, height // 2, width // 2, 4)
+    k = windows.argmax(axis=-1)
+    best = windows.max(axis=-1) + bias[None, :, None, None]
+    rows = 2 * np.arange(height // 2)[:, None] + k // 2
+    cols = 2 * np.arange(width // 2)[None, :] + k % 2
+    return np.where(best > 0, best, best * slope).astype(x.dtype), (rows * width + cols).astype(np.int32)
+
+
+def conv3x3_single_channel_leaky_maxpool_backward(dpooled, pooled, argmax, slope, x):
+    n_batch, channels, out_h, out_w = dpooled.shape
+    height, width = x.shape[2:]
+    g = np.where(pooled > 0, dpooled, dpooled * slope)
+    dy = np.zeros((n_batch, channels, height * width), dtype=dpooled.dtype)
+    for n in range(n_batch):
+        for c in range(channels):
+            np.add.at(dy[n, c], argmax[n, c].ravel(), g[n, c].ravel())
+    dy = dy.reshape(n_batch, channels, height, width)
+    padded = np.pad(x[:, 0], ((0, 0), (1, 1), (1, 1)))
+    dw = np.empty((channels, 1, 3, 3), dtype=dpooled.dtype)
+    for i in range(3):
+        for j in range(3):
+            dw[:, 0, i, j] = np.einsum("nchw,nhw->c", dy, padded[:, i:i + height, j:j + width])
+    return dw, g.sum(axis=(0, 2, 3))
+
+
+WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+
+
+def winograd_filter(w):
+    g = WINOGRAD_G.astype(w.dtype)
+    u = g @ w @ g.T                                          # (Co, Ci, 4, 4)
+    return np.ascontiguousarray(u.transpose(2, 3, 0, 1)).reshape(16, w.shape[0], w.shape[1])
+
+
+def winograd_filter_grad(du):
+    g = WINOGRAD_G.astype(du.dtype)
+    d = du.reshape(4, 4, du.shape[1], du.shape[2]).transpose(2, 3, 0, 1)   # (Co, Ci, 4, 4)
+    return g.T @ d @ g

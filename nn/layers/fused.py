@@ -9,6 +9,12 @@ passes over memory:
 forward   col = im2col(x);  y2d = w2d @ col;  pooled = leaky(maxpool(y2d + b))     (one kernel)
 backward  dy2d = scatter of dpooled * leaky' to each window's arg-max, in GEMM layout
           dw2d = dy2d @ col^T,  db = sum dy2d,  dx = col2im(w2d^T @ dy2d)
+
+Two special cases run their own kernels (docs/performance.md, issue 10):
+- 3x3 'same' convolutions with >= WINOGRAD_MIN_CHANNELS inputs followed by a 2x2/2 pool use
+  Winograd F(2x2, 3x3) (nn.kernels.winograd): each pool window is one Winograd output tile;
+- a first block with one input channel (3x3 'same', 2x2/2 pool, even size) is computed
+  directly (no im2col or GEMM), and its weight gradient is summed from each window's winner.
 """
 from typing import NamedTuple
 
@@ -16,9 +22,25 @@ import numpy as np
 
 from nn.kernels import conv as conv_kernels
 from nn.kernels import fused as kernels
+from nn.kernels import winograd
 from nn.layers.activation import LeakyReLU
 from nn.layers.conv import Conv2D, conv_geometry, weight_gradient
 from nn.layers.pool import MaxPool2D, pool_geometry
+
+
+# Winograd F(2x2, 3x3) pays for itself only with enough channels to make its 16 products large
+# (see docs/performance.md); below that the im2col path is used.
+WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_CHUNK = 64     # images per Winograd slice (see ConvActivationPool._forward_winograd)
+_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+winograd_filter_grad = winograd.winograd_filter_grad  # dU -> dw = G^T dU G, the adjoint of:
+
+
+def winograd_filter(w):
+    """w (C_out, C_in, 3, 3) -> U (16, C_out, C_in), U[4i + j] = (G w G^T)[i, j]."""
+    g = _G.astype(w.dtype)
+    u = np.tensordot(np.tensordot(g, w, axes=([1], [2])), g, axes=([3], [1]))  # (4, Co, Ci, 4)
+    return np.ascontiguousarray(u.transpose(0, 3, 1, 2)).reshape(16, w.shape[0], w.shape[1])
 
 
 def can_fuse(layers):
@@ -51,12 +73,44 @@ class ConvActivationPool:
                                                             2, 2, 0, 0, 2, 2)
         kernels.bias_leaky_maxpool_backward(pooled, pooled, argmax, slope, 3, 3)
         kernels.bias_leaky_maxpool2x2_forward(np.ones((1, 4), dtype), np.zeros(1, dtype), slope, 1, 2, 2)
+        pooled, argmax = kernels.conv3x3_single_channel_leaky_maxpool2x2(
+            np.ones((1, 1, 2, 2), dtype), np.ones((1, 1, 3, 3), dtype), np.zeros(1, dtype), slope)
+        kernels.conv3x3_single_channel_leaky_maxpool_backward(pooled, pooled, argmax, slope,
+                                                              np.ones((1, 1, 2, 2), dtype))
+        x = np.ones((1, 1, 3, 3), dtype)
+        v = winograd.winograd_input(x, 2, 2)
+        pooled, argmax = winograd.winograd_output_pool(v, np.zeros(1, dtype), slope, 1, 3, 3, 2, 2)
+        dm, _ = winograd.winograd_pool_backward(pooled, pooled, argmax, slope)
+        winograd.winograd_input_backward(dm, 1, 3, 3, 2, 2)
+        winograd.winograd_filter_grad(np.ones((16, 1, 1), dtype))
 
     def __init__(self, conv: Conv2D, activation: LeakyReLU, pool: MaxPool2D):
         self.conv, self.activation, self.pool = conv, activation, pool
         self.cache = None
 
+    def uses_winograd(self, x_shape):
+        """3x3 'same' stride-1 conv with >= WINOGRAD_MIN_CHANNELS inputs, then a 2x2/2 pool
+        whose windows are the Winograd output tiles (no pool padding at the top/left)."""
+        conv, pool = self.conv, self.pool
+        if not (conv.kernel_size == 3 and conv.stride == 1 and conv.padding == "same"
+                and pool.pool_size == pool.stride == 2 and x_shape[1] >= WINOGRAD_MIN_CHANNELS):
+            return False
+        height, width = x_shape[2:]
+        out_h, out_w, top, left = pool_geometry(height, width, 2, 2, pool.padding)
+        return (top, left) == (0, 0) and (out_h, out_w) == ((height + 1) // 2, (width + 1) // 2)
+
+    def uses_direct(self, x_shape):
+        """One input channel, 3x3 'same' stride 1, then a 2x2/2 pool on an even-sized map."""
+        conv, pool = self.conv, self.pool
+        return (x_shape[1] == 1 and conv.kernel_size == 3 and conv.stride == 1
+                and conv.padding == "same" and pool.pool_size == pool.stride == 2
+                and x_shape[2] % 2 == 0 and x_shape[3] % 2 == 0)
+
     def forward(self, x, training=False):
+        if self.uses_winograd(x.shape):
+            return self._forward_winograd(x)
+        if self.uses_direct(x.shape):
+            return self._forward_direct(x)
         conv, pool = self.conv, self.pool
         w, b = conv.params["weight"], conv.params["bias"]
         n_batch, _, height, width = x.shape
@@ -78,9 +132,81 @@ class ConvActivationPool:
         self.cache = FusedCache(col, x.shape, pad_top, pad_left, out_h, out_w, pooled, argmax)
         return pooled
 
+    def _forward_winograd(self, x):
+        """Winograd in slices of at most WINOGRAD_CHUNK images, so the (16, C, tiles) arrays of
+        one slice stay cache-sized (at batch 256 M alone would be 51 MB for conv2)."""
+        conv = self.conv
+        w, b = conv.params["weight"], conv.params["bias"]
+        n_batch, _, height, width = x.shape
+        tiles_h, tiles_w = (height + 1) // 2, (width + 1) // 2
+        x = np.ascontiguousarray(x)
+        u = winograd_filter(w.astype(x.dtype, copy=False))                             # (16, Co, Ci)
+        bias = b.astype(x.dtype)
+        slope = x.dtype.type(self.activation.slope)
+        vs, pooled, argmax = [], [], []
+        for start in range(0, n_batch, WINOGRAD_CHUNK):
+            part = x[start:start + WINOGRAD_CHUNK]
+            v = winograd.winograd_input(part, tiles_h, tiles_w)                 # (16, Ci, T)
+            m = np.matmul(u, v)                                                 # (16, Co, T)
+            p, a = winograd.winograd_output_pool(m, bias, slope, len(part), height, width,
+                                                 tiles_h, tiles_w)
+            vs.append(v)
+            pooled.append(p)
+            argmax.append(a)
+        pooled = pooled[0] if len(pooled) == 1 else np.concatenate(pooled)
+        self.cache = ("winograd", vs, u, x.shape, pooled, argmax)
+        return pooled
+
+    def _forward_direct(self, x):
+        conv = self.conv
+        w, b = conv.params["weight"], conv.params["bias"]
+        x = np.ascontiguousarray(x)
+        slope = x.dtype.type(self.activation.slope)
+        pooled, argmax = kernels.conv3x3_single_channel_leaky_maxpool2x2(
+            x, w.astype(x.dtype), b.astype(x.dtype), slope)
+        # the backward pass builds the (9, N*H*W) patches it needs for dw from x (cheap: K = 9)
+        height, width = x.shape[2:]
+        self.cache = (None, x, 1, 1, height, width, pooled, argmax)
+        return pooled
+
+    def _backward_winograd(self, dpooled):
+        conv = self.conv
+        _, vs, u, x_shape, pooled, argmax = self.cache
+        n_batch, _, height, width = x_shape
+        slope = dpooled.dtype.type(self.activation.slope)
+        dpooled = np.ascontiguousarray(dpooled)
+        du, db, dx, start = 0, 0, [], 0
+        for v, a in zip(vs, argmax):                 # the slices of the forward pass
+            part = slice(start, start + len(a))
+            start += len(a)
+            dm, db_part = winograd.winograd_pool_backward(dpooled[part], pooled[part], a, slope)
+            du = du + np.matmul(dm, v.transpose(0, 2, 1))                       # (16, Co, Ci)
+            db = db + db_part
+            if conv.need_input_grad:
+                dv = np.matmul(u.transpose(0, 2, 1), dm)                        # (16, Ci, T)
+                dx.append(winograd.winograd_input_backward(dv, len(a), height, width,
+                                                           *pooled.shape[2:]))
+        conv.grads["weight"] = winograd_filter_grad(du)
+        conv.grads["bias"] = db
+        if not conv.need_input_grad:
+            return None
+        return dx[0] if len(dx) == 1 else np.concatenate(dx)
+
     def backward(self, dpooled):
+        if isinstance(self.cache[0], str):   # ("winograd", ...)
+            return self._backward_winograd(dpooled)
         conv = self.conv
         col, x_shape, pad_top, pad_left, out_h, out_w, pooled, argmax = self.cache
+        if col is None:                                   # the direct first-block forward
+            x = x_shape
+            x_shape = x.shape
+            if not conv.need_input_grad:                  # (the first layer: only dw and db)
+                slope = dpooled.dtype.type(self.activation.slope)
+                conv.grads["weight"], conv.grads["bias"] = \
+                    kernels.conv3x3_single_channel_leaky_maxpool_backward(
+                        np.ascontiguousarray(dpooled), pooled, argmax, slope, x)
+                return None
+            col = conv_kernels.im2col(x, 3, 3, 1, 1, 1, out_h, out_w)
         w = conv.params["weight"]
         slope = dpooled.dtype.type(self.activation.slope)
         dy2d, db = kernels.bias_leaky_maxpool_backward(dpooled, pooled, argmax, slope, out_h, out_w)

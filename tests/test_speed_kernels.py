@@ -1,0 +1,154 @@
+"""The kernels added for speed (issue 10) against their NumPy twins in nn.kernels.reference."""
+import numpy as np
+import pytest
+
+from nn.kernels import reference
+from nn.kernels import dropout as dropout_kernels
+from nn.layers import Dropout
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, rate", [((64, 32, 14, 14), 0.25), ((3, 5), 0.5), ((1000,), 0.0),
+                                         ((16, 128), 0.9)])
+def test_dropout_kernel_matches_its_twin(dtype, shape, rate):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(dtype)
+    key = np.uint64(0xDEADBEEF12345678)
+    threshold = int(round(rate * 2 ** 24))
+    scale = dtype(1 / (1 - rate))
+    y, mask = dropout_kernels.dropout_forward(x, key, threshold, scale)
+    y_ref, mask_ref = reference.dropout_forward(x, key, threshold, scale)
+    np.testing.assert_array_equal(mask, mask_ref)
+    np.testing.assert_array_equal(y, y_ref)
+    if x.size > 10000:
+        assert abs((mask == 0).mean() - rate) < 0.01
+
+
+def test_dropout_layer_is_reproducible_and_resumable():
+    x = np.ones((8, 300), np.float32)
+    a, b = Dropout(0.3, rng=np.random.default_rng(7)), Dropout(0.3, rng=np.random.default_rng(7))
+    first = a.forward(x, training=True)
+    np.testing.assert_array_equal(first, b.forward(x, training=True))   # same seed, same mask
+    state = a.rng_state()
+    second = a.forward(x, training=True)
+    assert not np.array_equal(first, second)                             # a new mask each step
+    b.set_rng_state(state)
+    np.testing.assert_array_equal(second, b.forward(x, training=True))  # restored: same stream
+
+
+# ----------------------------------------------------------------------------- Winograd F(2x2, 3x3)
+from nn.kernels import winograd  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [14, 7, 4, 3])
+def test_winograd_kernels_match_their_twins(dtype, size):
+    rng = np.random.default_rng(size)
+    n, c_in, c_out = 3, 4, 5
+    tiles = (size + 1) // 2
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    x = rng.standard_normal((n, c_in, size, size)).astype(dtype)
+    v = winograd.winograd_input(x, tiles, tiles)
+    np.testing.assert_allclose(v, reference.winograd_input(x, tiles, tiles), rtol=tolerance, atol=tolerance)
+
+    m = rng.standard_normal((16, c_out, n * tiles * tiles)).astype(dtype)
+    bias, slope = rng.standard_normal(c_out).astype(dtype), dtype(0.1)
+    pooled, argmax = winograd.winograd_output_pool(m, bias, slope, n, size, size, tiles, tiles)
+    pooled_ref, argmax_ref = reference.winograd_output_pool(m, bias, slope, n, size, size, tiles, tiles)
+    np.testing.assert_allclose(pooled, pooled_ref, rtol=tolerance, atol=tolerance)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+
+    dpooled = rng.standard_normal(pooled.shape).astype(dtype)
+    dm, db = winograd.winograd_pool_backward(dpooled, pooled, argmax, slope)
+    dm_ref, db_ref = reference.winograd_pool_backward(dpooled, pooled, argmax, slope)
+    np.testing.assert_allclose(dm, dm_ref, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(db, db_ref, rtol=tolerance, atol=tolerance)
+
+    w = rng.standard_normal((c_out, c_in, 3, 3)).astype(dtype)
+    from nn.layers.fused import winograd_filter
+    np.testing.assert_allclose(winograd_filter(w), reference.winograd_filter(w),
+                               rtol=tolerance, atol=tolerance)
+    du = rng.standard_normal((16, c_out, c_in)).astype(dtype)
+    np.testing.assert_allclose(winograd.winograd_filter_grad(du), reference.winograd_filter_grad(du),
+                               rtol=tolerance, atol=tolerance)
+
+    dv = rng.standard_normal((16, c_in, n * tiles * tiles)).astype(dtype)
+    np.testing.assert_allclose(winograd.winograd_input_backward(dv, n, size, size, tiles, tiles),
+                               reference.winograd_input_backward(dv, n, size, size, tiles, tiles),
+                               rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("chunk", [64, 2])   # one slice, and a batch of 5 in slices of 2, 2, 1
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [14, 7, 8])
+def test_winograd_block_matches_the_separate_layers(dtype, size, chunk, monkeypatch):
+    """The Winograd path of the fused block (>= 16 input channels) against Conv2D -> LeakyReLU
+    -> MaxPool2D run one by one (im2col + GEMM): output, input gradient, parameter gradients."""
+    import copy
+    from nn.layers import Conv2D, LeakyReLU, MaxPool2D, Sequential
+    from nn.layers import fused as fused_module
+    from nn.layers.fused import ConvActivationPool
+    monkeypatch.setattr(fused_module, "WINOGRAD_CHUNK", chunk)
+    rng = np.random.default_rng(size)
+    layers = [Conv2D(32, 24, 3, rng=rng), LeakyReLU(0.1), MaxPool2D(2, padding="same")]
+    layers[0].params["weight"] = layers[0].params["weight"].astype(dtype)
+    layers[0].params["bias"] = rng.standard_normal(24).astype(dtype) * 0.1
+    fused, plain = Sequential(layers), Sequential(copy.deepcopy(layers), fuse=False)
+    x = rng.standard_normal((5, 32, size, size)).astype(dtype)
+    step = fused.steps()[0]
+    assert isinstance(step, ConvActivationPool) and step.uses_winograd(x.shape)
+    y, y_plain = fused.forward(x, True), plain.forward(x, True)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, dx_plain = fused.backward(dy), plain.backward(dy)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    scale = np.abs(y_plain).max()
+    np.testing.assert_allclose(y, y_plain, rtol=0, atol=tolerance * scale)
+    np.testing.assert_allclose(dx, dx_plain, rtol=0, atol=tolerance * np.abs(dx_plain).max())
+    for key in ("weight", "bias"):
+        expected = plain.layers[0].grads[key]
+        np.testing.assert_allclose(fused.layers[0].grads[key], expected, rtol=0,
+                                   atol=tolerance * np.abs(expected).max(), err_msg=key)
+
+
+# ----------------------------------------------------------------------------- direct first block
+from nn.kernels import fused as fused_kernels  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [28, 6, 2])
+def test_direct_first_block_matches_its_twin(dtype, size):
+    rng = np.random.default_rng(size)
+    x = rng.random((3, 1, size, size)).astype(dtype)
+    w = rng.standard_normal((5, 1, 3, 3)).astype(dtype)
+    bias, slope = rng.standard_normal(5).astype(dtype) * 0.1, dtype(0.1)
+    pooled, argmax = fused_kernels.conv3x3_single_channel_leaky_maxpool2x2(x, w, bias, slope)
+    pooled_ref, argmax_ref = reference.conv3x3_single_channel_leaky_maxpool2x2(x, w, bias, slope)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(pooled, pooled_ref, rtol=tolerance, atol=tolerance)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    dpooled = rng.standard_normal(pooled.shape).astype(dtype)
+    dw, db = fused_kernels.conv3x3_single_channel_leaky_maxpool_backward(dpooled, pooled, argmax, slope, x)
+    dw_ref, db_ref = reference.conv3x3_single_channel_leaky_maxpool_backward(dpooled, pooled, argmax, slope, x)
+    np.testing.assert_allclose(dw, dw_ref, rtol=tolerance * 10, atol=tolerance * 10)
+    np.testing.assert_allclose(db, db_ref, rtol=tolerance * 10, atol=tolerance * 10)
+
+
+@pytest.mark.parametrize("zeros", [False, True])
+def test_direct_first_block_matches_the_separate_layers(zeros):
+    """Output, parameter gradients and tie-breaking of the direct conv1 path against the layers."""
+    import copy
+    from nn.layers import Conv2D, LeakyReLU, MaxPool2D, Sequential
+    rng = np.random.default_rng(3)
+    layers = [Conv2D(1, 8, 3, need_input_grad=False, rng=rng), LeakyReLU(0.1), MaxPool2D(2, padding="same")]
+    layers[0].params["bias"][:] = rng.standard_normal(8) * 0.1
+    fused, plain = Sequential(layers), Sequential(copy.deepcopy(layers), fuse=False)
+    x = (np.zeros if zeros else lambda s, d: rng.random(s).astype(d))((4, 1, 28, 28), np.float32)
+    assert fused.steps()[0].uses_direct(x.shape)
+    y, y_plain = fused.forward(x, True), plain.forward(x, True)
+    np.testing.assert_allclose(y, y_plain, rtol=1e-5, atol=1e-6)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    fused.backward(dy)
+    plain.backward(dy)
+    for key in ("weight", "bias"):
+        np.testing.assert_allclose(fused.layers[0].grads[key], plain.layers[0].grads[key],
+                                   rtol=1e-5, atol=1e-5, err_msg=key)
