@@ -1,5 +1,7 @@
 """The kernels added for speed (issue 10) against their NumPy twins in nn.kernels.reference."""
 import numpy as np
+
+import nn.layers.fused as fused_layers
 import pytest
 
 from nn.kernels import reference
@@ -82,6 +84,7 @@ def test_winograd_kernels_match_their_twins(dtype, size):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("size", [14, 7, 8])
 def test_winograd_block_matches_the_separate_layers(dtype, size, chunk, monkeypatch):
+    monkeypatch.setattr(fused_layers, "WINOGRAD_MIN_TILES", 1)   # small inputs take Winograd here
     """The Winograd path of the fused block (>= 16 input channels) against Conv2D -> LeakyReLU
     -> MaxPool2D run one by one (im2col + GEMM): output, input gradient, parameter gradients."""
     import copy
@@ -152,3 +155,13 @@ def test_direct_first_block_matches_the_separate_layers(zeros):
     for key in ("weight", "bias"):
         np.testing.assert_allclose(fused.layers[0].grads[key], plain.layers[0].grads[key],
                                    rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+def test_winograd_runs_only_where_it_pays():
+    """One image goes through im2col (Winograd's transforms cost more than they save), a
+    training batch of 64 through Winograd, for both of the CNN's Winograd-capable blocks."""
+    from nn.layers import Conv2D, LeakyReLU, MaxPool2D
+    conv2 = fused_layers.ConvActivationPool(Conv2D(32, 64, 3), LeakyReLU(0.1), MaxPool2D(2))
+    conv3 = fused_layers.ConvActivationPool(Conv2D(64, 128, 3), LeakyReLU(0.1), MaxPool2D(2))
+    assert [conv2.uses_winograd((n, 32, 14, 14)) for n in (1, 5, 6, 64)] == [False, False, True, True]
+    assert [conv3.uses_winograd((n, 64, 7, 7)) for n in (1, 15, 16, 64)] == [False, False, True, True]

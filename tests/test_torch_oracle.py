@@ -316,12 +316,14 @@ def images(seed, n=8):
     return np.random.default_rng(seed).uniform(0, 1, (n, 28, 28)).astype(np.float32)
 
 
+@pytest.mark.parametrize("n_images", [2, 32], ids=["im2col-blocks", "winograd-blocks"])
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train-shared-masks"])
-def test_reference_cnn(training):
+def test_reference_cnn(training, n_images):
     """Logits, loss and every parameter gradient of the whole reference CNN.
 
     eval: dropout is the identity in both.  train: our dropout layers draw masks and torch
-    multiplies by the same masks.
+    multiplies by the same masks.  2 images run conv2/conv3 through im2col, 32 through Winograd
+    (nn.layers.fused.WINOGRAD_MIN_TILES); both must agree with torch.
     """
     model = build_model("cnn", np.random.default_rng(0))
     network = model.network
@@ -330,8 +332,12 @@ def test_reference_cnn(training):
         if name == "bias":
             layer.params[name][:] = rng.normal(0, 0.05, layer.params[name].shape)
     modules = torch_cnn(network).eval()
-    x = model.to_network_input(images(2))
+    x = model.to_network_input(images(2, n_images))
     labels = rng.integers(0, 10, size=len(x))
+    winograd = [step.uses_winograd(x_shape) for step, x_shape in
+                zip([s for s in network.steps() if hasattr(s, "uses_winograd")],
+                    [(n_images, 32, 14, 14), (n_images, 64, 7, 7)])]
+    assert winograd == ([False, False] if n_images == 2 else [True, True])
 
     logits = network.forward(x, training=training)
     masks = [layer.cache.mask for layer in network.layers if isinstance(layer, Dropout)] if training else None

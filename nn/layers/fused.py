@@ -31,6 +31,11 @@ from nn.layers.pool import MaxPool2D, pool_geometry
 # Winograd F(2x2, 3x3) pays for itself only with enough channels to make its 16 products large
 # (see docs/performance.md); below that the im2col path is used.
 WINOGRAD_MIN_CHANNELS = 16
+# ... and with enough output tiles (images x pooled positions): for a few images its transforms
+# cost more than they save.  Forward only, 1 thread, one image: conv2 0.22 vs 0.15 ms (im2col),
+# conv3 0.50 vs 0.17 ms; the two break even at about 200 (conv2, 4 images of 49 tiles) and 256
+# tiles (conv3, 16 images of 16) - measured 2026-11-28, 2-core Xeon VM, quiet.
+WINOGRAD_MIN_TILES = 256
 WINOGRAD_CHUNK = 64     # images per Winograd slice (see ConvActivationPool._forward_winograd)
 _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 winograd_filter_grad = winograd.winograd_filter_grad  # dU -> dw = G^T dU G, the adjoint of:
@@ -97,7 +102,8 @@ class ConvActivationPool:
             return False
         height, width = x_shape[2:]
         out_h, out_w, top, left = pool_geometry(height, width, 2, 2, pool.padding)
-        return (top, left) == (0, 0) and (out_h, out_w) == ((height + 1) // 2, (width + 1) // 2)
+        return ((top, left) == (0, 0) and (out_h, out_w) == ((height + 1) // 2, (width + 1) // 2)
+                and x_shape[0] * out_h * out_w >= WINOGRAD_MIN_TILES)
 
     def uses_direct(self, x_shape):
         """One input channel, 3x3 'same' stride 1, then a 2x2/2 pool on an even-sized map."""
