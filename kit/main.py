@@ -13,6 +13,7 @@ Each subcommand is the same program as the module named beside it, with the same
 import sys
 
 import nn
+from kit.cli import exit_on_user_error
 
 USAGE = __doc__.split("\n\n")[1]
 # command -> (module, function, threads): draw answers one image at a time, on one thread.
@@ -25,6 +26,7 @@ COMMANDS = {
 }
 
 
+@exit_on_user_error   # also: a closed pipe (| head) ends quietly
 def list_models():
     from models import registry
     for name in registry.names():
