@@ -21,7 +21,8 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        Layer.types[cls.__name__] = cls
+        if not cls.__dict__.get("abstract", False):   # a shared base is no layer of its own
+            Layer.types[cls.__name__] = cls
 
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}

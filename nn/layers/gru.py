@@ -25,7 +25,7 @@ import numpy as np
 
 from nn.init import glorot_uniform, orthogonal, zeros
 from nn.kernels import gru as kernels
-from nn.layers.base import Layer
+from nn.layers.recurrent import RecurrentLayer
 
 
 class GRUCache(NamedTuple):
@@ -98,7 +98,7 @@ def gru_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
     return np.ascontiguousarray(dx), dw_ih, dw_hh, db_ih, db_hh
 
 
-class GRU(Layer):
+class GRU(RecurrentLayer):
     """GRU layer in PyTorch's convention: Glorot-uniform w_ih, orthogonal w_hh, zero biases
     (Keras' GRU defaults; Keras' reset_after=True is this same cell, with gate order z, r, h).
 
@@ -115,17 +115,11 @@ class GRU(Layer):
     record_hidden_grads : bool
         When True, backward stores ``hidden_grads`` (T, N, H): the total dL/dh_t of every step.
     """
-    uses_rng = True
-    record_hidden_grads = False
 
     def __init__(self, input_size, hidden_size, return_sequences=False, need_input_grad=True,
                  rng=None, dtype=np.float32):
-        super().__init__()
+        super().__init__(input_size, hidden_size, return_sequences, need_input_grad)
         rng = rng if rng is not None else np.random.default_rng()
-        self.input_size, self.hidden_size = input_size, hidden_size
-        self.return_sequences = return_sequences
-        self.need_input_grad = need_input_grad
-        self.hidden_grads = None
         h = hidden_size
         # Keras draws its (D, 3H) kernel with fan_in = D, fan_out = 3H; the transpose is ours.
         self.params["w_ih"] = glorot_uniform(rng, (3 * h, input_size), input_size, 3 * h, dtype)
@@ -133,28 +127,15 @@ class GRU(Layer):
         self.params["b_ih"] = zeros(3 * h, dtype)
         self.params["b_hh"] = zeros(3 * h, dtype)
 
-    def forward(self, x, training=False):
+    def sequence_forward(self, x):
         p = self.params
-        hs, self.cache = gru_forward(x, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-        if self.return_sequences:
-            return np.ascontiguousarray(hs.transpose(1, 0, 2))
-        return hs[-1].copy()
+        return gru_forward(x, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
 
-    def backward(self, dout):
-        # every step's gradient (N, T, H) -> (T, N, H), or the last step's alone (N, H)
-        dhs = np.ascontiguousarray(dout.transpose(1, 0, 2)) if self.return_sequences else dout
-        hidden_grads = None
-        if self.record_hidden_grads:
-            hidden_grads = np.empty(self.cache.hn.shape, dtype=dout.dtype)     # (T, N, H)
+    def sequence_backward(self, dhs, hidden_grads):
         g = self.grads
         dx, g["w_ih"], g["w_hh"], g["b_ih"], g["b_hh"] = gru_backward(
             dhs, self.cache, self.need_input_grad, hidden_grads)
-        self.hidden_grads = hidden_grads
         return dx
-
-    def output_shape(self, input_shape):
-        steps, _ = input_shape
-        return (steps, self.hidden_size) if self.return_sequences else (self.hidden_size,)
 
     def flops(self, input_shape):
         steps, features = input_shape
@@ -169,7 +150,3 @@ class GRU(Layer):
         kernels.gru_step_forward(gates, gates.copy(), bias, state, state.copy(), state.copy())
         kernels.gru_step_backward(state.copy(), gates, state, state.copy(), gates.copy(),
                                   gates.copy())
-
-    def config(self):
-        return dict(input_size=self.input_size, hidden_size=self.hidden_size,
-                    return_sequences=self.return_sequences, need_input_grad=self.need_input_grad)

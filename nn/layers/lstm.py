@@ -23,7 +23,7 @@ import numpy as np
 
 from nn.init import constant_blocks, glorot_uniform, orthogonal
 from nn.kernels import lstm as kernels
-from nn.layers.base import Layer
+from nn.layers.recurrent import RecurrentLayer
 
 
 class LSTMCache(NamedTuple):
@@ -96,7 +96,7 @@ def lstm_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
     return np.ascontiguousarray(dx), dw_ih, dw_hh, db
 
 
-class LSTM(Layer):
+class LSTM(RecurrentLayer):
     """LSTM layer: Glorot-uniform w_ih, orthogonal w_hh, zero bias but forget gate 1 (Keras).
 
     Parameters
@@ -109,17 +109,10 @@ class LSTM(Layer):
         (N*T, 4H) @ (4H, D) product and returns None.
     """
 
-    uses_rng = True
-    record_hidden_grads = False  # True: backward stores hidden_grads (T, N, H), the total dL/dh_t
-    hidden_grads = None          # (T, N, H) after such a backward
-
     def __init__(self, input_size, hidden_size, return_sequences=False, need_input_grad=True,
                  rng=None, dtype=np.float32):
-        super().__init__()
+        super().__init__(input_size, hidden_size, return_sequences, need_input_grad)
         rng = rng if rng is not None else np.random.default_rng()
-        self.input_size, self.hidden_size = input_size, hidden_size
-        self.return_sequences = return_sequences
-        self.need_input_grad = need_input_grad
         h = hidden_size
         # Keras draws its (D, 4H) kernel with fan_in = D, fan_out = 4H; the transpose is ours.
         self.params["w_ih"] = glorot_uniform(rng, (4 * h, input_size), input_size, 4 * h, dtype)
@@ -129,26 +122,13 @@ class LSTM(Layer):
         # (Jozefowicz et al., 2015)
         self.params["b"] = constant_blocks([0.0, 1.0, 0.0, 0.0], h, dtype)
 
-    def forward(self, x, training=False):
-        hs, self.cache = lstm_forward(x, self.params["w_ih"], self.params["w_hh"], self.params["b"])
-        if self.return_sequences:
-            return np.ascontiguousarray(hs.transpose(1, 0, 2))
-        return hs[-1].copy()
+    def sequence_forward(self, x):
+        return lstm_forward(x, self.params["w_ih"], self.params["w_hh"], self.params["b"])
 
-    def backward(self, dout):
-        # every step's gradient (N, T, H) -> (T, N, H), or the last step's alone (N, H)
-        dhs = np.ascontiguousarray(dout.transpose(1, 0, 2)) if self.return_sequences else dout
-        hidden_grads = None
-        if self.record_hidden_grads:
-            hidden_grads = np.empty(self.cache.hs[1:].shape, dtype=dout.dtype)  # (T, N, H)
+    def sequence_backward(self, dhs, hidden_grads):
         dx, self.grads["w_ih"], self.grads["w_hh"], self.grads["b"] = lstm_backward(
             dhs, self.cache, self.need_input_grad, hidden_grads)
-        self.hidden_grads = hidden_grads
         return dx
-
-    def output_shape(self, input_shape):
-        steps, _ = input_shape
-        return (steps, self.hidden_size) if self.return_sequences else (self.hidden_size,)
 
     def flops(self, input_shape):
         steps, features = input_shape
@@ -163,7 +143,3 @@ class LSTM(Layer):
         step = kernels.lstm_step_forward_fast if dtype == np.float32 else kernels.lstm_step_forward
         step(gates, gates.copy(), state, state.copy(), state.copy(), state.copy())
         kernels.lstm_step_backward(state.copy(), state.copy(), gates, state, state, gates.copy())
-
-    def config(self):
-        return dict(input_size=self.input_size, hidden_size=self.hidden_size,
-                    return_sequences=self.return_sequences, need_input_grad=self.need_input_grad)

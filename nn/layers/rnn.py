@@ -21,7 +21,7 @@ import numpy as np
 
 from nn.init import glorot_uniform, orthogonal, zeros
 from nn.kernels import rnn as kernels
-from nn.layers.base import Layer
+from nn.layers.recurrent import RecurrentLayer
 
 
 class RNNCache(NamedTuple):
@@ -83,7 +83,7 @@ def simple_rnn_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
     return np.ascontiguousarray(dx), dw_ih, dw_hh, db
 
 
-class SimpleRNN(Layer):
+class SimpleRNN(RecurrentLayer):
     """Elman RNN layer h_t = tanh(x_t w_ih^T + h_{t-1} w_hh^T + b): Glorot-uniform w_ih,
     orthogonal w_hh, zero bias (Keras' SimpleRNN defaults).
 
@@ -100,44 +100,24 @@ class SimpleRNN(Layer):
     record_hidden_grads : bool
         When True, backward stores ``hidden_grads`` (T, N, H): the total dL/dh_t of every step.
     """
-    uses_rng = True
-    record_hidden_grads = False
 
     def __init__(self, input_size, hidden_size, return_sequences=False, need_input_grad=True,
                  rng=None, dtype=np.float32):
-        super().__init__()
+        super().__init__(input_size, hidden_size, return_sequences, need_input_grad)
         rng = rng if rng is not None else np.random.default_rng()
-        self.input_size, self.hidden_size = input_size, hidden_size
-        self.return_sequences = return_sequences
-        self.need_input_grad = need_input_grad
-        self.hidden_grads = None
         h = hidden_size
         # Keras draws its (D, H) kernel with fan_in = D, fan_out = H; the transpose is ours.
         self.params["w_ih"] = glorot_uniform(rng, (h, input_size), input_size, h, dtype)
         self.params["w_hh"] = orthogonal(rng, h, h, dtype=dtype)
         self.params["b"] = zeros(h, dtype)
 
-    def forward(self, x, training=False):
-        hs, self.cache = simple_rnn_forward(x, self.params["w_ih"], self.params["w_hh"],
-                                            self.params["b"])
-        if self.return_sequences:
-            return np.ascontiguousarray(hs.transpose(1, 0, 2))
-        return hs[-1].copy()
+    def sequence_forward(self, x):
+        return simple_rnn_forward(x, self.params["w_ih"], self.params["w_hh"], self.params["b"])
 
-    def backward(self, dout):
-        # every step's gradient (N, T, H) -> (T, N, H), or the last step's alone (N, H)
-        dhs = np.ascontiguousarray(dout.transpose(1, 0, 2)) if self.return_sequences else dout
-        hidden_grads = None
-        if self.record_hidden_grads:
-            hidden_grads = np.empty(self.cache.hs[1:].shape, dtype=dout.dtype)   # (T, N, H)
+    def sequence_backward(self, dhs, hidden_grads):
         dx, self.grads["w_ih"], self.grads["w_hh"], self.grads["b"] = simple_rnn_backward(
             dhs, self.cache, self.need_input_grad, hidden_grads)
-        self.hidden_grads = hidden_grads
         return dx
-
-    def output_shape(self, input_shape):
-        steps, _ = input_shape
-        return (steps, self.hidden_size) if self.return_sequences else (self.hidden_size,)
 
     def flops(self, input_shape):
         steps, features = input_shape
@@ -151,7 +131,3 @@ class SimpleRNN(Layer):
         state = np.zeros((1, 1), dtype)
         kernels.rnn_step_forward(state, state.copy(), state.copy())
         kernels.rnn_step_backward(state, state.copy(), state.copy())
-
-    def config(self):
-        return dict(input_size=self.input_size, hidden_size=self.hidden_size,
-                    return_sequences=self.return_sequences, need_input_grad=self.need_input_grad)

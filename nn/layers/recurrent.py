@@ -1,0 +1,60 @@
+"""What every recurrent layer shares: last state or whole sequence, and the hidden-state gradients.
+
+A recurrent layer (LSTM, GRU, SimpleRNN) supplies its pure pair as two methods:
+    sequence_forward(x)                -> hs (T, N, H) every hidden state, cache
+    sequence_backward(dhs, hidden_grads) -> dx or None, assigning self.grads
+where dhs is dL/dh_t for every step (T, N, H) or for the last step only (N, H), and
+hidden_grads is None or a (T, N, H) array to fill with the total dL/dh_t of every step.
+This class turns them into the Layer contract:
+    x (N, T, D) -> h_T (N, H), or every h_t as (N, T, H) with ``return_sequences``.
+"""
+import numpy as np
+
+from nn.layers.base import Layer
+
+
+class RecurrentLayer(Layer):
+    """Base of LSTM, GRU and SimpleRNN (not a layer of its own: ``abstract``)."""
+
+    abstract = True
+    uses_rng = True
+    record_hidden_grads = False  # True: backward stores hidden_grads (T, N, H), the total dL/dh_t
+    hidden_grads = None          # (T, N, H) after such a backward
+
+    def __init__(self, input_size, hidden_size, return_sequences=False, need_input_grad=True):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.return_sequences = return_sequences
+        self.need_input_grad = need_input_grad
+        self.steps = None            # T of the last forward pass
+
+    def sequence_forward(self, x):
+        raise NotImplementedError
+
+    def sequence_backward(self, dhs, hidden_grads):
+        raise NotImplementedError
+
+    def forward(self, x, training=False):
+        hs, self.cache = self.sequence_forward(x)                          # (T, N, H)
+        self.steps = hs.shape[0]
+        if self.return_sequences:
+            return np.ascontiguousarray(hs.transpose(1, 0, 2))
+        return hs[-1].copy()
+
+    def backward(self, dout):
+        # every step's gradient (N, T, H) -> (T, N, H), or the last step's alone (N, H)
+        dhs = np.ascontiguousarray(dout.transpose(1, 0, 2)) if self.return_sequences else dout
+        hidden_grads = None
+        if self.record_hidden_grads:
+            hidden_grads = np.empty((self.steps, dout.shape[0], self.hidden_size), dtype=dout.dtype)
+        dx = self.sequence_backward(dhs, hidden_grads)
+        self.hidden_grads = hidden_grads
+        return dx
+
+    def output_shape(self, input_shape):
+        steps, _ = input_shape
+        return (steps, self.hidden_size) if self.return_sequences else (self.hidden_size,)
+
+    def config(self):
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size,
+                    return_sequences=self.return_sequences, need_input_grad=self.need_input_grad)
