@@ -134,6 +134,25 @@ def check_data_folder(directory) -> None:
                     "that holds the IDX files")
 
 
+def _read_split(directory, split):
+    """(image path, label path, images, labels) of one split, as the IDX files hold them."""
+    image_path = find_mnist_file(directory, split, "images")
+    label_path = find_mnist_file(directory, split, "labels")
+    return image_path, label_path, read_idx(image_path), read_idx(label_path)
+
+
+def _check_examples(image_path, label_path, images, labels, num_classes):
+    """As many labels as images, at least one of each, every label in 0..num_classes-1."""
+    if len(images) != len(labels):
+        raise DataError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels")
+    if len(labels) == 0:
+        raise DataError(f"{image_path} and {label_path} hold no examples")
+    bad = np.flatnonzero(labels >= num_classes)
+    if bad.size:
+        raise DataError(f"{label_path}: label {labels[bad[0]]} at index {bad[0]} is outside "
+                        f"0..{num_classes - 1} ({bad.size} such labels)")
+
+
 def load_mnist(directory, split: str):
     """Load one MNIST split as stored: ``uint8`` images and labels.
 
@@ -156,26 +175,12 @@ def load_mnist(directory, split: str):
         If a file is missing or malformed, the images are not ``(N, 28, 28)``, the labels are not
         1-D, the counts differ (the message names both files) or a label is outside 0..9.
     """
-    image_path = find_mnist_file(directory, split, "images")
-    label_path = find_mnist_file(directory, split, "labels")
-    images = read_idx(image_path)
-    labels = read_idx(label_path)
+    image_path, label_path, images, labels = _read_split(directory, split)
     if images.ndim != 3 or images.shape[1:] != MNIST_IMAGE_SHAPE:
         raise DataError(f"{image_path}: expected images of shape (N, 28, 28), got {images.shape}")
     if labels.ndim != 1:
         raise DataError(f"{label_path}: expected labels of shape (N,), got {labels.shape}")
-    if len(images) != len(labels):
-        raise DataError(
-            f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels"
-        )
-    if len(labels) == 0:
-        raise DataError(f"{image_path} and {label_path} hold no examples")
-    bad = np.flatnonzero(labels > 9)
-    if bad.size:
-        raise DataError(
-            f"{label_path}: label {labels[bad[0]]} at index {bad[0]} is outside 0..9 "
-            f"({bad.size} such labels)"
-        )
+    _check_examples(image_path, label_path, images, labels, num_classes=10)
     return images, labels
 
 
@@ -216,26 +221,17 @@ def load_dataset(directory, split: str, num_classes=None):
     -------
     images : float32 (N, H, W) in [0, 1];  labels : int64 (N,);  num_classes : int
     """
-    image_path = find_mnist_file(directory, split, "images")
-    label_path = find_mnist_file(directory, split, "labels")
-    images, labels = read_idx(image_path), read_idx(label_path)
+    image_path, label_path, images, labels = _read_split(directory, split)
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(f"{image_path}: expected uint8 images of shape (N, H, W), got "
                         f"{images.dtype} {images.shape}")
     if labels.ndim != 1 or labels.dtype != np.uint8:
         raise DataError(f"{label_path}: expected uint8 labels of shape (N,), got {labels.dtype} {labels.shape}")
-    if len(images) != len(labels):
-        raise DataError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels")
-    if len(labels) == 0:
-        raise DataError(f"{image_path} and {label_path} hold no examples")
-    if num_classes is None:
+    if num_classes is None and len(labels):
         num_classes = int(labels.max()) + 1
         if num_classes < 2:
             raise DataError(f"{label_path}: every label is 0; a classifier needs at least two classes")
-    elif num_classes < 2:
+    elif num_classes is not None and num_classes < 2:
         raise DataError(f"a classifier needs at least two classes, not {num_classes}")
-    bad = np.flatnonzero(labels >= num_classes)
-    if bad.size:
-        raise DataError(f"{label_path}: label {labels[bad[0]]} at index {bad[0]} is outside the "
-                        f"classes 0..{num_classes - 1} ({bad.size} such labels)")
+    _check_examples(image_path, label_path, images, labels, num_classes)
     return (images.astype(np.float32) / np.float32(255), labels.astype(np.int64), num_classes)
