@@ -22,6 +22,7 @@ import tempfile
 import time
 import zipfile
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -88,15 +89,18 @@ def remove_stale_temporaries(path):
             pass  # gone already, or not ours to delete
 
 
-def atomic_savez(path, arrays):
-    """np.savez to ``path`` via a temporary file and a rename: all or nothing."""
+@contextmanager
+def atomic_file(path, mode="wb"):
+    """Open a temporary file beside ``path``; when the block ends, flush it to disk and rename
+    it over ``path``: all or nothing.  On any error (or Ctrl-C) the temporary file is removed and
+    ``path`` is untouched.  Leftovers of a killed earlier write are cleaned first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, _default_file_mode())
@@ -104,25 +108,25 @@ def atomic_savez(path, arrays):
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_savez(path, arrays):
+    """np.savez to ``path`` via a temporary file and a rename: all or nothing."""
+    with atomic_file(path) as handle:
+        np.savez(handle, **arrays)
 
 
 def atomic_write_bytes(path, parts):
-    """Write the byte strings ``parts`` one after another to ``path``, via a temporary file and
-    a rename: all or nothing."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            for part in parts:
-                handle.write(part)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, _default_file_mode())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write the byte strings ``parts`` one after another to ``path``: all or nothing."""
+    with atomic_file(path) as handle:
+        for part in parts:
+            handle.write(part)
+
+
+def atomic_write_text(path, text):
+    """Write a text file via a temporary file and a rename: all or nothing."""
+    with atomic_file(path, "w") as handle:
+        handle.write(text)
 
 
 def weights_header(state, meta):
@@ -130,22 +134,6 @@ def weights_header(state, meta):
     header = {"format": FORMAT, "version": VERSION, **meta}
     header["checksum"] = state_checksum(state, header)
     return header
-
-
-def atomic_write_text(path, text):
-    """Write a text file via a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(temporary, _default_file_mode())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def save_weights(path, state, meta):
