@@ -127,3 +127,25 @@ def test_train_without_out_writes_to_the_user_folder_and_says_where(tmp_path, mn
     assert f"written to {written}" in result.stdout + result.stderr
     assert load_model(written).name == "mlp"
     assert not list(tmp_path.glob("*.npz")) and not (tmp_path / "weights").exists()
+
+
+def test_console_command_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`cnn-vs-lstm models | head -1`: the reader goes away; no BrokenPipeError traceback."""
+    process = subprocess.Popen([sys.executable, "-m", "kit.main", "models"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()              # the reader is gone before anything is written
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 1
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def test_num_classes_fixes_the_count_of_a_set_that_lacks_the_top_labels(tmp_path, mnist_dir):
+    out = tmp_path / "mlp.npz"
+    result = run_command("train", "--model", "mlp", "--data", mnist_dir, "--limit", "200",
+                         "--epochs", "1", "--quiet", "--num-classes", "12", "--out", out, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert load_model(out).num_classes == 12
+    refused = run_command("train", "--model", "mlp", "--data", mnist_dir, "--limit", "200",
+                          "--epochs", "1", "--num-classes", "5", "--out", tmp_path / "b.npz", cwd=tmp_path)
+    assert refused.returncode == 2 and not (tmp_path / "b.npz").exists()
+    assert refused.stderr.strip().splitlines()[-1].endswith("is outside 0..4 (29404 such labels)")  # labels 5-9 of all 60,000
