@@ -15,7 +15,9 @@ were ~90 % of an LSTM step), with sigmoid(z) = (1 + tanh(z / 2)) / 2.
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
+
+from nn.kernels import blas
 
 # tanh(x) ~ x P(x^2) / Q(x^2) on |x| <= 7.905311 (beyond it float32 tanh rounds to +-1).
 # Coefficients of Eigen's float32 tanh (Eigen/src/Core/MathFunctionsImpl.h, generic_fast_tanh_float);
@@ -30,6 +32,11 @@ _B0, _B2, _B4, _B6 = (np.float32(v) for v in (4.89352518554385e-03, 2.2684346324
                                               1.18534705686654e-04, 1.19825839466702e-06))
 _HALF = np.float32(0.5)
 _ONE = np.float32(1.0)   # 1 - x with an integer 1 makes a float32 x float64 in Numba
+# Let LLVM fuse a * b + c into one FMA instruction (one rounding instead of two; nothing else
+# of fastmath, so no reassociation and results stay the same for every thread count).  Halved
+# the forward gate kernel: 19.3 -> 10.9 us for a (64, 256) step (1 thread, min of 5 x 2000).
+# The backward kernel gained nothing (5.1 vs 5.3 us) and stays bit-identical to its twin.
+_FMA = {"contract"}
 
 
 @njit(cache=True, inline="always")
@@ -41,7 +48,7 @@ def _sigmoid(z):
     return e / (1.0 + e)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy", fastmath=_FMA)
 def _tanh_fast(x):
     """float32 tanh as a branch-free rational function (vectorisable, ~3 ulp)."""
     x = x if x < _TANH_CLAMP else _TANH_CLAMP
@@ -56,7 +63,7 @@ def _tanh_fast(x):
 
 # error_model="numpy" on the float32 path: no Python ZeroDivisionError test on p / q (q >= 4.9e-3
 # anyway), which would otherwise keep the loops scalar.
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy", fastmath=_FMA)
 def _gate_row_fast(row, recurrent, c_prev, c, tanh_c, h):
     """Gate math of one batch row, float32: row (4H,) holds x_t W_ih^T + b on entry and the
     activations on exit; recurrent (4H,) is h_{t-1} W_hh^T, added here to save a pass.
@@ -132,7 +139,7 @@ def lstm_step_forward(gates, recurrent, c_prev, c, tanh_c, h):
         _gate_row_exact(gates[n], recurrent[n], c_prev[n], c[n], tanh_c[n], h[n])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=_FMA)
 def lstm_step_forward_fast(gates, recurrent, c_prev, c, tanh_c, h):
     """As :func:`lstm_step_forward`, float32, with sigmoid(z) = (1 + tanh(z / 2)) / 2."""
     for n in range(c_prev.shape[0]):
@@ -154,3 +161,71 @@ def lstm_step_backward(dh, dc, gates, c_prev, tanh_c, dgates):
     """
     for n in range(dh.shape[0]):
         _gate_row_backward(dh[n], dc[n], gates[n], c_prev[n], tanh_c[n], dgates[n])
+
+
+# ----------------------------------------------------------------------------- a whole sequence
+
+@njit(cache=True, inline="always")
+def _row_block(block, rows_per_block, n_batch):
+    start = block * rows_per_block
+    return start, min(start + rows_per_block, n_batch)
+
+
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_FMA)
+def lstm_sequence_forward(gates, w_hh_t, hs, cs, tanh_cs, recurrent, rows_per_block, fast):
+    """Every timestep of the recurrence, for blocks of batch rows in parallel.
+
+    gates (T, N, 4H) holds x_t W_ih^T + b on entry and the activations on exit; w_hh_t (H, 4H);
+    hs, cs (T + 1, N, H) with hs[0], cs[0] the initial state, filled for t = 1..T; tanh_cs
+    (T, N, H); recurrent (N, 4H) scratch.  Per block of rows and step:
+
+        recurrent = h_{t-1} w_hh^T          (BLAS, through nn.kernels.blas.gemm)
+        the gate math of lstm_step_forward(_fast)
+
+    The rows of a batch never mix, so each block runs all T steps on its own: one parallel
+    launch per sequence instead of a hand-off per step.  The blocks depend on N alone (not on
+    the thread count), so results are the same for any number of threads.  ``fast``: float32
+    tanh approximation (as lstm_step_forward_fast) instead of libm (as lstm_step_forward).
+    """
+    steps, n_batch = gates.shape[0], gates.shape[1]
+    blocks = (n_batch + rows_per_block - 1) // rows_per_block
+    for block in prange(blocks):
+        start, stop = _row_block(block, rows_per_block, n_batch)
+        rows = slice(start, stop)
+        for t in range(steps):
+            blas.gemm(hs[t, rows], w_hh_t, recurrent[rows])                # h_{t-1} w_hh^T
+            if fast:
+                lstm_step_forward_fast(gates[t, rows], recurrent[rows], cs[t, rows],
+                                       cs[t + 1, rows], tanh_cs[t, rows], hs[t + 1, rows])
+            else:
+                lstm_step_forward(gates[t, rows], recurrent[rows], cs[t, rows], cs[t + 1, rows],
+                                  tanh_cs[t, rows], hs[t + 1, rows])
+
+
+@njit(cache=True, parallel=True)
+def lstm_sequence_backward(dhs, dh, dc, gates, cs, tanh_cs, w_hh, dgates, hidden_grads,
+                           rows_per_block):
+    """Backpropagation through every timestep, for blocks of batch rows in parallel.
+
+    dhs (T, N, H): dL/dh_t from the output at every step, or shape (0, N, H) when only h_T has
+    one (then it is already in dh).  dh, dc (N, H): dL/dh_T and dL/dc_T on entry (dc zero),
+    scratch after.  dgates (T, N, 4H) receives da_t.  hidden_grads (T, N, H) receives the total
+    dL/dh_t of every step, or has shape (0, N, H) when not wanted.  Per block and step t = T..1:
+
+        dh += dhs[t]                                  (if given)
+        da_t, dc <- lstm_step_backward(dh, dc, ...)
+        dh = da_t w_hh                                (BLAS: dL/dh_{t-1} through the recurrence)
+    """
+    steps, n_batch = gates.shape[0], gates.shape[1]
+    blocks = (n_batch + rows_per_block - 1) // rows_per_block
+    for block in prange(blocks):
+        start, stop = _row_block(block, rows_per_block, n_batch)
+        rows = slice(start, stop)
+        for t in range(steps - 1, -1, -1):
+            if dhs.shape[0] > 0:
+                dh[rows] += dhs[t, rows]
+            if hidden_grads.shape[0] > 0:
+                hidden_grads[t, rows] = dh[rows]
+            lstm_step_backward(dh[rows], dc[rows], gates[t, rows], cs[t, rows], tanh_cs[t, rows],
+                               dgates[t, rows])
+            blas.gemm(dgates[t, rows], w_hh, dh[rows])                     # dh_{t-1} = da_t w_hh

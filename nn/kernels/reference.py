@@ -140,6 +140,27 @@ def lstm_step_backward(dh, dc, gates, c_prev, tanh_c, dgates):
     dc[:] = dc_t * f
 
 
+def lstm_sequence_forward(gates, w_hh_t, hs, cs, tanh_cs, recurrent, rows_per_block, fast):
+    for t in range(gates.shape[0]):
+        recurrent[:] = hs[t] @ w_hh_t
+        lstm_step_forward(gates[t], recurrent, cs[t], cs[t + 1], tanh_cs[t], hs[t + 1])
+
+
+def lstm_sequence_backward(dhs, dh, dc, gates, cs, tanh_cs, w_hh, dgates, hidden_grads,
+                           rows_per_block):
+    for t in range(gates.shape[0] - 1, -1, -1):
+        if len(dhs):
+            dh += dhs[t]
+        if len(hidden_grads):
+            hidden_grads[t] = dh
+        lstm_step_backward(dh, dc, gates[t], cs[t], tanh_cs[t], dgates[t])
+        dh[:] = dgates[t] @ w_hh
+
+
+def gemm(a, b, c):
+    c[:] = a @ b
+
+
 def adam_update(param, grad, m, v, beta1, beta2, step_size, sqrt_bias_correction2, eps):
     m *= beta1
     m += (1 - beta1) * grad

@@ -22,8 +22,10 @@ from typing import NamedTuple
 import numpy as np
 
 from nn.init import constant_blocks, glorot_uniform, orthogonal
+from nn.kernels import blas
 from nn.kernels import lstm as kernels
-from nn.layers.recurrent import RecurrentLayer
+from nn.layers.recurrent import ROWS_PER_BLOCK, RecurrentLayer
+from nn.threads import blas_threads
 
 
 class LSTMCache(NamedTuple):
@@ -49,16 +51,17 @@ def lstm_forward(x, w_ih, w_hh, b):
     gates = x_time_major.reshape(steps * n_batch, -1) @ w_ih.T             # (T*N, 4H)
     gates += b                                                             # in place: no 2nd copy
     gates = gates.reshape(steps, n_batch, 4 * hidden)
-    w_hh_t = np.ascontiguousarray(w_hh.T)                                  # (H, 4H)
-    hs = np.zeros((steps + 1, n_batch, hidden), dtype=x.dtype)             # hs[0] = h_0 = 0
-    cs = np.zeros((steps + 1, n_batch, hidden), dtype=x.dtype)             # cs[0] = c_0 = 0
-    tanh_cs = np.empty((steps, n_batch, hidden), dtype=x.dtype)
-    recurrent = np.empty((n_batch, 4 * hidden), dtype=x.dtype)
-    # float32: vectorised approximate tanh (error ~3e-7); float64 (gradient checks): exact libm.
-    step = kernels.lstm_step_forward_fast if x.dtype == np.float32 else kernels.lstm_step_forward
-    for t in range(steps):
-        np.matmul(hs[t], w_hh_t, out=recurrent)                            # h_{t-1} w_hh^T
-        step(gates[t], recurrent, cs[t], cs[t + 1], tanh_cs[t], hs[t + 1])  # a_t = gates[t] + it
+    dtype = gates.dtype            # x's and the weights' common type: BLAS needs one for all
+    w_hh_t = np.ascontiguousarray(w_hh.T, dtype=dtype)                     # (H, 4H)
+    hs = np.zeros((steps + 1, n_batch, hidden), dtype=dtype)               # hs[0] = h_0 = 0
+    cs = np.zeros((steps + 1, n_batch, hidden), dtype=dtype)               # cs[0] = c_0 = 0
+    tanh_cs = np.empty((steps, n_batch, hidden), dtype=dtype)
+    recurrent = np.empty((n_batch, 4 * hidden), dtype=dtype)
+    # All T steps in one compiled call; float32 uses the vectorised approximate tanh (error
+    # ~3e-7), float64 (gradient checks) the exact libm one.
+    with blas_threads(1):   # each Numba thread multiplies its own rows: see nn.kernels.blas
+        kernels.lstm_sequence_forward(gates, w_hh_t, hs, cs, tanh_cs, recurrent,
+                                      ROWS_PER_BLOCK, dtype == np.float32)
     return hs[1:], LSTMCache(x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs)
 
 
@@ -74,18 +77,19 @@ def lstm_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
     x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs = cache
     steps, n_batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
     dgates = np.empty_like(gates)                                          # (T, N, 4H)
-    dh = np.zeros((n_batch, hidden), dtype=dhs.dtype)
-    dc = np.zeros((n_batch, hidden), dtype=dhs.dtype)
-    every_step = dhs.ndim == 3
-    if not every_step:
+    dtype = gates.dtype            # the forward pass's type: BLAS needs one for all
+    dhs = np.ascontiguousarray(dhs, dtype=dtype)
+    dh = np.zeros((n_batch, hidden), dtype=dtype)                          # dL/dh_t, then scratch
+    dc = np.zeros((n_batch, hidden), dtype=dtype)
+    nothing = np.empty((0, n_batch, hidden), dtype=dtype)                  # "not given"
+    if dhs.ndim == 2:
         dh[...] = dhs                                                      # dL/dh_T only
-    for t in range(steps - 1, -1, -1):
-        if every_step:
-            dh += dhs[t]
-        if hidden_grads is not None:
-            hidden_grads[t] = dh
-        kernels.lstm_step_backward(dh, dc, gates[t], cs[t], tanh_cs[t], dgates[t])
-        np.matmul(dgates[t], w_hh, out=dh)                                 # dh_{t-1} = da_t w_hh
+        dhs = nothing
+    with blas_threads(1):   # each Numba thread multiplies its own rows: see nn.kernels.blas
+        kernels.lstm_sequence_backward(dhs, dh, dc, gates, cs, tanh_cs,
+                                       np.ascontiguousarray(w_hh, dtype=dtype), dgates,
+                                       nothing if hidden_grads is None else hidden_grads,
+                                       ROWS_PER_BLOCK)
     dgates2d = dgates.reshape(steps * n_batch, 4 * hidden)
     dw_ih = dgates2d.T @ x_time_major.reshape(steps * n_batch, -1)        # (4H, D)
     dw_hh = dgates2d.T @ hs[:-1].reshape(steps * n_batch, hidden)         # (4H, H)
@@ -139,7 +143,10 @@ class LSTM(RecurrentLayer):
 
     @classmethod
     def warm_up(cls, dtype):
+        super().warm_up(dtype)
+        # the one-step kernels run inside the sequence kernels; compile them for direct callers too
         gates, state = np.zeros((1, 4), dtype), np.zeros((1, 1), dtype)
         step = kernels.lstm_step_forward_fast if dtype == np.float32 else kernels.lstm_step_forward
         step(gates, gates.copy(), state, state.copy(), state.copy(), state.copy())
         kernels.lstm_step_backward(state.copy(), state.copy(), gates, state, state, gates.copy())
+        blas.gemm(state, gates, gates.copy())

@@ -1,0 +1,152 @@
+"""Matrix products callable from inside Numba kernels, through the BLAS that NumPy already loaded.
+
+A recurrent layer's time loop is 28 tiny products, each followed by a small gate kernel.  Run
+from Python, every step pays for two calls into compiled code, and a loop split across threads
+pays for a hand-off at every step.  With the product callable from Numba, the whole loop is one
+compiled function: one call per sequence, and threads that each run the loop over their own
+rows of the batch from start to end.
+
+How: NumPy's wheels ship OpenBLAS, whose ``cblas_sgemm`` / ``cblas_dgemm`` we find among the
+libraries mapped into this process and register with LLVM under names of our own.  Kernels
+refer to those names, not to an address, so Numba can cache them on disk: the name is bound
+again to the address in every new process when this module is imported.
+
+Without OpenBLAS (another BLAS, or no /proc to find it in) :data:`AVAILABLE` is False and
+:func:`gemm` is a plain triple loop, correct but slow; callers then keep their NumPy path.
+
+    gemm(a, b, c)      c (M, N) = a (M, K) @ b (K, N)
+Rows of a 2-D slice ``x[lo:hi]`` of a C-contiguous array are contiguous, so a kernel can pass
+a block of a batch without copying.  The caller keeps BLAS on one thread (see
+:func:`nn.threads.blas_threads`) when several Numba threads call these at once.
+"""
+import ctypes
+
+import llvmlite.binding as llvm
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+# CBLAS enumerations (cblas.h)
+_ROW_MAJOR, _NO_TRANS = 101, 111
+
+# Our names for the two functions; the cached machine code refers to these.
+_SGEMM_SYMBOL = "nn_kernels_blas_sgemm"
+_DGEMM_SYMBOL = "nn_kernels_blas_dgemm"
+
+# NumPy's wheels: scipy_ prefix, 64-bit integers (suffix 64_); a system OpenBLAS: plain names
+# with 32-bit integers.  (name of sgemm, name of dgemm, integer width in bits)
+_CANDIDATES = (("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_", 64),
+               ("cblas_sgemm64_", "cblas_dgemm64_", 64),
+               ("cblas_sgemm", "cblas_dgemm", 32))
+
+
+def _find_cblas():
+    """(sgemm address, dgemm address, integer bits) from the OpenBLAS NumPy loaded, or None."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for single, double, bits in _CANDIDATES:
+            sgemm, dgemm = getattr(library, single, None), getattr(library, double, None)
+            if sgemm is not None and dgemm is not None:
+                as_address = ctypes.cast(sgemm, ctypes.c_void_p).value
+                return as_address, ctypes.cast(dgemm, ctypes.c_void_p).value, bits
+    return None
+
+
+_FOUND = _find_cblas()
+AVAILABLE = _FOUND is not None
+_INT_BITS = _FOUND[2] if AVAILABLE else 64
+# Without OpenBLAS the names still need an address for the machine code to link; the calls
+# behind ``if AVAILABLE`` never run then, so a function that does nothing will do.
+_NOTHING = ctypes.CFUNCTYPE(None)(lambda: None)
+_NOTHING_ADDRESS = ctypes.cast(_NOTHING, ctypes.c_void_p).value
+llvm.add_symbol(_SGEMM_SYMBOL, _FOUND[0] if AVAILABLE else _NOTHING_ADDRESS)
+llvm.add_symbol(_DGEMM_SYMBOL, _FOUND[1] if AVAILABLE else _NOTHING_ADDRESS)
+
+
+def _cblas_gemm_intrinsic(symbol, real):
+    """An intrinsic calling cblas_?gemm(RowMajor, NoTrans, NoTrans, M, N, K, 1, A, lda, B, ldb,
+    0, C, ldc) by ``symbol``: C = A B.  Pointers arrive as integers (array.ctypes.data)."""
+
+    @intrinsic
+    def call(typingctx, m, n, k, a_address, lda, b_address, ldb, c_address, ldc):
+        signature = types.void(types.int64, types.int64, types.int64, types.uintp, types.int64,
+                               types.uintp, types.int64, types.uintp, types.int64)
+
+        def codegen(context, builder, sig, args):
+            enum, blas_int = ir.IntType(32), ir.IntType(_INT_BITS)
+            pointer = ir.IntType(8).as_pointer()
+            function_type = ir.FunctionType(ir.VoidType(), [
+                enum, enum, enum, blas_int, blas_int, blas_int, real, pointer, blas_int,
+                pointer, blas_int, real, pointer, blas_int])
+            function = cgutils.get_or_insert_function(builder.module, function_type, symbol)
+            m_, n_, k_, a_, lda_, b_, ldb_, c_, ldc_ = args
+
+            def integer(value):
+                return builder.trunc(value, blas_int) if _INT_BITS < 64 else value
+            builder.call(function, [
+                ir.Constant(enum, _ROW_MAJOR), ir.Constant(enum, _NO_TRANS),
+                ir.Constant(enum, _NO_TRANS), integer(m_), integer(n_), integer(k_),
+                ir.Constant(real, 1.0), builder.inttoptr(a_, pointer), integer(lda_),
+                builder.inttoptr(b_, pointer), integer(ldb_), ir.Constant(real, 0.0),
+                builder.inttoptr(c_, pointer), integer(ldc_)])
+            return context.get_dummy_value()
+        return signature, codegen
+    return call
+
+
+_sgemm = _cblas_gemm_intrinsic(_SGEMM_SYMBOL, ir.FloatType())
+_dgemm = _cblas_gemm_intrinsic(_DGEMM_SYMBOL, ir.DoubleType())
+
+
+@njit(cache=True, inline="always")
+def _loop_gemm(a, b, c):
+    """The fallback: c = a @ b as three plain loops."""
+    for i in range(c.shape[0]):
+        for j in range(c.shape[1]):
+            c[i, j] = 0
+            for p in range(a.shape[1]):
+                c[i, j] += a[i, p] * b[p, j]
+
+
+@njit(cache=True, inline="always")
+def _leading_dimension(x):
+    """BLAS's row stride of a 2-D array in elements (so a block of rows x[lo:hi] needs no copy),
+    or 0 if its rows are not contiguous.  A length-1 axis may carry any stride in NumPy
+    ("relaxed strides"), and BLAS still wants a leading dimension >= the row length."""
+    rows, columns = x.shape
+    if columns > 1 and x.strides[1] != x.itemsize:
+        return 0
+    if rows == 1:
+        return max(columns, 1)
+    stride = x.strides[0] // x.itemsize
+    return stride if stride >= columns and x.strides[0] % x.itemsize == 0 else 0
+
+
+@njit(cache=True, nogil=True)
+def gemm(a, b, c):
+    """c (M, N) = a (M, K) @ b (K, N) through BLAS when every row is contiguous (last stride one
+    element) and the three share a float type; otherwise (never on the kit's own calls) by
+    the fallback loops."""
+    m, k = a.shape
+    n = c.shape[1]
+    if m == 0 or n == 0:
+        return
+    lda, ldb, ldc = _leading_dimension(a), _leading_dimension(b), _leading_dimension(c)
+    usable = lda > 0 and ldb > 0 and ldc > 0 and a.itemsize == b.itemsize == c.itemsize
+    if not AVAILABLE or k == 0 or not usable:
+        _loop_gemm(a, b, c)
+        return
+    if c.itemsize == 4:   # float32
+        _sgemm(m, n, k, a.ctypes.data, lda, b.ctypes.data, ldb, c.ctypes.data, ldc)
+    else:
+        _dgemm(m, n, k, a.ctypes.data, lda, b.ctypes.data, ldb, c.ctypes.data, ldc)
