@@ -76,20 +76,24 @@ def test_blas_threads_sets_and_restores_the_count():
     assert blas_thread_count() == before
 
 
-def _sequence_case(rng, steps, n_batch, hidden, dtype):
-    gates = (rng.standard_normal((steps, n_batch, 4 * hidden)) * 2).astype(dtype)
+def _sequence_case(rng, steps, n_batch, hidden, dtype, features=5):
+    x = (rng.standard_normal((steps, n_batch, features)) * 2).astype(dtype)
+    w_ih_t = (rng.standard_normal((features, 4 * hidden)) * 0.5).astype(dtype)
+    b = rng.standard_normal(4 * hidden).astype(dtype)
     w_hh_t = (rng.standard_normal((hidden, 4 * hidden)) * 0.5).astype(dtype)
-    return gates, w_hh_t
+    return x, w_ih_t, b, w_hh_t
 
 
-def _run_forward(module, gates, w_hh_t, rows_per_block, fast):
-    steps, n_batch, hidden = gates.shape[0], gates.shape[1], w_hh_t.shape[0]
-    gates = gates.copy()
-    hs = np.zeros((steps + 1, n_batch, hidden), gates.dtype)
+def _run_forward(module, case, rows_per_block, fast):
+    x, w_ih_t, b, w_hh_t = case
+    steps, n_batch, hidden = x.shape[0], x.shape[1], w_hh_t.shape[0]
+    gates = np.full((steps, n_batch, 4 * hidden), np.nan, x.dtype)
+    hs = np.zeros((steps + 1, n_batch, hidden), x.dtype)
     cs = np.zeros_like(hs)
-    tanh_cs = np.full((steps, n_batch, hidden), np.nan, gates.dtype)
-    recurrent = np.empty((n_batch, 4 * hidden), gates.dtype)
-    module.lstm_sequence_forward(gates, w_hh_t, hs, cs, tanh_cs, recurrent, rows_per_block, fast)
+    tanh_cs = np.full((steps, n_batch, hidden), np.nan, x.dtype)
+    recurrent = np.empty((n_batch, 4 * hidden), x.dtype)
+    module.lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, recurrent,
+                                 rows_per_block, fast)
     return gates, hs, cs, tanh_cs
 
 
@@ -109,12 +113,12 @@ def _run_backward(module, forward, w_hh, dhs, dh_last, rows_per_block, record):
 def test_lstm_sequence_kernels_match_the_numpy_twin_in_float64(n_batch, rows_per_block):
     rng = np.random.default_rng(n_batch)
     steps, hidden = 6, 8
-    gates, w_hh_t = _sequence_case(rng, steps, n_batch, hidden, np.float64)
-    ours = _run_forward(lstm_kernels, gates, w_hh_t, rows_per_block, False)
-    twin = _run_forward(reference, gates, w_hh_t, rows_per_block, False)
+    case = _sequence_case(rng, steps, n_batch, hidden, np.float64)
+    ours = _run_forward(lstm_kernels, case, rows_per_block, False)
+    twin = _run_forward(reference, case, rows_per_block, False)
     for got, want in zip(ours, twin):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)
-    w_hh = np.ascontiguousarray(w_hh_t.T)
+    w_hh = np.ascontiguousarray(case[3].T)
     dhs = rng.standard_normal((steps, n_batch, hidden))
     for every_step in (True, False):
         step_grads = dhs if every_step else np.empty((0, n_batch, hidden))
@@ -127,9 +131,9 @@ def test_lstm_sequence_kernels_match_the_numpy_twin_in_float64(n_batch, rows_per
 
 def test_lstm_sequence_forward_fast_is_the_float32_twin():
     rng = np.random.default_rng(11)
-    gates, w_hh_t = _sequence_case(rng, 28, 40, 16, np.float32)
-    ours = _run_forward(lstm_kernels, gates, w_hh_t, 32, True)
-    exact = _run_forward(reference, gates.astype(np.float64), w_hh_t.astype(np.float64), 32, True)
+    case = _sequence_case(rng, 28, 40, 16, np.float32)
+    ours = _run_forward(lstm_kernels, case, 32, True)
+    exact = _run_forward(reference, [a.astype(np.float64) for a in case], 32, True)
     for got, want in zip(ours, exact):
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)   # 28 steps of ~3e-7 each

@@ -172,20 +172,23 @@ def _row_block(block, rows_per_block, n_batch):
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FMA)
-def lstm_sequence_forward(gates, w_hh_t, hs, cs, tanh_cs, recurrent, rows_per_block, fast):
-    """Every timestep of the recurrence, for blocks of batch rows in parallel.
+def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, recurrent,
+                          rows_per_block, fast):
+    """Every timestep of the LSTM, for blocks of batch rows in parallel.
 
-    gates (T, N, 4H) holds x_t W_ih^T + b on entry and the activations on exit; w_hh_t (H, 4H);
-    hs, cs (T + 1, N, H) with hs[0], cs[0] the initial state, filled for t = 1..T; tanh_cs
-    (T, N, H); recurrent (N, 4H) scratch.  Per block of rows and step:
+    x (T, N, D) time-major input; w_ih_t (D, 4H), b (4H,), w_hh_t (H, 4H).  Fills gates
+    (T, N, 4H) with the activations [i | f | g | o], hs and cs (T + 1, N, H) for t = 1..T (hs[0],
+    cs[0] hold the initial state) and tanh_cs (T, N, H); recurrent (N, 4H) is scratch.  Per
+    block of rows and step:
 
-        recurrent = h_{t-1} w_hh^T          (BLAS, through nn.kernels.blas.gemm)
-        the gate math of lstm_step_forward(_fast)
+        gates[t] = x_t w_ih^T,   recurrent = h_{t-1} w_hh^T + b     (BLAS: nn.kernels.blas.gemm)
+        then the gate math of lstm_step_forward(_fast) on a_t = gates[t] + recurrent
 
     The rows of a batch never mix, so each block runs all T steps on its own: one parallel
-    launch per sequence instead of a hand-off per step.  The blocks depend on N alone (not on
-    the thread count), so results are the same for any number of threads.  ``fast``: float32
-    tanh approximation (as lstm_step_forward_fast) instead of libm (as lstm_step_forward).
+    launch per sequence instead of a hand-off per step, and the input product of a step runs
+    on the same thread as the rest of it.  The blocks depend on N alone (not on the thread
+    count), so results are the same for any number of threads.  ``fast``: float32 tanh
+    approximation (as lstm_step_forward_fast) instead of libm (as lstm_step_forward).
     """
     steps, n_batch = gates.shape[0], gates.shape[1]
     blocks = (n_batch + rows_per_block - 1) // rows_per_block
@@ -193,7 +196,10 @@ def lstm_sequence_forward(gates, w_hh_t, hs, cs, tanh_cs, recurrent, rows_per_bl
         start, stop = _row_block(block, rows_per_block, n_batch)
         rows = slice(start, stop)
         for t in range(steps):
+            blas.gemm(x[t, rows], w_ih_t, gates[t, rows])                  # x_t w_ih^T
             blas.gemm(hs[t, rows], w_hh_t, recurrent[rows])                # h_{t-1} w_hh^T
+            for n in range(start, stop):
+                recurrent[n] += b
             if fast:
                 lstm_step_forward_fast(gates[t, rows], recurrent[rows], cs[t, rows],
                                        cs[t + 1, rows], tanh_cs[t, rows], hs[t + 1, rows])

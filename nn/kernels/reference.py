@@ -140,9 +140,11 @@ def lstm_step_backward(dh, dc, gates, c_prev, tanh_c, dgates):
     dc[:] = dc_t * f
 
 
-def lstm_sequence_forward(gates, w_hh_t, hs, cs, tanh_cs, recurrent, rows_per_block, fast):
+def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, recurrent,
+                          rows_per_block, fast):
     for t in range(gates.shape[0]):
-        recurrent[:] = hs[t] @ w_hh_t
+        gates[t] = x[t] @ w_ih_t
+        recurrent[:] = hs[t] @ w_hh_t + b
         lstm_step_forward(gates[t], recurrent, cs[t], cs[t + 1], tanh_cs[t], hs[t + 1])
 
 

@@ -8,8 +8,8 @@ Forward, for t = 1..T with h_0 = c_0 = 0:
     a_t = x_t w_ih^T + h_{t-1} w_hh^T + b                          (N, 4H)
     i, f, o = sigmoid(a_i, a_f, a_o),  g = tanh(a_g)
     c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
-The x-part of every a_t is one (T*N, D) @ (D, 4H) product before the loop; only h_{t-1} w_hh^T
-has to wait for the previous step.
+The batch is cut into blocks of rows that run through all T steps in parallel, each step's two
+products and gate math on one thread (nn.kernels.lstm.lstm_sequence_forward).
 
 Backward, for t = T..1, dh_t = dL/dh_t from the output plus da_{t+1} w_hh handed back by step t+1:
     da_t = lstm_step_backward(...)  (see nn.kernels.lstm for the gate derivatives)
@@ -47,12 +47,11 @@ def lstm_forward(x, w_ih, w_hh, b):
     """
     n_batch, steps, _ = x.shape
     hidden = w_hh.shape[1]
-    x_time_major = np.ascontiguousarray(x.transpose(1, 0, 2))              # (T, N, D)
-    gates = x_time_major.reshape(steps * n_batch, -1) @ w_ih.T             # (T*N, 4H)
-    gates += b                                                             # in place: no 2nd copy
-    gates = gates.reshape(steps, n_batch, 4 * hidden)
-    dtype = gates.dtype            # x's and the weights' common type: BLAS needs one for all
+    dtype = np.result_type(x.dtype, w_ih.dtype, w_hh.dtype)   # BLAS needs one type for all
+    x_time_major = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)  # (T, N, D)
+    w_ih_t = np.ascontiguousarray(w_ih.T, dtype=dtype)                     # (D, 4H)
     w_hh_t = np.ascontiguousarray(w_hh.T, dtype=dtype)                     # (H, 4H)
+    gates = np.empty((steps, n_batch, 4 * hidden), dtype=dtype)
     hs = np.zeros((steps + 1, n_batch, hidden), dtype=dtype)               # hs[0] = h_0 = 0
     cs = np.zeros((steps + 1, n_batch, hidden), dtype=dtype)               # cs[0] = c_0 = 0
     tanh_cs = np.empty((steps, n_batch, hidden), dtype=dtype)
@@ -60,8 +59,9 @@ def lstm_forward(x, w_ih, w_hh, b):
     # All T steps in one compiled call; float32 uses the vectorised approximate tanh (error
     # ~3e-7), float64 (gradient checks) the exact libm one.
     with blas_threads(1):   # each Numba thread multiplies its own rows: see nn.kernels.blas
-        kernels.lstm_sequence_forward(gates, w_hh_t, hs, cs, tanh_cs, recurrent,
-                                      ROWS_PER_BLOCK, dtype == np.float32)
+        kernels.lstm_sequence_forward(x_time_major, w_ih_t, b.astype(dtype, copy=False), w_hh_t,
+                                      gates, hs, cs, tanh_cs, recurrent, ROWS_PER_BLOCK,
+                                      dtype == np.float32)
     return hs[1:], LSTMCache(x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs)
 
 
