@@ -14,7 +14,8 @@ again to the address in every new process when this module is imported.
 Without OpenBLAS (another BLAS, or no /proc to find it in) :data:`AVAILABLE` is False and
 :func:`gemm` is a plain triple loop, correct but slow; callers then keep their NumPy path.
 
-    gemm(a, b, c)      c (M, N) = a (M, K) @ b (K, N)
+    gemm(a, b, c)          c (M, N) = a (M, K) @ b (K, N)
+    gemm_at_add(a, b, c)   c (M, N) += a (K, M)^T @ b (K, N)
 Rows of a 2-D slice ``x[lo:hi]`` of a C-contiguous array are contiguous, so a kernel can pass
 a block of a batch without copying.  The caller keeps BLAS on one thread (see
 :func:`nn.threads.blas_threads`) when several Numba threads call these at once.
@@ -29,7 +30,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 # CBLAS enumerations (cblas.h)
-_ROW_MAJOR, _NO_TRANS = 101, 111
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 # Our names for the two functions; the cached machine code refers to these.
 _SGEMM_SYMBOL = "nn_kernels_blas_sgemm"
@@ -74,13 +75,15 @@ llvm.add_symbol(_DGEMM_SYMBOL, _FOUND[1] if AVAILABLE else _NOTHING_ADDRESS)
 
 
 def _cblas_gemm_intrinsic(symbol, real):
-    """An intrinsic calling cblas_?gemm(RowMajor, NoTrans, NoTrans, M, N, K, 1, A, lda, B, ldb,
-    0, C, ldc) by ``symbol``: C = A B.  Pointers arrive as integers (array.ctypes.data)."""
+    """An intrinsic calling cblas_?gemm(RowMajor, trans_a, NoTrans, M, N, K, 1, A, lda, B, ldb,
+    beta, C, ldc) by ``symbol``: C = op(A) B + beta C.  Pointers arrive as integers
+    (array.ctypes.data), beta as a float64."""
 
     @intrinsic
-    def call(typingctx, m, n, k, a_address, lda, b_address, ldb, c_address, ldc):
-        signature = types.void(types.int64, types.int64, types.int64, types.uintp, types.int64,
-                               types.uintp, types.int64, types.uintp, types.int64)
+    def call(typingctx, trans_a, m, n, k, a_address, lda, b_address, ldb, beta, c_address, ldc):
+        signature = types.void(types.int64, types.int64, types.int64, types.int64, types.uintp,
+                               types.int64, types.uintp, types.int64, types.float64,
+                               types.uintp, types.int64)
 
         def codegen(context, builder, sig, args):
             enum, blas_int = ir.IntType(32), ir.IntType(_INT_BITS)
@@ -89,15 +92,17 @@ def _cblas_gemm_intrinsic(symbol, real):
                 enum, enum, enum, blas_int, blas_int, blas_int, real, pointer, blas_int,
                 pointer, blas_int, real, pointer, blas_int])
             function = cgutils.get_or_insert_function(builder.module, function_type, symbol)
-            m_, n_, k_, a_, lda_, b_, ldb_, c_, ldc_ = args
+            trans_a_, m_, n_, k_, a_, lda_, b_, ldb_, beta_, c_, ldc_ = args
+            if isinstance(real, ir.FloatType):
+                beta_ = builder.fptrunc(beta_, real)
 
             def integer(value):
                 return builder.trunc(value, blas_int) if _INT_BITS < 64 else value
             builder.call(function, [
-                ir.Constant(enum, _ROW_MAJOR), ir.Constant(enum, _NO_TRANS),
+                ir.Constant(enum, _ROW_MAJOR), builder.trunc(trans_a_, enum),
                 ir.Constant(enum, _NO_TRANS), integer(m_), integer(n_), integer(k_),
                 ir.Constant(real, 1.0), builder.inttoptr(a_, pointer), integer(lda_),
-                builder.inttoptr(b_, pointer), integer(ldb_), ir.Constant(real, 0.0),
+                builder.inttoptr(b_, pointer), integer(ldb_), beta_,
                 builder.inttoptr(c_, pointer), integer(ldc_)])
             return context.get_dummy_value()
         return signature, codegen
@@ -109,13 +114,14 @@ _dgemm = _cblas_gemm_intrinsic(_DGEMM_SYMBOL, ir.DoubleType())
 
 
 @njit(cache=True, inline="always")
-def _loop_gemm(a, b, c):
-    """The fallback: c = a @ b as three plain loops."""
+def _loop_gemm(a, b, c, a_transposed, accumulate):
+    """The fallback: c (+)= a @ b, or a^T @ b, as three plain loops."""
     for i in range(c.shape[0]):
         for j in range(c.shape[1]):
-            c[i, j] = 0
-            for p in range(a.shape[1]):
-                c[i, j] += a[i, p] * b[p, j]
+            if not accumulate:
+                c[i, j] = 0
+            for p in range(b.shape[0]):
+                c[i, j] += (a[p, i] if a_transposed else a[i, p]) * b[p, j]
 
 
 @njit(cache=True, inline="always")
@@ -132,21 +138,35 @@ def _leading_dimension(x):
     return stride if stride >= columns and x.strides[0] % x.itemsize == 0 else 0
 
 
-@njit(cache=True, nogil=True)
-def gemm(a, b, c):
-    """c (M, N) = a (M, K) @ b (K, N) through BLAS when every row is contiguous (last stride one
-    element) and the three share a float type; otherwise (never on the kit's own calls) by
-    the fallback loops."""
-    m, k = a.shape
-    n = c.shape[1]
+@njit(cache=True, inline="always")
+def _gemm(a, b, c, a_transposed, accumulate):
+    m, n = c.shape
+    k = b.shape[0]
     if m == 0 or n == 0:
         return
     lda, ldb, ldc = _leading_dimension(a), _leading_dimension(b), _leading_dimension(c)
     usable = lda > 0 and ldb > 0 and ldc > 0 and a.itemsize == b.itemsize == c.itemsize
     if not AVAILABLE or k == 0 or not usable:
-        _loop_gemm(a, b, c)
+        _loop_gemm(a, b, c, a_transposed, accumulate)
         return
+    trans_a = _TRANS if a_transposed else _NO_TRANS
+    beta = 1.0 if accumulate else 0.0
     if c.itemsize == 4:   # float32
-        _sgemm(m, n, k, a.ctypes.data, lda, b.ctypes.data, ldb, c.ctypes.data, ldc)
+        _sgemm(trans_a, m, n, k, a.ctypes.data, lda, b.ctypes.data, ldb, beta, c.ctypes.data, ldc)
     else:
-        _dgemm(m, n, k, a.ctypes.data, lda, b.ctypes.data, ldb, c.ctypes.data, ldc)
+        _dgemm(trans_a, m, n, k, a.ctypes.data, lda, b.ctypes.data, ldb, beta, c.ctypes.data, ldc)
+
+
+@njit(cache=True, nogil=True)
+def gemm(a, b, c):
+    """c (M, N) = a (M, K) @ b (K, N) through BLAS when every row is contiguous (last stride one
+    element) and the three share a float type; otherwise (never on the kit's own calls) by
+    the fallback loops."""
+    _gemm(a, b, c, False, False)
+
+
+@njit(cache=True, nogil=True)
+def gemm_at_add(a, b, c):
+    """c (M, N) += a (K, M)^T @ b (K, N): a sum of outer products, e.g. a weight gradient
+    accumulated over blocks of a batch.  Same conditions as :func:`gemm`."""
+    _gemm(a, b, c, True, True)

@@ -209,18 +209,23 @@ def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, recurren
 
 
 @njit(cache=True, parallel=True)
-def lstm_sequence_backward(dhs, dh, dc, gates, cs, tanh_cs, w_hh, dgates, hidden_grads,
-                           rows_per_block):
+def lstm_sequence_backward(dhs, dh, dc, x, hs, cs, tanh_cs, gates, w_ih, w_hh, dgates, dx,
+                           hidden_grads, dw_ih_blocks, dw_hh_blocks, db_blocks, rows_per_block):
     """Backpropagation through every timestep, for blocks of batch rows in parallel.
 
     dhs (T, N, H): dL/dh_t from the output at every step, or shape (0, N, H) when only h_T has
     one (then it is already in dh).  dh, dc (N, H): dL/dh_T and dL/dc_T on entry (dc zero),
-    scratch after.  dgates (T, N, 4H) receives da_t.  hidden_grads (T, N, H) receives the total
-    dL/dh_t of every step, or has shape (0, N, H) when not wanted.  Per block and step t = T..1:
+    scratch after.  x, hs, cs, tanh_cs, gates: the forward pass's (time-major x (T, N, D)).
+    dgates (T, N, 4H) receives da_t; dx (T, N, D) receives dL/dx_t, or has shape (0, N, D)
+    when not wanted; hidden_grads (T, N, H) likewise receives the total dL/dh_t of every step.
+    Each block b adds its share of the parameter gradients into dw_ih_blocks[b] (4H, D),
+    dw_hh_blocks[b] (4H, H) and db_blocks[b] (4H,), zero on entry; the caller sums over b, in
+    block order, so the result does not depend on the thread count.  Per block, t = T..1:
 
         dh += dhs[t]                                  (if given)
         da_t, dc <- lstm_step_backward(dh, dc, ...)
-        dh = da_t w_hh                                (BLAS: dL/dh_{t-1} through the recurrence)
+        dw_ih += da_t^T x_t,  dw_hh += da_t^T h_{t-1},  db += sum_n da_t,  dx_t = da_t w_ih
+        dh = da_t w_hh                                (dL/dh_{t-1} through the recurrence)
     """
     steps, n_batch = gates.shape[0], gates.shape[1]
     blocks = (n_batch + rows_per_block - 1) // rows_per_block
@@ -234,4 +239,10 @@ def lstm_sequence_backward(dhs, dh, dc, gates, cs, tanh_cs, w_hh, dgates, hidden
                 hidden_grads[t, rows] = dh[rows]
             lstm_step_backward(dh[rows], dc[rows], gates[t, rows], cs[t, rows], tanh_cs[t, rows],
                                dgates[t, rows])
+            blas.gemm_at_add(dgates[t, rows], x[t, rows], dw_ih_blocks[block])
+            blas.gemm_at_add(dgates[t, rows], hs[t, rows], dw_hh_blocks[block])
+            for n in range(start, stop):
+                db_blocks[block] += dgates[t, n]
+            if dx.shape[0] > 0:
+                blas.gemm(dgates[t, rows], w_ih, dx[t, rows])                 # dx_t = da_t w_ih
             blas.gemm(dgates[t, rows], w_hh, dh[rows])                     # dh_{t-1} = da_t w_hh

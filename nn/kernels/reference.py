@@ -148,19 +148,29 @@ def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, recurren
         lstm_step_forward(gates[t], recurrent, cs[t], cs[t + 1], tanh_cs[t], hs[t + 1])
 
 
-def lstm_sequence_backward(dhs, dh, dc, gates, cs, tanh_cs, w_hh, dgates, hidden_grads,
-                           rows_per_block):
+def lstm_sequence_backward(dhs, dh, dc, x, hs, cs, tanh_cs, gates, w_ih, w_hh, dgates, dx,
+                           hidden_grads, dw_ih_blocks, dw_hh_blocks, db_blocks, rows_per_block):
+    # one "block": the whole batch (the kernel's blocks sum to the same gradients)
     for t in range(gates.shape[0] - 1, -1, -1):
         if len(dhs):
             dh += dhs[t]
         if len(hidden_grads):
             hidden_grads[t] = dh
         lstm_step_backward(dh, dc, gates[t], cs[t], tanh_cs[t], dgates[t])
+        dw_ih_blocks[0] += dgates[t].T @ x[t]
+        dw_hh_blocks[0] += dgates[t].T @ hs[t]
+        db_blocks[0] += dgates[t].sum(axis=0)
+        if len(dx):
+            dx[t] = dgates[t] @ w_ih
         dh[:] = dgates[t] @ w_hh
 
 
 def gemm(a, b, c):
     c[:] = a @ b
+
+
+def gemm_at_add(a, b, c):
+    c += a.T @ b
 
 
 def adam_update(param, grad, m, v, beta1, beta2, step_size, sqrt_bias_correction2, eps):

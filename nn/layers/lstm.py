@@ -14,7 +14,7 @@ products and gate math on one thread (nn.kernels.lstm.lstm_sequence_forward).
 Backward, for t = T..1, dh_t = dL/dh_t from the output plus da_{t+1} w_hh handed back by step t+1:
     da_t = lstm_step_backward(...)  (see nn.kernels.lstm for the gate derivatives)
     handed to step t-1: da_t w_hh (part of dh_{t-1}) and dc_t * f_t (part of dc_{t-1})
-and after the loop, in three big products over all timesteps at once:
+and at every step, on the same thread, the step's share of
     dw_ih = sum_t da_t^T x_t,  dw_hh = sum_t da_t^T h_{t-1},  db = sum_t,n da_t,  dx_t = da_t w_ih
 """
 from typing import NamedTuple
@@ -76,28 +76,32 @@ def lstm_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
     """
     x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs = cache
     steps, n_batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
-    dgates = np.empty_like(gates)                                          # (T, N, 4H)
+    features = x_time_major.shape[2]
     dtype = gates.dtype            # the forward pass's type: BLAS needs one for all
     dhs = np.ascontiguousarray(dhs, dtype=dtype)
+    dgates = np.empty_like(gates)                                          # (T, N, 4H)
     dh = np.zeros((n_batch, hidden), dtype=dtype)                          # dL/dh_t, then scratch
     dc = np.zeros((n_batch, hidden), dtype=dtype)
-    nothing = np.empty((0, n_batch, hidden), dtype=dtype)                  # "not given"
     if dhs.ndim == 2:
         dh[...] = dhs                                                      # dL/dh_T only
-        dhs = nothing
+        dhs = np.empty((0, n_batch, hidden), dtype=dtype)                  # "not given"
+    dx = np.empty((steps if need_input_grad else 0, n_batch, features), dtype=dtype)
+    if hidden_grads is None:
+        hidden_grads = np.empty((0, n_batch, hidden), dtype=dtype)
+    blocks = -(-n_batch // ROWS_PER_BLOCK)
+    dw_ih = np.zeros((blocks, 4 * hidden, features), dtype=dtype)         # one share per block
+    dw_hh = np.zeros((blocks, 4 * hidden, hidden), dtype=dtype)
+    db = np.zeros((blocks, 4 * hidden), dtype=dtype)
     with blas_threads(1):   # each Numba thread multiplies its own rows: see nn.kernels.blas
-        kernels.lstm_sequence_backward(dhs, dh, dc, gates, cs, tanh_cs,
-                                       np.ascontiguousarray(w_hh, dtype=dtype), dgates,
-                                       nothing if hidden_grads is None else hidden_grads,
-                                       ROWS_PER_BLOCK)
-    dgates2d = dgates.reshape(steps * n_batch, 4 * hidden)
-    dw_ih = dgates2d.T @ x_time_major.reshape(steps * n_batch, -1)        # (4H, D)
-    dw_hh = dgates2d.T @ hs[:-1].reshape(steps * n_batch, hidden)         # (4H, H)
-    db = dgates2d.sum(axis=0)                                              # (4H,)
+        kernels.lstm_sequence_backward(dhs, dh, dc, x_time_major, hs, cs, tanh_cs, gates,
+                                       np.ascontiguousarray(w_ih, dtype=dtype),
+                                       np.ascontiguousarray(w_hh, dtype=dtype), dgates, dx,
+                                       hidden_grads, dw_ih, dw_hh, db, ROWS_PER_BLOCK)
+    # the blocks' shares, summed in block order (the same for any thread count)
+    dw_ih, dw_hh, db = dw_ih.sum(axis=0), dw_hh.sum(axis=0), db.sum(axis=0)
     if not need_input_grad:
         return None, dw_ih, dw_hh, db
-    dx = (dgates2d @ w_ih).reshape(steps, n_batch, -1).transpose(1, 0, 2)  # (N, T, D)
-    return np.ascontiguousarray(dx), dw_ih, dw_hh, db
+    return np.ascontiguousarray(dx.transpose(1, 0, 2)), dw_ih, dw_hh, db                 # (N, T, D)
 
 
 class LSTM(RecurrentLayer):
