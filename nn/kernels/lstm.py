@@ -198,8 +198,9 @@ def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, recurren
         for t in range(steps):
             blas.gemm(x[t, rows], w_ih_t, gates[t, rows])                  # x_t w_ih^T
             blas.gemm(hs[t, rows], w_hh_t, recurrent[rows])                # h_{t-1} w_hh^T
-            for n in range(start, stop):
-                recurrent[n] += b
+            for n in range(start, stop):        # explicit loops: "+=" on slices allocates
+                for k in range(b.shape[0]):
+                    recurrent[n, k] += b[k]
             if fast:
                 lstm_step_forward_fast(gates[t, rows], recurrent[rows], cs[t, rows],
                                        cs[t + 1, rows], tanh_cs[t, rows], hs[t + 1, rows])
@@ -233,16 +234,19 @@ def lstm_sequence_backward(dhs, dh, dc, x, hs, cs, tanh_cs, gates, w_ih, w_hh, d
         start, stop = _row_block(block, rows_per_block, n_batch)
         rows = slice(start, stop)
         for t in range(steps - 1, -1, -1):
-            if dhs.shape[0] > 0:
-                dh[rows] += dhs[t, rows]
-            if hidden_grads.shape[0] > 0:
-                hidden_grads[t, rows] = dh[rows]
+            for n in range(start, stop):        # explicit loops: "+=" on slices allocates
+                for k in range(dh.shape[1]):
+                    if dhs.shape[0] > 0:
+                        dh[n, k] += dhs[t, n, k]
+                    if hidden_grads.shape[0] > 0:
+                        hidden_grads[t, n, k] = dh[n, k]
             lstm_step_backward(dh[rows], dc[rows], gates[t, rows], cs[t, rows], tanh_cs[t, rows],
                                dgates[t, rows])
             blas.gemm_at_add(dgates[t, rows], x[t, rows], dw_ih_blocks[block])
             blas.gemm_at_add(dgates[t, rows], hs[t, rows], dw_hh_blocks[block])
             for n in range(start, stop):
-                db_blocks[block] += dgates[t, n]
+                for k in range(db_blocks.shape[1]):
+                    db_blocks[block, k] += dgates[t, n, k]
             if dx.shape[0] > 0:
                 blas.gemm(dgates[t, rows], w_ih, dx[t, rows])                 # dx_t = da_t w_ih
             blas.gemm(dgates[t, rows], w_hh, dh[rows])                     # dh_{t-1} = da_t w_hh
