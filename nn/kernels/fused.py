@@ -167,6 +167,37 @@ def conv3x3_single_channel_leaky_maxpool2x2(x, w, bias, slope):
     return pooled, argmax
 
 
+@njit(cache=True, error_model="numpy")
+def _single_channel_filter_grad(dpooled, pooled, argmax, slope, padded, channel, width):
+    """(dw[0, 0], ..., dw[2, 2], db) of one output channel: nine multiply-adds per pooled
+    output at its window's winner (see the kernel below)."""
+    n_batch, _, out_h, out_w = dpooled.shape
+    a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = dpooled.dtype.type(0)
+    total = dpooled.dtype.type(0)
+    for n in range(n_batch):
+        plane = padded[n]
+        gradient, out, where = dpooled[n, channel], pooled[n, channel], argmax[n, channel]
+        for oh in range(out_h):
+            for ow in range(out_w):
+                g = gradient[oh, ow]
+                if not out[oh, ow] > 0:
+                    g = g * slope
+                total += g
+                index = where[oh, ow]
+                h, v = index // width, index % width
+                r0, r1, r2 = plane[h], plane[h + 1], plane[h + 2]
+                a00 += g * r0[v]
+                a01 += g * r0[v + 1]
+                a02 += g * r0[v + 2]
+                a10 += g * r1[v]
+                a11 += g * r1[v + 1]
+                a12 += g * r1[v + 2]
+                a20 += g * r2[v]
+                a21 += g * r2[v + 1]
+                a22 += g * r2[v + 2]
+    return a00, a01, a02, a10, a11, a12, a20, a21, a22, total
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def conv3x3_single_channel_leaky_maxpool_backward(dpooled, pooled, argmax, slope, x):
     """Weight and bias gradients of :func:`conv3x3_single_channel_leaky_maxpool2x2`.
@@ -174,42 +205,22 @@ def conv3x3_single_channel_leaky_maxpool_backward(dpooled, pooled, argmax, slope
     Only each window's winner has a gradient, g = dpooled * leaky'(pooled), so
     dw[c, i, j] = sum over pooled outputs of g * x_padded[n, h + i, w + j] at the winner (h, w):
     nine multiply-adds per pooled output, against the full (C, N*H*W) gradient map and the
-    (C, N*H*W) x (N*H*W, 9) product of the general path.  Parallel over channels.
+    (C, N*H*W) x (N*H*W, 9) product of the general path.  Parallel over channels, each
+    channel's sums in a function of its own: written inline in the parallel loop, the kernel ran
+    2.4x slower on two threads than on one (6.3 vs 2.5 ms, batch 64); now 1.5 ms on two.
     """
     n_batch, channels, out_h, out_w = dpooled.shape
     height, width = x.shape[2], x.shape[3]
     padded = np.zeros((n_batch, height + 2, width + 2), dtype=x.dtype)
     for n in range(n_batch):
-        padded[n, 1:height + 1, 1:width + 1] = x[n, 0]
+        for i in range(height):
+            for j in range(width):
+                padded[n, i + 1, j + 1] = x[n, 0, i, j]
     dw = np.empty((channels, 1, 3, 3), dtype=dpooled.dtype)
     dbias = np.empty(channels, dtype=dpooled.dtype)
     for c in prange(channels):
-        a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = dpooled.dtype.type(0)
-        total = dpooled.dtype.type(0)
-        for n in range(n_batch):
-            plane = padded[n]
-            gradient, out, where = dpooled[n, c], pooled[n, c], argmax[n, c]
-            for oh in range(out_h):
-                for ow in range(out_w):
-                    g = gradient[oh, ow]
-                    if not out[oh, ow] > 0:
-                        g = g * slope
-                    total += g
-                    index = where[oh, ow]
-                    h, v = index // width, index % width
-                    r0, r1, r2 = plane[h], plane[h + 1], plane[h + 2]
-                    a00 += g * r0[v]
-                    a01 += g * r0[v + 1]
-                    a02 += g * r0[v + 2]
-                    a10 += g * r1[v]
-                    a11 += g * r1[v + 1]
-                    a12 += g * r1[v + 2]
-                    a20 += g * r2[v]
-                    a21 += g * r2[v + 1]
-                    a22 += g * r2[v + 2]
-        k = dw[c, 0]
-        k[0, 0], k[0, 1], k[0, 2] = a00, a01, a02
-        k[1, 0], k[1, 1], k[1, 2] = a10, a11, a12
-        k[2, 0], k[2, 1], k[2, 2] = a20, a21, a22
-        dbias[c] = total
+        sums = _single_channel_filter_grad(dpooled, pooled, argmax, slope, padded, c, width)
+        for k in range(9):
+            dw[c, 0, k // 3, k % 3] = sums[k]
+        dbias[c] = sums[9]
     return dw, dbias
