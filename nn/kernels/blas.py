@@ -16,6 +16,7 @@ Without OpenBLAS (another BLAS, or no /proc to find it in) :data:`AVAILABLE` is 
 
     gemm(a, b, c)          c (M, N) = a (M, K) @ b (K, N)
     gemm_at_add(a, b, c)   c (M, N) += a (K, M)^T @ b (K, N)
+    stacked_gemm(a, b, c, a_transposed, b_transposed)   c[s] = op(a[s]) @ op(b[s]), in parallel
 Rows of a 2-D slice ``x[lo:hi]`` of a C-contiguous array are contiguous, so a kernel can pass
 a block of a batch without copying.  The caller keeps BLAS on one thread (see
 :func:`nn.threads.blas_threads`) when several Numba threads call these at once.
@@ -25,7 +26,7 @@ import ctypes
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -75,14 +76,15 @@ llvm.add_symbol(_DGEMM_SYMBOL, _FOUND[1] if AVAILABLE else _NOTHING_ADDRESS)
 
 
 def _cblas_gemm_intrinsic(symbol, real):
-    """An intrinsic calling cblas_?gemm(RowMajor, trans_a, NoTrans, M, N, K, 1, A, lda, B, ldb,
-    beta, C, ldc) by ``symbol``: C = op(A) B + beta C.  Pointers arrive as integers
+    """An intrinsic calling cblas_?gemm(RowMajor, trans_a, trans_b, M, N, K, 1, A, lda, B, ldb,
+    beta, C, ldc) by ``symbol``: C = op(A) op(B) + beta C.  Pointers arrive as integers
     (array.ctypes.data), beta as a float64."""
 
     @intrinsic
-    def call(typingctx, trans_a, m, n, k, a_address, lda, b_address, ldb, beta, c_address, ldc):
-        signature = types.void(types.int64, types.int64, types.int64, types.int64, types.uintp,
-                               types.int64, types.uintp, types.int64, types.float64,
+    def call(typingctx, trans_a, trans_b, m, n, k, a_address, lda, b_address, ldb, beta,
+             c_address, ldc):
+        signature = types.void(types.int64, types.int64, types.int64, types.int64, types.int64,
+                               types.uintp, types.int64, types.uintp, types.int64, types.float64,
                                types.uintp, types.int64)
 
         def codegen(context, builder, sig, args):
@@ -92,7 +94,7 @@ def _cblas_gemm_intrinsic(symbol, real):
                 enum, enum, enum, blas_int, blas_int, blas_int, real, pointer, blas_int,
                 pointer, blas_int, real, pointer, blas_int])
             function = cgutils.get_or_insert_function(builder.module, function_type, symbol)
-            trans_a_, m_, n_, k_, a_, lda_, b_, ldb_, beta_, c_, ldc_ = args
+            trans_a_, trans_b_, m_, n_, k_, a_, lda_, b_, ldb_, beta_, c_, ldc_ = args
             if isinstance(real, ir.FloatType):
                 beta_ = builder.fptrunc(beta_, real)
 
@@ -100,7 +102,7 @@ def _cblas_gemm_intrinsic(symbol, real):
                 return builder.trunc(value, blas_int) if _INT_BITS < 64 else value
             builder.call(function, [
                 ir.Constant(enum, _ROW_MAJOR), builder.trunc(trans_a_, enum),
-                ir.Constant(enum, _NO_TRANS), integer(m_), integer(n_), integer(k_),
+                builder.trunc(trans_b_, enum), integer(m_), integer(n_), integer(k_),
                 ir.Constant(real, 1.0), builder.inttoptr(a_, pointer), integer(lda_),
                 builder.inttoptr(b_, pointer), integer(ldb_), beta_,
                 builder.inttoptr(c_, pointer), integer(ldc_)])
@@ -114,14 +116,16 @@ _dgemm = _cblas_gemm_intrinsic(_DGEMM_SYMBOL, ir.DoubleType())
 
 
 @njit(cache=True, inline="always")
-def _loop_gemm(a, b, c, a_transposed, accumulate):
-    """The fallback: c (+)= a @ b, or a^T @ b, as three plain loops."""
+def _loop_gemm(a, b, c, a_transposed, b_transposed, accumulate):
+    """The fallback: c (+)= op(a) @ op(b) as three plain loops."""
+    inner = a.shape[0] if a_transposed else a.shape[1]
     for i in range(c.shape[0]):
         for j in range(c.shape[1]):
             if not accumulate:
                 c[i, j] = 0
-            for p in range(b.shape[0]):
-                c[i, j] += (a[p, i] if a_transposed else a[i, p]) * b[p, j]
+            for p in range(inner):
+                c[i, j] += (a[p, i] if a_transposed else a[i, p]) * (b[j, p] if b_transposed
+                                                                     else b[p, j])
 
 
 @njit(cache=True, inline="always")
@@ -139,22 +143,25 @@ def _leading_dimension(x):
 
 
 @njit(cache=True, inline="always")
-def _gemm(a, b, c, a_transposed, accumulate):
+def _gemm(a, b, c, a_transposed, b_transposed, accumulate):
     m, n = c.shape
-    k = b.shape[0]
+    k = a.shape[0] if a_transposed else a.shape[1]
     if m == 0 or n == 0:
         return
     lda, ldb, ldc = _leading_dimension(a), _leading_dimension(b), _leading_dimension(c)
     usable = lda > 0 and ldb > 0 and ldc > 0 and a.itemsize == b.itemsize == c.itemsize
     if not AVAILABLE or k == 0 or not usable:
-        _loop_gemm(a, b, c, a_transposed, accumulate)
+        _loop_gemm(a, b, c, a_transposed, b_transposed, accumulate)
         return
     trans_a = _TRANS if a_transposed else _NO_TRANS
+    trans_b = _TRANS if b_transposed else _NO_TRANS
     beta = 1.0 if accumulate else 0.0
     if c.itemsize == 4:   # float32
-        _sgemm(trans_a, m, n, k, a.ctypes.data, lda, b.ctypes.data, ldb, beta, c.ctypes.data, ldc)
+        _sgemm(trans_a, trans_b, m, n, k, a.ctypes.data, lda, b.ctypes.data, ldb, beta,
+               c.ctypes.data, ldc)
     else:
-        _dgemm(trans_a, m, n, k, a.ctypes.data, lda, b.ctypes.data, ldb, beta, c.ctypes.data, ldc)
+        _dgemm(trans_a, trans_b, m, n, k, a.ctypes.data, lda, b.ctypes.data, ldb, beta,
+               c.ctypes.data, ldc)
 
 
 @njit(cache=True, nogil=True)
@@ -162,11 +169,24 @@ def gemm(a, b, c):
     """c (M, N) = a (M, K) @ b (K, N) through BLAS when every row is contiguous (last stride one
     element) and the three share a float type; otherwise (never on the kit's own calls) by
     the fallback loops."""
-    _gemm(a, b, c, False, False)
+    _gemm(a, b, c, False, False, False)
 
 
 @njit(cache=True, nogil=True)
 def gemm_at_add(a, b, c):
     """c (M, N) += a (K, M)^T @ b (K, N): a sum of outer products, e.g. a weight gradient
     accumulated over blocks of a batch.  Same conditions as :func:`gemm`."""
-    _gemm(a, b, c, True, True)
+    _gemm(a, b, c, True, False, True)
+
+
+@njit(cache=True, parallel=True)
+def stacked_gemm(a, b, c, a_transposed, b_transposed):
+    """c[s] = op(a[s]) @ op(b[s]) for every s of a stack (S, ., .), op = transpose or not.
+
+    One whole product per thread at a time, in parallel over the stack, each product on one
+    BLAS thread (the caller sets it: nn.threads.blas_threads(1)).  For a stack of small
+    products (Winograd's 16) this beats splitting each product between threads, which is what
+    np.matmul does.
+    """
+    for s in prange(c.shape[0]):
+        _gemm(a[s], b[s], c[s], a_transposed, b_transposed, False)

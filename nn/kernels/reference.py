@@ -173,6 +173,11 @@ def gemm_at_add(a, b, c):
     c += a.T @ b
 
 
+def stacked_gemm(a, b, c, a_transposed, b_transposed):
+    c[:] = np.matmul(a.transpose(0, 2, 1) if a_transposed else a,
+                     b.transpose(0, 2, 1) if b_transposed else b)
+
+
 def adam_update(param, grad, m, v, beta1, beta2, step_size, sqrt_bias_correction2, eps):
     m *= beta1
     m += (1 - beta1) * grad

@@ -154,3 +154,4 @@ class LSTM(RecurrentLayer):
         step(gates, gates.copy(), state, state.copy(), state.copy(), state.copy())
         kernels.lstm_step_backward(state.copy(), state.copy(), gates, state, state, gates.copy())
         blas.gemm(state, gates, gates.copy())
+        blas.gemm_at_add(state, gates, gates.copy())

@@ -1,4 +1,4 @@
-"""The compiled recurrence: BLAS called from Numba, and the LSTM's whole-sequence kernels.
+"""BLAS called from Numba (nn.kernels.blas), and the LSTM's whole-sequence kernels built on it.
 
 nn.kernels.blas calls the OpenBLAS that NumPy loaded, so its products must equal NumPy's own
 bit for bit; the sequence kernels must equal their NumPy twins (a Python loop over the step
@@ -28,6 +28,31 @@ def test_gemm_equals_numpy_matmul(m, k, n, dtype):
     c = np.full((m, n), np.nan, dtype)
     blas.gemm(a, b, c)
     np.testing.assert_array_equal(c, a @ b)          # the same library, the same arithmetic
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_at_add_accumulates_the_transposed_product(dtype):
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((9, 4)).astype(dtype), rng.standard_normal((9, 6)).astype(dtype)
+    c0 = rng.standard_normal((4, 6)).astype(dtype)
+    c = c0.copy()
+    blas.gemm_at_add(a, b, c)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(c, c0 + a.T @ b, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stacked_product_equals_numpy_matmul_bit_for_bit(dtype):
+    from nn.layers.fused import stacked_product
+    rng = np.random.default_rng(4)
+    u = rng.standard_normal((16, 12, 8)).astype(dtype)
+    v = rng.standard_normal((16, 8, 50)).astype(dtype)
+    dm = rng.standard_normal((16, 12, 50)).astype(dtype)
+    np.testing.assert_array_equal(stacked_product(u, v), np.matmul(u, v))
+    np.testing.assert_array_equal(stacked_product(dm, v, b_transposed=True),
+                                  np.matmul(dm, v.transpose(0, 2, 1)))
+    np.testing.assert_array_equal(stacked_product(u, dm, a_transposed=True),
+                                  np.matmul(u.transpose(0, 2, 1), dm))
 
 
 def test_gemm_on_a_block_of_rows_writes_only_that_block():
