@@ -86,7 +86,7 @@ class Model:
         x = self.to_network_input(images)
         # A few images: waking worker threads costs more than they save.
         with one_numba_thread() if len(x) < SERIAL_BELOW else nullcontext():
-            out = [self.network.forward(x[i:i + batch_size], training=False)
+            out = [self.network.infer(x[i:i + batch_size])
                    for i in range(0, len(x), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.num_classes), np.float32)
 

@@ -210,3 +210,46 @@ def test_block_size_changes_only_the_order_of_the_gradient_sums(n_batch):
         np.testing.assert_array_equal(other[1], results[0][1])          # dx
         for got, want in zip(other[2:], results[0][2:]):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("n_batch", [1, 64, 100])
+def test_prediction_without_kept_steps_gives_the_same_last_state(n_batch):
+    """infer() lets the steps take turns in two slots of h and c; h_T must be the same bits."""
+    rng = np.random.default_rng(n_batch)
+    layer = LSTM(28, 64, rng=rng)
+    x = rng.standard_normal((n_batch, 28, 28)).astype(np.float32)
+    want = layer.forward(x, training=False)
+    got = layer.infer(x)
+    assert got.shape == (n_batch, 64)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_ring_slots_match_the_twin():
+    rng = np.random.default_rng(12)
+    x, w_ih_t, b, w_hh_t = _sequence_case(rng, 5, 3, 4, np.float64)
+    results = []
+    for module in (lstm_kernels, reference):
+        gates, tanh_cs = np.empty((1, 3, 16)), np.empty((1, 3, 4))
+        hs, cs = np.zeros((2, 3, 4)), np.zeros((2, 3, 4))
+        module.lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs,
+                                     np.empty((3, 16)), 32, False)
+        results.append(hs[5 % 2])
+    full = _run_forward(reference, (x, w_ih_t, b, w_hh_t), 32, False)[1][-1]
+    np.testing.assert_allclose(results[0], results[1], rtol=0, atol=1e-13)
+    np.testing.assert_allclose(results[0], full, rtol=0, atol=1e-13)
+
+
+def test_model_prediction_uses_the_inference_path():
+    from models import build_model
+    model = build_model("lstm", rng=np.random.default_rng(0))
+    images = np.random.default_rng(1).uniform(0, 1, (10, 28, 28)).astype(np.float32)
+    calls = []
+    original = LSTM.infer
+    LSTM.infer = lambda self, x: calls.append(len(x)) or original(self, x)
+    try:
+        probabilities = model.predict_proba(images)
+    finally:
+        LSTM.infer = original
+    assert calls == [10]
+    logits = model.network.forward(model.to_network_input(images), training=False)
+    np.testing.assert_allclose(probabilities.argmax(1), logits.argmax(1))

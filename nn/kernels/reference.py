@@ -142,10 +142,12 @@ def lstm_step_backward(dh, dc, gates, c_prev, tanh_c, dgates):
 
 def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, recurrent,
                           rows_per_block, fast):
-    for t in range(gates.shape[0]):
-        gates[t] = x[t] @ w_ih_t
-        recurrent[:] = hs[t] @ w_hh_t + b
-        lstm_step_forward(gates[t], recurrent, cs[t], cs[t + 1], tanh_cs[t], hs[t + 1])
+    kept, slots = gates.shape[0], hs.shape[0]
+    for t in range(x.shape[0]):
+        g, now, after = t % kept, t % slots, (t + 1) % slots
+        gates[g] = x[t] @ w_ih_t
+        recurrent[:] = hs[now] @ w_hh_t + b
+        lstm_step_forward(gates[g], recurrent, cs[now], cs[after], tanh_cs[g], hs[after])
 
 
 def lstm_sequence_backward(dhs, dh, dc, x, hs, cs, tanh_cs, gates, w_ih, w_hh, dgates, dx,

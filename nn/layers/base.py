@@ -36,6 +36,11 @@ class Layer:
     def backward(self, dout):
         raise NotImplementedError
 
+    def infer(self, x):
+        """Forward pass for prediction only: no backward follows, so a layer may skip what only
+        backward needs (the LSTM keeps no per-step state).  By default forward(x, False)."""
+        return self.forward(x, training=False)
+
     def config(self) -> dict:
         """The constructor arguments, JSON-serialisable, so the layer can be rebuilt from a file."""
         return {}

@@ -135,6 +135,9 @@ class ConvActivationPool:
                 and conv.padding == "same" and pool.pool_size == pool.stride == 2
                 and x_shape[2] % 2 == 0 and x_shape[3] % 2 == 0)
 
+    def infer(self, x):
+        return self.forward(x, training=False)
+
     def forward(self, x, training=False):
         if self.uses_winograd(x.shape):
             return self._forward_winograd(x)

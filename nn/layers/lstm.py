@@ -39,8 +39,9 @@ class LSTMCache(NamedTuple):
     tanh_cs: np.ndarray  # (T, N, H) tanh(c_t), reused by backward
 
 
-def lstm_forward(x, w_ih, w_hh, b):
+def lstm_forward(x, w_ih, w_hh, b, keep_steps=True):
     """x (N, T, D), w_ih (4H, D), w_hh (4H, H), b (4H,) -> (hs (T, N, H) every h_t, LSTMCache),
+    or with ``keep_steps=False`` (prediction only: no backward) (h_T as (1, N, H), None),
     from h_0 = c_0 = 0:
         a_t = x_t w_ih^T + h_{t-1} w_hh^T + b,   i, f, o = sigmoid(a_i, a_f, a_o),  g = tanh(a_g)
         c_t = f c_{t-1} + i g,   h_t = o tanh(c_t)
@@ -51,10 +52,12 @@ def lstm_forward(x, w_ih, w_hh, b):
     x_time_major = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)  # (T, N, D)
     w_ih_t = np.ascontiguousarray(w_ih.T, dtype=dtype)                     # (D, 4H)
     w_hh_t = np.ascontiguousarray(w_hh.T, dtype=dtype)                     # (H, 4H)
-    gates = np.empty((steps, n_batch, 4 * hidden), dtype=dtype)
-    hs = np.zeros((steps + 1, n_batch, hidden), dtype=dtype)               # hs[0] = h_0 = 0
-    cs = np.zeros((steps + 1, n_batch, hidden), dtype=dtype)               # cs[0] = c_0 = 0
-    tanh_cs = np.empty((steps, n_batch, hidden), dtype=dtype)
+    kept = steps if keep_steps else 1          # without backward, the steps take turns in
+    slots = steps + 1 if keep_steps else 2     # one slot of gates and two of h and c
+    gates = np.empty((kept, n_batch, 4 * hidden), dtype=dtype)
+    hs = np.zeros((slots, n_batch, hidden), dtype=dtype)                   # hs[0] = h_0 = 0
+    cs = np.zeros((slots, n_batch, hidden), dtype=dtype)                   # cs[0] = c_0 = 0
+    tanh_cs = np.empty((kept, n_batch, hidden), dtype=dtype)
     recurrent = np.empty((n_batch, 4 * hidden), dtype=dtype)
     # All T steps in one compiled call; float32 uses the vectorised approximate tanh (error
     # ~3e-7), float64 (gradient checks) the exact libm one.
@@ -62,6 +65,8 @@ def lstm_forward(x, w_ih, w_hh, b):
         kernels.lstm_sequence_forward(x_time_major, w_ih_t, b.astype(dtype, copy=False), w_hh_t,
                                       gates, hs, cs, tanh_cs, recurrent, ROWS_PER_BLOCK,
                                       dtype == np.float32)
+    if not keep_steps:
+        return hs[steps % 2][None], None
     return hs[1:], LSTMCache(x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs)
 
 
@@ -132,6 +137,14 @@ class LSTM(RecurrentLayer):
 
     def sequence_forward(self, x):
         return lstm_forward(x, self.params["w_ih"], self.params["w_hh"], self.params["b"])
+
+    def infer(self, x):
+        """Prediction only (no backward may follow): h_T without keeping every step's state."""
+        if self.return_sequences:
+            return self.forward(x, training=False)
+        last, _ = lstm_forward(x, self.params["w_ih"], self.params["w_hh"], self.params["b"],
+                               keep_steps=False)
+        return last[0]
 
     def sequence_backward(self, dhs, hidden_grads):
         dx, self.grads["w_ih"], self.grads["w_hh"], self.grads["b"] = lstm_backward(

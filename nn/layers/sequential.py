@@ -39,6 +39,12 @@ class Sequential(Layer):
             x = step.forward(x, training)
         return x
 
+    def infer(self, x):
+        """Prediction only (see Layer.infer): no backward may follow."""
+        for step in self.steps():
+            x = step.infer(x)
+        return x
+
     def backward(self, dout):
         for step in reversed(self.steps()):
             dout = step.backward(dout)
