@@ -26,7 +26,6 @@ import numpy as np
 from nn.init import glorot_uniform, orthogonal, zeros
 from nn.kernels import gru as kernels
 from nn.layers.recurrent import RecurrentLayer
-from nn.threads import blas_threads
 
 
 class GRUCache(NamedTuple):
@@ -55,11 +54,10 @@ def gru_forward(x, w_ih, w_hh, b_ih, b_hh):
     hs = np.zeros((steps + 1, n_batch, hidden), dtype=x.dtype)             # hs[0] = h_0 = 0
     hn = np.empty((steps, n_batch, hidden), dtype=x.dtype)
     recurrent = np.empty((n_batch, 3 * hidden), dtype=x.dtype)
-    with blas_threads(1):   # tiny per-step products: see nn.threads.blas_threads
-        for t in range(steps):
-            np.matmul(hs[t], w_hh_t, out=recurrent)                            # h_{t-1} w_hh^T
-            # r, z, n and h_t = (1 - z) n + z h_{t-1}; gh = recurrent + b_hh is added in the kernel
-            kernels.gru_step_forward(gates[t], recurrent, b_hh, hs[t], hn[t], hs[t + 1])
+    for t in range(steps):
+        np.matmul(hs[t], w_hh_t, out=recurrent)                            # h_{t-1} w_hh^T
+        # r, z, n and h_t = (1 - z) n + z h_{t-1}; gh = recurrent + b_hh is added in the kernel
+        kernels.gru_step_forward(gates[t], recurrent, b_hh, hs[t], hn[t], hs[t + 1])
     return hs[1:], GRUCache(x_time_major, w_ih, w_hh, gates, hn, hs)
 
 
@@ -80,15 +78,14 @@ def gru_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
     every_step = dhs.ndim == 3
     if not every_step:
         dh[...] = dhs                                                      # dL/dh_T only
-    with blas_threads(1):   # tiny per-step products: see nn.threads.blas_threads
-        for t in range(steps - 1, -1, -1):
-            if every_step:
-                dh += dhs[t]                                                   # + output part
-            if hidden_grads is not None:
-                hidden_grads[t] = dh
-            kernels.gru_step_backward(dh, gates[t], hs[t], hn[t], dgx[t], dgh[t])  # dh <- dh * z
-            np.matmul(dgh[t], w_hh, out=through_w_hh)
-            dh += through_w_hh                                  # dh_{t-1} = dh_t z + dgh_t w_hh
+    for t in range(steps - 1, -1, -1):
+        if every_step:
+            dh += dhs[t]                                                   # + output part
+        if hidden_grads is not None:
+            hidden_grads[t] = dh
+        kernels.gru_step_backward(dh, gates[t], hs[t], hn[t], dgx[t], dgh[t])  # dh <- dh * z
+        np.matmul(dgh[t], w_hh, out=through_w_hh)
+        dh += through_w_hh                                  # dh_{t-1} = dh_t z + dgh_t w_hh
     dgx2d = dgx.reshape(steps * n_batch, 3 * hidden)
     dgh2d = dgh.reshape(steps * n_batch, 3 * hidden)
     dw_ih = dgx2d.T @ x_time_major.reshape(steps * n_batch, -1)           # (3H, D)

@@ -22,7 +22,6 @@ import numpy as np
 from nn.init import glorot_uniform, orthogonal, zeros
 from nn.kernels import rnn as kernels
 from nn.layers.recurrent import RecurrentLayer
-from nn.threads import blas_threads
 
 
 class RNNCache(NamedTuple):
@@ -46,10 +45,9 @@ def simple_rnn_forward(x, w_ih, w_hh, b):
     w_hh_t = np.ascontiguousarray(w_hh.T)                                  # (H, H)
     hs = np.zeros((steps + 1, n_batch, hidden), dtype=x.dtype)             # hs[0] = h_0 = 0
     recurrent = np.empty((n_batch, hidden), dtype=x.dtype)
-    with blas_threads(1):   # tiny per-step products: see nn.threads.blas_threads
-        for t in range(steps):
-            np.matmul(hs[t], w_hh_t, out=recurrent)                            # h_{t-1} w_hh^T
-            kernels.rnn_step_forward(pre[t], recurrent, hs[t + 1])             # h_t = tanh(a_t)
+    for t in range(steps):
+        np.matmul(hs[t], w_hh_t, out=recurrent)                            # h_{t-1} w_hh^T
+        kernels.rnn_step_forward(pre[t], recurrent, hs[t + 1])             # h_t = tanh(a_t)
     return hs[1:], RNNCache(x_time_major, w_ih, w_hh, hs)
 
 
@@ -68,14 +66,13 @@ def simple_rnn_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
     every_step = dhs.ndim == 3
     if not every_step:
         dh[...] = dhs                                                      # dL/dh_T only
-    with blas_threads(1):   # tiny per-step products: see nn.threads.blas_threads
-        for t in range(steps - 1, -1, -1):
-            if every_step:
-                dh += dhs[t]                                                   # + output part
-            if hidden_grads is not None:
-                hidden_grads[t] = dh
-            kernels.rnn_step_backward(dh, hs[t + 1], da[t])                    # da_t = dh_t (1 - h_t^2)
-            np.matmul(da[t], w_hh, out=dh)                                     # dh_{t-1} = da_t w_hh
+    for t in range(steps - 1, -1, -1):
+        if every_step:
+            dh += dhs[t]                                                   # + output part
+        if hidden_grads is not None:
+            hidden_grads[t] = dh
+        kernels.rnn_step_backward(dh, hs[t + 1], da[t])                    # da_t = dh_t (1 - h_t^2)
+        np.matmul(da[t], w_hh, out=dh)                                     # dh_{t-1} = da_t w_hh
     da2d = da.reshape(steps * n_batch, hidden)
     dw_ih = da2d.T @ x_time_major.reshape(steps * n_batch, -1)            # (H, D)
     dw_hh = da2d.T @ hs[:-1].reshape(steps * n_batch, hidden)             # (H, H)
