@@ -1,12 +1,13 @@
-"""LSTM cell kernels: the gate nonlinearities and their derivatives for one timestep.
+"""LSTM kernels: the gate math of one timestep, and whole sequences built on it.
 
 Gate order along the 4H axis is PyTorch's: input, forget, cell (g), output.
 
-The matrix products (x_t W_ih^T for all t at once, h_{t-1} W_hh^T per step) stay in BLAS; these
-kernels do the elementwise gate math that follows, in one pass over (N, 4H) instead of a dozen
-NumPy temporaries.  (Measured: a hand-written row-times-matrix loop in Numba, even blocked over
-four rows, took 2x BLAS's time for the 64x64 @ 64x256 step product, so BLAS keeps it.)  All are
-serial: a (64, 256) step is too small to be worth waking threads for.
+One timestep (lstm_step_forward, _fast, lstm_step_backward): the elementwise gate math, in one
+pass over (N, 4H) instead of a dozen NumPy temporaries; serial, a step is too small to be worth
+waking threads for.  A whole sequence (lstm_sequence_forward, lstm_sequence_backward): every
+step of blocks of batch rows, in parallel over the blocks, with the matrix products done by
+BLAS from inside the kernel (nn.kernels.blas; a hand-written product in Numba took 2x BLAS's
+time for the 64x64 @ 64x256 step product).
 
 Nonlinearities: the float64 path (gradient checks) calls the C library's exp and tanh, exact to
 the last bit; float32 uses a rational approximation of tanh that vectorises (scalar libm calls
