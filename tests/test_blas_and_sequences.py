@@ -93,6 +93,36 @@ def test_gemm_falls_back_to_loops_for_mixed_types():
     np.testing.assert_allclose(c, a @ b.astype(np.float64), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
+def test_the_loop_stand_in_for_cblas_gemm(trans_a, trans_b, dtype):
+    """Where OpenBLAS is missing, our symbol names are bound to blas._loop_cblas compiled with
+    cblas_?gemm's C signature: called like cblas (row-major, leading dimensions wider than the
+    rows, beta 0 and 1), it must give the same product."""
+    import ctypes
+
+    from numba import cfunc, types
+    real = types.float32 if dtype == np.float32 else types.float64
+    stand_in = cfunc(blas._loop_cblas_signature(real))(blas._loop_cblas)
+    rng = np.random.default_rng(8)
+    m, n, k = 5, 4, 3
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    a_wide = np.zeros((a.shape[0], a.shape[1] + 2), dtype)      # lda = row length + 2
+    a_wide[:, :a.shape[1]] = a
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    want = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    for beta in (0.0, 1.0):
+        c = c0.copy()
+        pointer = ctypes.POINTER(ctypes.c_float if dtype == np.float32 else ctypes.c_double)
+        stand_in.ctypes(101, 112 if trans_a else 111, 112 if trans_b else 111, m, n, k, 1.0,
+                        a_wide.ctypes.data_as(pointer), a_wide.shape[1],
+                        b.ctypes.data_as(pointer), b.shape[1], beta,
+                        c.ctypes.data_as(pointer), n)
+        expected = want + (c0 if beta else 0)
+        np.testing.assert_allclose(c, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_blas_threads_sets_and_restores_the_count():
     before = blas_thread_count()
     assert before is not None and before >= 1
@@ -253,3 +283,50 @@ def test_model_prediction_uses_the_inference_path():
     assert calls == [10]
     logits = model.network.forward(model.to_network_input(images), training=False)
     np.testing.assert_allclose(probabilities.argmax(1), logits.argmax(1))
+
+
+NO_OPENBLAS_CHILD = r"""
+import builtins, json, sys
+if sys.argv[1] == "hide":                # no /proc/self/maps: OpenBLAS cannot be found
+    real_open = builtins.open
+    def open_without_proc(path, *args, **kwargs):
+        if str(path) == "/proc/self/maps":
+            raise OSError("hidden by the test")
+        return real_open(path, *args, **kwargs)
+    builtins.open = open_without_proc
+import nn
+nn.configure_threads(1)
+import numpy as np
+from nn.kernels import blas
+from nn.layers.lstm import LSTM
+rng = np.random.default_rng(0)
+layer = LSTM(5, 4, rng=rng)
+out = layer.forward(rng.standard_normal((3, 6, 5)).astype(np.float32), training=True)
+from nn.kernels import lstm
+hits = sum(lstm.lstm_sequence_forward.stats.cache_hits.values())
+print(json.dumps({"available": blas.AVAILABLE, "out": out.tolist(), "cache_hits": hits}))
+"""
+
+
+def test_without_openblas_the_lstm_still_computes_the_same(tmp_path):
+    """Both ways a machine can lack NumPy's OpenBLAS: kernels compiled there (the loop path),
+    and kernels loaded from a cache made where it was present (the flag is frozen in them; the
+    symbol then leads to blas._loop_cblas)."""
+    import json
+    import subprocess
+    import sys
+
+    def child(mode, cache):
+        env = dict(__import__("os").environ, NUMBA_CACHE_DIR=str(cache))
+        done = subprocess.run([sys.executable, "-c", NO_OPENBLAS_CHILD, mode], env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    with_blas = child("show", tmp_path / "shared")          # also fills this cache
+    assert with_blas["available"] is True
+    assert with_blas["cache_hits"] == 0
+    for cache, hits in ((tmp_path / "fresh", 0), (tmp_path / "shared", 1)):
+        without = child("hide", cache)
+        assert without["available"] is False and without["cache_hits"] == hits
+        np.testing.assert_allclose(without["out"], with_blas["out"], rtol=1e-5, atol=1e-6)

@@ -11,8 +11,11 @@ libraries mapped into this process and register with LLVM under names of our own
 refer to those names, not to an address, so Numba can cache them on disk: the name is bound
 again to the address in every new process when this module is imported.
 
-Without OpenBLAS (another BLAS, or no /proc to find it in) :data:`AVAILABLE` is False and
-:func:`gemm` is a plain triple loop, correct but slow; callers then keep their NumPy path.
+Without that OpenBLAS (another BLAS, or no /proc to find it in) :data:`AVAILABLE` is False,
+:func:`gemm` runs plain loops (correct, slow), and our names are bound to :func:`_loop_cblas`,
+a compiled triple loop with cblas_?gemm's arguments: machine code cached on a machine with
+OpenBLAS and loaded where it is missing (the flag is frozen into the cache) still computes the
+right product.
 
     gemm(a, b, c)          c (M, N) = a (M, K) @ b (K, N)
     gemm_at_add(a, b, c)   c (M, N) += a (K, M)^T @ b (K, N)
@@ -26,7 +29,7 @@ import ctypes
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import cfunc, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -37,15 +40,15 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _SGEMM_SYMBOL = "nn_kernels_blas_sgemm"
 _DGEMM_SYMBOL = "nn_kernels_blas_dgemm"
 
-# NumPy's wheels: scipy_ prefix, 64-bit integers (suffix 64_); a system OpenBLAS: plain names
-# with 32-bit integers.  (name of sgemm, name of dgemm, integer width in bits)
-_CANDIDATES = (("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_", 64),
-               ("cblas_sgemm64_", "cblas_dgemm64_", 64),
-               ("cblas_sgemm", "cblas_dgemm", 32))
+# NumPy's wheels bundle an OpenBLAS with 64-bit integers whose symbols carry a scipy_ prefix
+# and a 64_ suffix; an unprefixed 64-bit build is taken too.  (A 32-bit-integer OpenBLAS, as
+# some systems' NumPy links, is not used: its calls would need other machine code.)
+_CANDIDATES = (("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"),
+               ("cblas_sgemm64_", "cblas_dgemm64_"))
 
 
 def _find_cblas():
-    """(sgemm address, dgemm address, integer bits) from the OpenBLAS NumPy loaded, or None."""
+    """(sgemm address, dgemm address) from the OpenBLAS NumPy loaded, or None."""
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
             paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
@@ -56,23 +59,45 @@ def _find_cblas():
             library = ctypes.CDLL(path)
         except OSError:
             continue
-        for single, double, bits in _CANDIDATES:
+        for single, double in _CANDIDATES:
             sgemm, dgemm = getattr(library, single, None), getattr(library, double, None)
             if sgemm is not None and dgemm is not None:
-                as_address = ctypes.cast(sgemm, ctypes.c_void_p).value
-                return as_address, ctypes.cast(dgemm, ctypes.c_void_p).value, bits
+                return (ctypes.cast(sgemm, ctypes.c_void_p).value,
+                        ctypes.cast(dgemm, ctypes.c_void_p).value)
     return None
+
+
+def _loop_cblas_signature(real):
+    """cblas_?gemm's C signature, with 64-bit integers."""
+    pointer = types.CPointer(real)
+    return types.void(types.int32, types.int32, types.int32, types.int64, types.int64,
+                      types.int64, real, pointer, types.int64, pointer, types.int64, real,
+                      pointer, types.int64)
+
+
+def _loop_cblas(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """cblas_?gemm as plain loops, row-major only (the one order our kernels pass):
+    C = alpha op(A) op(B) + beta C, with leading dimensions lda, ldb, ldc."""
+    for i in range(m):
+        for j in range(n):
+            total = alpha * 0
+            for p in range(k):
+                left = a[p * lda + i] if trans_a == _TRANS else a[i * lda + p]
+                right = b[j * ldb + p] if trans_b == _TRANS else b[p * ldb + j]
+                total += left * right
+            c[i * ldc + j] = alpha * total + (beta * c[i * ldc + j] if beta != 0 else 0)
 
 
 _FOUND = _find_cblas()
 AVAILABLE = _FOUND is not None
-_INT_BITS = _FOUND[2] if AVAILABLE else 64
-# Without OpenBLAS the names still need an address for the machine code to link; the calls
-# behind ``if AVAILABLE`` never run then, so a function that does nothing will do.
-_NOTHING = ctypes.CFUNCTYPE(None)(lambda: None)
-_NOTHING_ADDRESS = ctypes.cast(_NOTHING, ctypes.c_void_p).value
-llvm.add_symbol(_SGEMM_SYMBOL, _FOUND[0] if AVAILABLE else _NOTHING_ADDRESS)
-llvm.add_symbol(_DGEMM_SYMBOL, _FOUND[1] if AVAILABLE else _NOTHING_ADDRESS)
+if AVAILABLE:
+    llvm.add_symbol(_SGEMM_SYMBOL, _FOUND[0])
+    llvm.add_symbol(_DGEMM_SYMBOL, _FOUND[1])
+else:
+    _LOOP_SGEMM = cfunc(_loop_cblas_signature(types.float32), cache=True)(_loop_cblas)
+    _LOOP_DGEMM = cfunc(_loop_cblas_signature(types.float64), cache=True)(_loop_cblas)
+    llvm.add_symbol(_SGEMM_SYMBOL, _LOOP_SGEMM.address)
+    llvm.add_symbol(_DGEMM_SYMBOL, _LOOP_DGEMM.address)
 
 
 def _cblas_gemm_intrinsic(symbol, real):
@@ -88,7 +113,7 @@ def _cblas_gemm_intrinsic(symbol, real):
                                types.uintp, types.int64)
 
         def codegen(context, builder, sig, args):
-            enum, blas_int = ir.IntType(32), ir.IntType(_INT_BITS)
+            enum, blas_int = ir.IntType(32), ir.IntType(64)
             pointer = ir.IntType(8).as_pointer()
             function_type = ir.FunctionType(ir.VoidType(), [
                 enum, enum, enum, blas_int, blas_int, blas_int, real, pointer, blas_int,
@@ -97,15 +122,12 @@ def _cblas_gemm_intrinsic(symbol, real):
             trans_a_, trans_b_, m_, n_, k_, a_, lda_, b_, ldb_, beta_, c_, ldc_ = args
             if isinstance(real, ir.FloatType):
                 beta_ = builder.fptrunc(beta_, real)
-
-            def integer(value):
-                return builder.trunc(value, blas_int) if _INT_BITS < 64 else value
             builder.call(function, [
                 ir.Constant(enum, _ROW_MAJOR), builder.trunc(trans_a_, enum),
-                builder.trunc(trans_b_, enum), integer(m_), integer(n_), integer(k_),
-                ir.Constant(real, 1.0), builder.inttoptr(a_, pointer), integer(lda_),
-                builder.inttoptr(b_, pointer), integer(ldb_), beta_,
-                builder.inttoptr(c_, pointer), integer(ldc_)])
+                builder.trunc(trans_b_, enum), m_, n_, k_,
+                ir.Constant(real, 1.0), builder.inttoptr(a_, pointer), lda_,
+                builder.inttoptr(b_, pointer), ldb_, beta_,
+                builder.inttoptr(c_, pointer), ldc_])
             return context.get_dummy_value()
         return signature, codegen
     return call
