@@ -207,7 +207,7 @@ def conv3x3_single_channel_leaky_maxpool_backward(dpooled, pooled, argmax, slope
     nine multiply-adds per pooled output, against the full (C, N*H*W) gradient map and the
     (C, N*H*W) x (N*H*W, 9) product of the general path.  Parallel over channels, each
     channel's sums in a function of its own: written inline in the parallel loop, the kernel ran
-    2.4x slower on two threads than on one (6.3 vs 2.5 ms, batch 64); now 1.5 ms on two.
+    2.4x slower on two threads than on one (6.3 vs 2.5 ms, batch 64); now 1.4 - 1.5 on two.
     """
     n_batch, channels, out_h, out_w = dpooled.shape
     height, width = x.shape[2], x.shape[3]

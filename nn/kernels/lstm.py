@@ -35,7 +35,7 @@ _HALF = np.float32(0.5)
 _ONE = np.float32(1.0)   # 1 - x with an integer 1 makes a float32 x float64 in Numba
 # Let LLVM fuse a * b + c into one FMA instruction (one rounding instead of two; nothing else
 # of fastmath, so no reassociation and results stay the same for every thread count).  Halved
-# the forward gate kernel: 19.3 -> 10.9 us for a (64, 256) step (1 thread, min of 5 x 2000).
+# the forward gate kernel: 19.3 - 21.7 -> 10.9 - 11.8 us per (64, 256) step (1 thread, 2 runs).
 # The backward kernel gained nothing (5.1 vs 5.3 us) and stays bit-identical to its twin.
 _FMA = {"contract"}
 
@@ -187,7 +187,7 @@ def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, recurren
 
     For prediction alone, gates and tanh_cs may have length 1 and hs, cs length 2: the steps
     then take turns in them (index t mod length), and h_T ends in hs[T % 2]: less memory
-    written, ~15 % faster (0.71 -> 0.60 ms, batch 64, 2 threads).
+    written, 11 - 16 % faster (0.70 - 0.83 -> 0.60 - 0.72 ms, batch 64, 2 threads, 5 runs).
 
     The rows of a batch never mix, so each block runs all T steps on its own: one parallel
     launch per sequence instead of a hand-off per step, and the input product of a step runs

@@ -55,9 +55,10 @@ def stacked_product(a, b, a_transposed=False, b_transposed=False):
 
     Each product runs whole on one thread, the threads sharing out the stack, instead of
     np.matmul's splitting of every product between threads.  2 threads, batch 64, medians of
-    60 (ms, np.matmul -> this): conv2 forward 1.34 -> 1.22, its dU 1.89 -> 1.55; conv3 forward
-    1.75 -> 1.27, dU 1.83 -> 1.54, dV 1.57 -> 1.31.  Same products, same single-thread BLAS
-    kernels per element, so the same results.
+    60, two runs (ms, np.matmul -> this): conv2 forward 1.34 - 1.50 -> 1.22 - 1.28, dU
+    1.89 - 2.04 -> 1.55 - 1.61, dV 1.35 - 1.46 -> 1.40 - 1.51 (no gain); conv3 forward
+    1.68 - 1.75 -> 1.27 - 1.42, dU 1.83 - 1.92 -> 1.54 - 1.55, dV 1.57 -> 1.31 - 1.39.  Same
+    products, same single-thread BLAS kernels per element, so the same results.
     """
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     rows = a.shape[2] if a_transposed else a.shape[1]
