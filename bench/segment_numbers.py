@@ -1,9 +1,9 @@
 """How well draw.py reads whole numbers: synthetic numbers of MNIST test digits, segmented by
-models/segment.py and read digit by digit.
+kit/images/segment.py and read digit by digit.
 
     python bench/segment_numbers.py [--numbers 1000] [--models cnn] [--seed 0] [--json]
 
-Each number has 2-6 random MNIST test digits written side by side (kit/numbers.py): one size per
+Each number has 2-6 random MNIST test digits written side by side (tests/support/numbers.py): one size per
 number (digits 50-100 px tall, each +-15 %), a random height for each digit, and a random gap
 between neighbours of 0.1-0.6 digit heights (never touching).  The same numbers are then
 written with their digits' boxes touching (gap 0) to measure what happens when digits run into
@@ -26,9 +26,9 @@ import numpy as np  # noqa: E402
 
 from kit.data import resolve_data_dir  # noqa: E402
 from kit.mnist import load_mnist_float  # noqa: E402
-from kit.numbers import synthetic_number  # noqa: E402
+from tests.support.numbers import synthetic_number  # noqa: E402
 from models import load_model, registry  # noqa: E402
-from models.segment import read_number, segment  # noqa: E402
+from kit.images.segment import read_number, segment  # noqa: E402
 
 
 def measure(models, images, labels, numbers, seed, gap):

@@ -1,8 +1,8 @@
 """The pygame side of draw.py: the app (:mod:`canvas.app`), what it draws (:mod:`canvas.views`),
-the study views' NumPy computations (:mod:`canvas.study`), scripted drawing (:mod:`canvas.demo`)
+the study views' NumPy computations (:mod:`models.analysis.study`), scripted drawing (:mod:`canvas.demo`)
 and the check that a display is there to draw on (:mod:`canvas.display`).
 
 The pure computations the app relies on need no pygame: turning a drawing into MNIST-style
-images (:mod:`models.preprocess`), splitting a number into digits (:mod:`models.segment`),
-saliency and occlusion (:mod:`models.saliency`) and teaching (:mod:`models.personal`).
+images (:mod:`kit.images.preprocess`), splitting a number into digits (:mod:`kit.images.segment`),
+saliency and occlusion (:mod:`models.analysis.saliency`) and teaching (:mod:`models.training.teaching`).
 """

@@ -9,7 +9,7 @@ The main loop is three calls, kept apart so tests can drive the app with posted 
 
 The app shows every model it is given (draw.py gives it every shipped model): a table of their
 answers and the bars of the selected one (Tab).  A drawing of several digits side by side is
-read as a whole number (:mod:`models.segment`); the study views (F, R, W) and teaching (T) work
+read as a whole number (:mod:`kit.images.segment`); the study views (F, R, W) and teaching (T) work
 on one digit of it, chosen with Left/Right.
 
 Everything runs on the main thread: Numba's default threading layer aborts when parallel
@@ -24,9 +24,9 @@ import numpy as np
 import pygame
 
 from canvas import views
-from canvas.study import feature_maps, has_conv_layers, reads_rows, row_by_row
-from models.saliency import explain
-from models.segment import read_number, segment
+from models.analysis.study import feature_maps, has_conv_layers, reads_rows, row_by_row
+from models.analysis.saliency import explain
+from kit.images.segment import read_number, segment
 from nn.errors import UserError
 from nn.threads import one_numba_thread
 
@@ -71,7 +71,7 @@ class DrawApp:
         Start with live prediction (predict while drawing) switched on.
     screenshot_path : str or Path
         Where the S key saves the window as PNG.
-    teacher : models.personal.Teacher, optional
+    teacher : models.training.teaching.Teacher, optional
         Enables T (teach); its ``models`` must be this app's ``models`` dict.
     load_shipped : callable, optional
         name -> models.Model with the shipped weights; enables X (back to the shipped weights).
@@ -101,7 +101,7 @@ class DrawApp:
         self.pen = None                  # last pen position on the canvas while the button is down
         self.version = 0                 # bumped by every change to the drawing or the models
         self.predicted_version = -1      # the version that self.pieces/results describe
-        self.pieces = []                 # models.segment.Piece per digit, left to right
+        self.pieces = []                 # kit.images.segment.Piece per digit, left to right
         self.results = {}                # model name -> (K, 10) probabilities, one row per digit
         self.focus = 0                   # the digit the bars, study views and T are about
         self.study = {}                  # view -> (key, data) for the study views

@@ -14,7 +14,7 @@ occlusion), T then a digit teaches the models your handwriting, X goes back to t
 weights, S saves a screenshot, Q / Esc / closing the window quits.
 
 Each digit is turned into an MNIST-style 28x28 image (crop, scale to 20 px, centre by mass:
-models/preprocess.py; several digits are split apart first: models/segment.py) before any model
+kit/images/preprocess.py; several digits are split apart first: kit/images/segment.py) before any model
 sees it.  The app itself lives in canvas/.
 """
 import argparse
@@ -47,11 +47,11 @@ import pygame  # noqa: E402
 
 from canvas.app import BRUSH, CANVAS_RECT, HELP, WINDOW_SIZE, DrawApp  # noqa: E402
 from canvas.demo import digit_events, key_event, number_events  # noqa: E402
-from canvas.study import feature_maps, has_conv_layers, reads_rows, row_by_row  # noqa: E402
+from models.analysis.study import feature_maps, has_conv_layers, reads_rows, row_by_row  # noqa: E402
 from kit.data import resolve_data_dir  # noqa: E402
 from kit.paths import personal_dir  # noqa: E402
 from models import load_model, registry, shipped_weights  # noqa: E402
-from models.personal import Teacher, personal_weights  # noqa: E402
+from models.training.teaching import Teacher, personal_weights  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parent.parent   # where train_cnn.py lives, in a checkout
 NO_DISPLAY = "no display available (set DISPLAY, or SDL_VIDEODRIVER=dummy for a headless run)"

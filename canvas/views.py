@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pygame
 
-from canvas.study import normalise_tiles
+from models.analysis.study import normalise_tiles
 
 BACKGROUND = (28, 30, 34)
 PANEL = (40, 43, 48)
@@ -175,7 +175,7 @@ def heat_surface(image, values, size):
 def render_why(surface, rect, fonts, image, explanations):
     """The W view: for each model, its saliency and occlusion maps over the 28x28 input.
 
-    ``explanations``: list of (title, dict from :func:`models.saliency.explain`).
+    ``explanations``: list of (title, dict from :func:`models.analysis.saliency.explain`).
     """
     if image is None or not explanations:
         text(surface, "Nothing drawn yet: draw a digit to see why the models answer as they do.",

@@ -1,6 +1,6 @@
-"""The application around the library: data sets and their download, where files live,
-augmentation of digit images, command-line helpers and the progress bar.
+"""The application's bottom layer: data sets and their download, where files live, image handling
+(:mod:`kit.images`: preprocessing a drawing, splitting a number, augmentation), command-line
+helpers and the progress bar.
 
-:mod:`nn` is the library and knows nothing of these; :mod:`models`, :mod:`canvas` and the
-scripts use both.
+May import: ``nn`` and third-party libraries only; never ``models`` or ``canvas``.
 """

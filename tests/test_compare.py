@@ -15,9 +15,9 @@ import re
 import numpy as np
 import pytest
 
-from models import compare, memory
+from models.analysis import compare, memory
 from models.base import build_model, load_model
-from models.evaluate import Evaluation, evaluate, load_test_set
+from models.analysis.evaluate import Evaluation, evaluate, load_test_set
 from test_evaluate import assert_one_line_error, run_module, without_matplotlib
 
 # --- perturbations ---
@@ -340,7 +340,7 @@ def weights(tmp_path_factory):
 
 
 def run_compare(repo_root, mnist_dir, weights, out, *extra, names=THREE, **kwargs):
-    return run_module(repo_root, "models.compare", "--models", ",".join(str(weights[n]) for n in names),
+    return run_module(repo_root, "models.analysis.compare", "--models", ",".join(str(weights[n]) for n in names),
                       "--data", mnist_dir, "--out", out, *extra, **kwargs)
 
 
@@ -453,7 +453,7 @@ def test_bad_model_lists_give_one_line_and_write_nothing(repo_root, mnist_dir, w
              (("--models", f"{weights['cnn']},{weights['lstm']}", "--pair", "cnn,rnn"), "--pair cnn,rnn"),
              (("--models", f"{weights['cnn']},{tmp_path / 'missing.npz'}"), "missing.npz")]
     for arguments, expected in cases:
-        line = assert_one_line_error(run_module(repo_root, "models.compare", *arguments, "--data", mnist_dir,
+        line = assert_one_line_error(run_module(repo_root, "models.analysis.compare", *arguments, "--data", mnist_dir,
                                                 "--out", out))
         assert expected in line, line
         assert not out.exists()
@@ -486,7 +486,7 @@ def test_a_model_defined_outside_the_kit_is_compared_and_measured(repo_root, mni
     tiny_weights = tmp_path / "tinygru.npz"
     build_model("tinygru", np.random.default_rng(4)).save(tiny_weights)
     out = tmp_path / "report"
-    result = run_module(repo_root, "models.compare", "--model-file", model_file, "--models",
+    result = run_module(repo_root, "models.analysis.compare", "--model-file", model_file, "--models",
                         f"{weights['rnn']},{tiny_weights}", "--data", mnist_dir, "--out", out, "--limit", 100,
                         "--sweep-images", 20, "--latency-calls", 3, "--speed-seconds", 0.05, "--quiet",
                         pythonpath_first=without_matplotlib(tmp_path))

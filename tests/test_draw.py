@@ -393,7 +393,7 @@ def test_views_without_a_fitting_model_say_so(screen, untrained_weights):
 
 
 def test_a_single_digit_is_preprocessed_exactly_as_before(app):
-    from models.preprocess import preprocess_canvas
+    from kit.images.preprocess import preprocess_canvas
     play(app, digit_events(5, draw.DEMO_BOX) + [key_event(pygame.K_p)])
     assert len(app.pieces) == 1
     np.testing.assert_array_equal(app.canvas_grey(), app.canvas_array()[:, :, 0])
@@ -433,7 +433,7 @@ def test_p_on_a_drawn_number_prints_every_models_reading_and_boxes_each_digit(tr
 
 # ------------------------------------------------------------------------- why and teach
 def test_w_shows_why_for_every_model(app):
-    from models.saliency import explain
+    from models.analysis.saliency import explain
     play(app, digit_events(8, draw.DEMO_BOX) + [key_event(pygame.K_w)])
     assert app.view == "why"
     data = app.study_data("why")
@@ -450,14 +450,14 @@ def test_w_shows_why_for_every_model(app):
 
 
 def make_teaching_app(screen, models, folder, mnist_dir=None):
-    from models.personal import Teacher
+    from models.training.teaching import Teacher
     teacher = Teacher({}, folder=folder, mnist_dir=mnist_dir)
     return DrawApp(models, screen, teacher=teacher,
                    load_shipped=lambda name: build_model(name, rng=np.random.default_rng(42)))
 
 
 def test_t_then_a_digit_teaches_every_model_and_x_goes_back(screen, tmp_path, capsys):
-    from models.personal import PersonalSet
+    from models.training.teaching import PersonalSet
     models = [build_model(name, rng=np.random.default_rng(42)) for name in ("mlp", "lstm")]
     app = make_teaching_app(screen, models, tmp_path / "personal")
     play(app, digit_events(4, draw.DEMO_BOX) + [key_event(pygame.K_p)])
@@ -485,7 +485,7 @@ def test_t_then_a_digit_teaches_every_model_and_x_goes_back(screen, tmp_path, ca
 
 def test_teaching_a_misread_drawing_fixes_the_answer_on_screen(screen, tmp_path, mnist_dir, capsys):
     """A 1 with a long flag, drawn with the mouse, is read as 7 by the shipped CNN; T, 1 fixes it."""
-    from kit.handwriting import styled_strokes
+    from tests.support.handwriting import styled_strokes
     cnn = load_model(shipped_weights("cnn"), expect="cnn")
     app = make_teaching_app(screen, [cnn], tmp_path / "personal", mnist_dir)
     rng = np.random.default_rng(5)
@@ -502,7 +502,7 @@ def test_teaching_a_misread_drawing_fixes_the_answer_on_screen(screen, tmp_path,
 
 
 def test_personal_weights_are_loaded_at_start_unless_shipped(untrained_weights, own_user_data, capsys):
-    from models.personal import PersonalSet
+    from models.training.teaching import PersonalSet
     shipped_weights("cnn")                                       # skips without the shipped CNN
     args = draw.make_parser().parse_args(["--models", "cnn", "--cnn", untrained_weights["cnn"]])
     assert list(draw.load_models(args)) == ["cnn"]              # an explicit file wins
@@ -581,7 +581,7 @@ def test_demo_of_a_number_saves_a_screenshot(untrained_weights, tmp_path):
 def test_every_recurrent_model_reads_row_by_row_to_its_answer(name):
     """The R view's numbers for each recurrent model: row 28 is the model's own answer, and the
     view's model is the same network (its layer is copied, not changed)."""
-    from canvas.study import reads_rows, row_by_row
+    from models.analysis.study import reads_rows, row_by_row
     model = build_model(name, rng=np.random.default_rng(3))
     image = np.random.default_rng(4).random((28, 28), dtype=np.float32)
     assert reads_rows(model)
@@ -607,5 +607,5 @@ def test_benchmark_mode_times_p_on_five_digits_and_teach(tmp_path, mnist_dir):
     assert timings["models"] == ["cnn", "lstm"]
     assert len(timings["p5_latency_ms"]) == 5 and len(timings["teach_ms"]) == 3
     assert all(0 < ms < 60_000 for ms in timings["p5_latency_ms"] + timings["teach_ms"]), timings
-    from models.personal import PersonalSet
+    from models.training.teaching import PersonalSet
     assert PersonalSet(tmp_path / "personal").load()[1].tolist() == [7, 7, 7]

@@ -1,4 +1,4 @@
-"""models.metrics against hand-computed examples, and the ``python -m models.evaluate`` command.
+"""models.analysis.metrics against hand-computed examples, and the ``python -m models.evaluate`` command.
 
 The command-line tests run the real module in a subprocess on the real MNIST test images
 (``--limit`` keeps them quick) with small untrained weights written by the test itself, so they
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import metrics
+from models.analysis import metrics
 from models.base import build_model, load_model
 from kit.mnist import load_mnist_float
 
@@ -129,7 +129,7 @@ def run_module(repo_root, module, *args, pythonpath_first=None):
 
 
 def run_evaluate(repo_root, *args, **kwargs):
-    return run_module(repo_root, "models.evaluate", *args, **kwargs)
+    return run_module(repo_root, "models.analysis.evaluate", *args, **kwargs)
 
 
 def without_matplotlib(tmp_path):

@@ -1,6 +1,6 @@
 """The trainer's faults (issue 12): nothing lost, nothing silent, resume exact at every point.
 
-Most runs here are in-process (``models.train.run``): the same code as the command line without
+Most runs here are in-process (``models.training.trainer.run``): the same code as the command line without
 the interpreter start-up, so a loop over many interrupt points stays fast.
 """
 import io
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.train import run
+from models.training.trainer import run
 
 REPO = Path(__file__).resolve().parent.parent
 Result = namedtuple("Result", "returncode stdout stderr")
@@ -28,9 +28,9 @@ _loaded = {}
 @pytest.fixture(autouse=True)
 def data_read_once(monkeypatch):
     """The IDX files are parsed once per test session (the runs here are many and short)."""
-    import models.train
+    import models.training.trainer
 
-    original = models.train.load_dataset
+    original = models.training.trainer.load_dataset
 
     def cached(directory, split, num_classes=None):
         key = (str(directory), split, num_classes)
@@ -38,7 +38,7 @@ def data_read_once(monkeypatch):
             _loaded[key] = original(directory, split, num_classes)
         return _loaded[key]  # the trainer only reads them (slicing and fancy indexing)
 
-    monkeypatch.setattr(models.train, "load_dataset", cached)
+    monkeypatch.setattr(models.training.trainer, "load_dataset", cached)
 
 
 @pytest.fixture(autouse=True)
@@ -148,7 +148,7 @@ class OwnGenerator:
 
 
 def test_every_layer_generator_is_saved_and_restored_whatever_its_form():
-    from models.train import layer_rng_states, set_layer_rng_states
+    from models.training.trainer import layer_rng_states, set_layer_rng_states
     from nn.layers import Dense, Dropout, Sequential
     dropout = Dropout(0.5, rng=np.random.default_rng(7))       # a generator of its own, as .rng
     own = OwnGenerator(8)
@@ -226,8 +226,8 @@ def test_out_in_a_read_only_folder_is_refused_before_any_work(tmp_path, monkeypa
     folder.mkdir()
     folder.chmod(0o555)
     if os.access(folder, os.W_OK):  # root writes anywhere: make the check see what a user would
-        import models.train
-        monkeypatch.setattr(models.train.os, "access", lambda path, mode: Path(path) != folder)
+        import models.training.trainer
+        monkeypatch.setattr(models.training.trainer.os, "access", lambda path, mode: Path(path) != folder)
     result = train("--model", "lstm", "--data", tmp_path / "no-data", "--out", folder / "m.npz")
     folder.chmod(0o755)
     assert result.returncode == 2
@@ -378,14 +378,14 @@ def test_batch_size_one_is_refused_for_a_batchnorm_model(tmp_path, mnist_dir):
 
 
 def test_a_final_batch_of_one_joins_the_one_before(tmp_path, mnist_dir, monkeypatch):
-    import models.train
+    import models.training.trainer
     sizes = []
-    forward = models.train.SoftmaxCrossEntropy.forward
+    forward = models.training.trainer.SoftmaxCrossEntropy.forward
 
     def recording(self, logits, labels):
         sizes.append(len(labels))
         return forward(self, logits, labels)
-    monkeypatch.setattr(models.train.SoftmaxCrossEntropy, "forward", recording)
+    monkeypatch.setattr(models.training.trainer.SoftmaxCrossEntropy, "forward", recording)
     # 240 training images in batches of 239: 239 + 1 would leave BatchNorm one image.
     result = train(*LSTM_SHORT, "--batch-size", 239, "--data", mnist_dir, "--out", tmp_path / "m.npz")
     assert result.returncode == 0, result.stderr
@@ -444,7 +444,7 @@ def test_absurd_model_options_are_refused_before_allocating(tmp_path, mnist_dir)
 def test_the_parameter_estimate_is_exact_for_the_recurrent_models():
     from models import registry
     from models.base import build_model
-    from models.train import probe_model
+    from models.training.trainer import probe_model
     for name in ("lstm", "gru", "rnn", "mlp"):
         spec = registry.get(name)
         estimate, _ = probe_model(spec, {**spec.options, "hidden": 200}, (28, 28), 10)

@@ -101,7 +101,7 @@ def test_consent_downloads_into_the_folder(tmp_path, monkeypatch, mnist_dir):
 
 
 def run_command(*args, cwd, env=None):
-    return subprocess.run([sys.executable, "-m", "kit.main", *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "canvas.main", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, env={**os.environ, **(env or {})},
                           timeout=600)
 
@@ -131,7 +131,7 @@ def test_train_without_out_writes_to_the_user_folder_and_says_where(tmp_path, mn
 
 def test_console_command_into_a_closed_pipe_ends_quietly(tmp_path):
     """`cnn-vs-lstm models | head -1`: the reader goes away; no BrokenPipeError traceback."""
-    process = subprocess.Popen([sys.executable, "-m", "kit.main", "models"], cwd=tmp_path,
+    process = subprocess.Popen([sys.executable, "-m", "canvas.main", "models"], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.close()              # the reader is gone before anything is written
     stderr = process.stderr.read().decode()

@@ -1,6 +1,6 @@
-"""models/personal.py: the personal IDX set, teaching, and the teaching bar of issue 11.
+"""models/training/teaching.py: the personal IDX set, teaching, and the teaching bar of issue 11.
 
-The bar: a scripted person (kit/handwriting.py) writes 1s with a long flag, which the shipped
+The bar: a scripted person (tests/support/handwriting.py) writes 1s with a long flag, which the shipped
 models read as 7s, and 7s with a bar through the stem; after teaching 10 of their drawings, new
 drawings in that style are read right >= 90 % of the time and MNIST test accuracy drops by less
 than 0.3 points.
@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit.handwriting import styled_drawing
+from tests.support.handwriting import styled_drawing
 from models import build_model, load_model
 from models.base import REPOSITORY_WEIGHTS
-from models.personal import PersonalSet, Teacher, fine_tune, personal_weights
-from models.preprocess import preprocess_canvas
+from models.training.teaching import PersonalSet, Teacher, fine_tune, personal_weights
+from kit.images.preprocess import preprocess_canvas
 from nn.errors import UserError
 from nn.idx import read_idx
 
@@ -137,7 +137,7 @@ def test_the_trainer_trains_on_the_personal_folder(tmp_path):
     out = tmp_path / "run" / "mlp.npz"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "models.train", "--model", "mlp", "--data",
+    result = subprocess.run([sys.executable, "-m", "models.training.trainer", "--model", "mlp", "--data",
                              str(data.folder), "--epochs", "1", "--batch-size", "8", "--quiet",
                              "--out", str(out)], cwd=REPO_ROOT, env=env, capture_output=True,
                             text=True, timeout=300)

@@ -1,4 +1,4 @@
-"""models.preprocess: a drawing of any size -> the 28x28 image MNIST would have made of it."""
+"""kit.images.preprocess: a drawing of any size -> the 28x28 image MNIST would have made of it."""
 import os
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from models.preprocess import (CENTRE, area_weights, centre_of_mass, ink_bounding_box,
+from kit.images.preprocess import (CENTRE, area_weights, centre_of_mass, ink_bounding_box,
                                preprocess_canvas, resize_area, to_grey)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

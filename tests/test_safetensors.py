@@ -155,7 +155,7 @@ def test_exported_file_gets_every_check_of_an_npz(tmp_path):
 
 def test_export_command(tmp_path, repo_root):
     out = tmp_path / "cnn.safetensors"
-    command = [sys.executable, "-m", "models.export", "--model", "cnn", "--out", str(out)]
+    command = [sys.executable, "-m", "models.commands.export", "--model", "cnn", "--out", str(out)]
     result = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "356,234 parameters" in result.stdout and load_model(out).name == "cnn"

@@ -1,10 +1,10 @@
-"""models/saliency.py: the saliency map against central finite differences of the log-probability,
+"""models/analysis/saliency.py: the saliency map against central finite differences of the log-probability,
 and occlusion sensitivity against blanking a square by hand."""
 import numpy as np
 import pytest
 
 from models import build_model, registry
-from models.saliency import explain, first_input_grad_layer, float64_copy, input_gradient, occlusion_sensitivity
+from models.analysis.saliency import explain, first_input_grad_layer, float64_copy, input_gradient, occlusion_sensitivity
 
 PIXELS = [(5, 5), (14, 14), (20, 9), (10, 22), (27, 27), (0, 3)]
 

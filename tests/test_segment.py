@@ -1,12 +1,12 @@
-"""models/segment.py on hand-made canvases: components, merging, specks, order, one digit as before."""
+"""kit/images/segment.py on hand-made canvases: components, merging, specks, order, one digit as before."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from kit.numbers import synthetic_number
-from models.preprocess import preprocess_canvas
-from models.segment import connected_components, merge_overlapping_columns, read_number, segment
+from tests.support.numbers import synthetic_number
+from kit.images.preprocess import preprocess_canvas
+from kit.images.segment import connected_components, merge_overlapping_columns, read_number, segment
 
 
 def block(canvas, top, left, height, width, value=1.0):

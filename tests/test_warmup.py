@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 
 import nn.kernels
-from kit import augment
+from kit.images import augment
 from nn.warmup import warm_up
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ from nn.warmup import warm_up
 from numba.core.registry import CPUDispatcher
 import importlib, pkgutil
 import nn.kernels
-from kit import augment
+from kit.images import augment
 modules = [importlib.import_module(f"nn.kernels.{info.name}")
            for info in pkgutil.iter_modules(nn.kernels.__path__) if info.name != "reference"]
 os.access = real_access

@@ -1,6 +1,6 @@
 """Synthetic whole numbers: MNIST digits side by side on a wide canvas, as a person writes them.
 
-Used by ``bench/segment_numbers.py`` and the tests to measure :mod:`models.segment`: each digit
+Used by ``bench/segment_numbers.py`` and the tests to measure :mod:`kit.images.segment`: each digit
 is cropped to its ink, enlarged by a random factor (area resampling, so its grey edges stay
 grey), dropped at a random height (a hand that wanders up and down), and placed after the previous one
 with a random gap between their ink (``gap > 0``: the digits do not touch; ``gap <= 0``: their
@@ -8,7 +8,7 @@ boxes meet or overlap).
 """
 import numpy as np
 
-from models.preprocess import ink_bounding_box, resize_area
+from kit.images.preprocess import ink_bounding_box, resize_area
 
 
 def enlarge(digit, scale):

@@ -19,9 +19,9 @@ USAGE = __doc__.split("\n\n")[1]
 # command -> (module, function, threads): draw answers one image at a time, on one thread.
 COMMANDS = {
     "draw": ("canvas.cli", "run_main", 1),
-    "train": ("models.train", "run", None),
-    "evaluate": ("models.evaluate", "main", None),
-    "compare": ("models.compare", "main", None),
+    "train": ("models.training.trainer", "run", None),
+    "evaluate": ("models.analysis.evaluate", "main", None),
+    "compare": ("models.analysis.compare", "main", None),
     "data": ("kit.data", "main", None),
 }
 

@@ -48,7 +48,7 @@ def initial_model(model, seed=None):
     """The same model freshly initialised, as the trainer starts it.
 
     The trainer draws the initial weights from ``np.random.default_rng([seed, 1])``
-    (models/train.py), with the seed it records in the weights file; ``seed`` overrides it.
+    (models/training/trainer.py), with the seed it records in the weights file; ``seed`` overrides it.
     """
     if seed is None:
         seed = (getattr(model, "extra", None) or {}).get("seed", 0)

@@ -1,6 +1,6 @@
 """Splitting a drawing of a whole number ("2026") into its digits, NumPy only.
 
-1. ink = grey > ``INK_THRESHOLD`` (as :mod:`models.preprocess` counts ink);
+1. ink = grey > ``INK_THRESHOLD`` (as :mod:`kit.images.preprocess` counts ink);
 2. connected components of the ink, 8-connected, found on horizontal runs: each row's runs of
    ink pixels are the nodes, a run touches a run of the next row when their column ranges
    overlap or meet diagonally (``start_b <= end_a + 1`` and ``start_a <= end_b + 1``, ends
@@ -15,7 +15,7 @@
    of a 5 written beside its body, a 1 broken lengthwise: :func:`join_fragments`);
 5. specks - pieces with less than ``MIN_FRACTION`` of the largest piece's ink - are dropped;
 6. the pieces, ordered left to right, are each preprocessed MNIST-style on their own
-   (:func:`models.preprocess.preprocess_canvas` of the canvas with every other piece's ink
+   (:func:`kit.images.preprocess.preprocess_canvas` of the canvas with every other piece's ink
    removed): crop, 20 px box, centre of mass at (14, 14).
 
 One piece gives exactly what ``preprocess_canvas(canvas)`` gives for the whole canvas: a single
@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from models.preprocess import INK_THRESHOLD, preprocess_canvas, to_grey
+from kit.images.preprocess import INK_THRESHOLD, preprocess_canvas, to_grey
 
 MIN_FRACTION = 0.02      # pieces with less ink than this share of the largest piece's are specks
 

@@ -16,14 +16,14 @@ When a model misreads a drawing, the person says the right digit (draw.py: T, th
    them at its next start unless ``--shipped``.  The shipped weights are never written.
 
 Fine-tuning runs the network in training mode (dropout on, BatchNorm on batch statistics and
-updating its running averages), exactly as :mod:`models.train` does.  NumPy and the kit only.
+updating its running averages), exactly as :mod:`models.training.trainer` does.  NumPy and the kit only.
 """
 import time
 from pathlib import Path
 
 import numpy as np
 
-from kit.augment import random_affine
+from kit.images.augment import random_affine
 from kit.paths import personal_dir
 from models.base import REPOSITORY_WEIGHTS
 from nn.errors import DataError, UserError
