@@ -1,8 +1,13 @@
-"""The pygame side of draw.py: the app (:mod:`canvas.app`), what it draws (:mod:`canvas.views`),
-the study views' NumPy computations (:mod:`models.analysis.study`), scripted drawing (:mod:`canvas.demo`)
-and the check that a display is there to draw on (:mod:`canvas.display`).
+"""The top of the application: the drawing window of draw.py, and ``cnn-vs-lstm`` (:mod:`canvas.main`),
+the one command that starts every job.
 
-The pure computations the app relies on need no pygame: turning a drawing into MNIST-style
-images (:mod:`kit.images.preprocess`), splitting a number into digits (:mod:`kit.images.segment`),
-saliency and occlusion (:mod:`models.analysis.saliency`) and teaching (:mod:`models.training.teaching`).
+The window is :mod:`canvas.app`, what it draws :mod:`canvas.views`, scripted drawing
+:mod:`canvas.demo`, the check that a display is there :mod:`canvas.display`, its command line
+:mod:`canvas.cli`.  The computations it shows need no pygame and live below it: a drawing turned
+into MNIST-style images (:mod:`kit.images.preprocess`), a number split into digits
+(:mod:`kit.images.segment`), saliency and the study views (:mod:`models.analysis`), teaching
+(:mod:`models.training.teaching`).
+
+May import: everything below it (``models.commands``, ``models.analysis``, ``models.training``,
+``models``, ``kit``, ``nn``); nothing of the kit imports it.
 """

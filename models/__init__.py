@@ -4,7 +4,15 @@
     probabilities = model.predict_proba(images)      # images: float32 (N, 28, 28) in [0, 1]
     labels = model.predict(images)                   # (N,) int64
 
-draw.py, the benchmarks, evaluation and any user script go through this interface.  Importing
+draw.py, the benchmarks, evaluation and any user script go through this interface.
+
+The package's own modules are the model files (``cnn.py`` ... one per model), ``registry.py``,
+``base.py`` and ``inputs.py``; they may import ``kit`` and ``nn`` only.  Above them, in
+subpackages: :mod:`models.training`, :mod:`models.analysis`, :mod:`models.commands` (each says
+what it may import), and ``train.py``, ``evaluate.py``, ``compare.py``, ``export.py``: thin entry
+modules that keep ``python -m models.train`` and its siblings working.
+
+May import (the model files and registry): ``kit`` and ``nn``.  Importing
 the package itself is light (no NumPy), so a command such as ``python -m models.train`` can
 set up threading (:func:`nn.configure_threads`) before NumPy loads.
 """
