@@ -242,6 +242,24 @@ HOOKS_AND_PLACES = {"args", "out", "prog", "interrupt_after", "interrupt_at_phas
                     "threads", "quiet", "download", "model_file"}
 
 
+def test_the_shipped_histories_hold_the_recipe_and_no_path_or_test_hook():
+    import json
+
+    from models.training.config import CONFIG_VERSION, TrainingConfig
+    histories = sorted((REPO / "weights").glob("*.history.json"))
+    assert {path.name.split(".")[0] for path in histories} == {"cnn", "lstm", "gru", "rnn", "mlp"}
+    for path in histories:
+        history = json.loads(path.read_text())
+        words = list(strings_and_keys(history))
+        assert not [w for w in words if w.startswith(("/", "~", "\\")) or w[1:3] in (":\\", ":/")], path
+        assert not HOOKS_AND_PLACES & set(words), (path, HOOKS_AND_PLACES & set(words))
+        config = TrainingConfig.from_json(history["config"], path)
+        assert config.model == history["model"] == path.name.split(".")[0]
+        assert config.version == CONFIG_VERSION and config.data["train_images"] == 60000
+        assert {"epochs", "best_epoch", "best_val_accuracy", "test"} <= history.keys()
+        assert len(history["epochs"]) == config.epochs
+
+
 def test_a_history_of_the_old_format_converts_with_its_numbers_unchanged():
     from models.training.trainer import history_from_version_0
     old = {"model": "lstm", "args": {
