@@ -25,14 +25,11 @@ from kit.paths import new_run_path
 from models import registry
 from models.training.checkpoint import (checkpoint_model_name, parse_checkpoint, read_checkpoint,
                                         sibling_paths)
-from models.training.config import TrainerCallbacks, TrainingConfig, seed_value
+from models.training.config import RECIPE_FLAGS, TrainerCallbacks, TrainingConfig, seed_value
 from models.training.trainer import EXIT_INTERRUPTED, RunPlace, train
 from nn.errors import UserError
 
 DEFAULT_PROG = "python -m models.train"
-# The recipe's flags (argparse dests), as TrainingConfig names its fields.
-RECIPE_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "schedule", "final_lr_factor",
-                "augment", "seed", "val_fraction", "num_classes", "limit")
 # Flags that may differ on --resume: where the data is, how fast, how much is shown.
 RESUME_MAY_CHANGE = {"resume", "quiet", "data", "download", "threads", "model", "model_file"}
 
@@ -152,7 +149,8 @@ def _run(argv, fixed_model, prog, callbacks):
         spec, config = resumed_run(args.resume, spec, argv, prog, place)
         check_output(place.out, True, prog)
     else:
-        config = TrainingConfig(model=spec.name, options={option: getattr(args, option) for option in spec.options},
+        options = {option: getattr(args, option) for option in spec.options}
+        config = TrainingConfig(model=spec.name, options=options,
                                 **{name: getattr(args, name) for name in RECIPE_FLAGS})
         place.out = Path(args.out if args.out is not None else new_run_path(spec.name))
         check_output(place.out, args.force, prog)

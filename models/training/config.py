@@ -8,6 +8,7 @@ Each saved form carries ``version``; a reader refuses a version it does not know
 :func:`config_from_flags` reads the flag dictionary (``"args"``) that checkpoints and histories
 held before version 1.
 """
+import argparse
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Optional
@@ -28,7 +29,6 @@ _CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("constant", "cosine")}
 
 def seed_value(text):
     """A --seed: a whole number from 0 to 2^63 - 1 (numpy's SeedSequence takes any, we keep 63 bits)."""
-    import argparse
     value = int(text)
     if not 0 <= value < 2 ** 63:
         raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 2^63 - 1, not {text}")
@@ -81,7 +81,7 @@ class TrainingConfig:
 
     def check(self, where):
         def refuse(name, value):
-            raise UserError(f"{where}: the checkpoint's setting {name!r} is {value!r}, which "
+            raise UserError(f"{where}: the setting {name!r} is {value!r}, which "
                             f"--{name.replace('_', '-')} would refuse")
 
         if not isinstance(self.model, str) or not self.model:
@@ -199,9 +199,10 @@ class TrainerCallbacks:
         return self.stop_requested is not None and bool(self.stop_requested(steps_done))
 
 
-# The recipe's fields as the flags of the command line before version 1 named them.
-_RECIPE_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "schedule", "final_lr_factor",
-                 "augment", "seed", "val_fraction")
+# The recipe's fields that are flags of the command line, under their argparse names (the
+# model's options are flags too); num_classes and limit may be unset.
+RECIPE_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "schedule", "final_lr_factor",
+                "augment", "seed", "val_fraction", "num_classes", "limit")
 
 
 def config_from_flags(flags, option_names, data=None, where="checkpoint") -> TrainingConfig:
@@ -211,11 +212,10 @@ def config_from_flags(flags, option_names, data=None, where="checkpoint") -> Tra
     ``option_names``: the model's options (``spec.options``), read from the same dictionary."""
     if not isinstance(flags, dict):
         raise UserError(f"{where}: holds no flags ('args' missing or not an object)")
-    missing = [name for name in ("model", *_RECIPE_FLAGS, *option_names) if name not in flags]
+    required = ("model", *RECIPE_FLAGS[:-2], *option_names)
+    missing = [name for name in required if name not in flags]
     if missing:
-        raise UserError(f"{where}: the checkpoint lacks the setting {missing[0]!r}")
-    saved = {name: flags[name] for name in ("model", *_RECIPE_FLAGS)}
-    saved.update(options={name: flags[name] for name in option_names},
-                 num_classes=flags.get("num_classes"), limit=flags.get("limit"), data=data,
-                 version=CONFIG_VERSION)
+        raise UserError(f"{where}: the saved flags lack the setting {missing[0]!r}")
+    saved = {name: flags.get(name) for name in ("model", *RECIPE_FLAGS)}
+    saved.update(options={name: flags[name] for name in option_names}, data=data, version=CONFIG_VERSION)
     return TrainingConfig.from_json(saved, where)

@@ -69,7 +69,7 @@ _PROBE = 16
 @dataclass
 class RunPlace:
     """Where and how this process runs a recipe; none of it is saved with the run."""
-    out: Path                              # the weights file; history and checkpoint go beside it
+    out: Optional[Path]                    # the weights file; history and checkpoint go beside it
     data: Optional[str] = None             # the IDX folder (None: kit.data.resolve_data_dir's default)
     download: bool = False                 # fetch MNIST there if it is missing
     quiet: bool = False                    # no progress bar
@@ -273,6 +273,7 @@ class Run:
 
     def __init__(self, spec, config, place):
         self.spec, self.place, self.callbacks = spec, place, place.callbacks
+        self.diverged = None   # why accept() refused a loss: the run's last line
         (self.train_x, self.train_y, self.val_x, self.val_y, self.test_x, self.test_y,
          num_classes, identity) = load_data(config, place)
         if place.resume is not None:
