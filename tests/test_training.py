@@ -1,4 +1,5 @@
-"""The training scripts end to end: determinism, Ctrl-C and --resume, divergence, bad input."""
+"""The training scripts end to end: determinism, Ctrl-C and --resume, divergence, bad input; the typed
+config and state, and what the shipped histories hold (the recipe, no path, no test hook)."""
 import os
 import signal
 import subprocess
