@@ -8,6 +8,6 @@ from nn.threads import threads_from_argv
 
 if __name__ == "__main__":
     nn.configure_threads(threads_from_argv(sys.argv[1:]))  # before NumPy loads BLAS
-    from models.training.trainer import run
+    from models.commands.train import run
 
     sys.exit(run(sys.argv[1:], model="lstm", prog="train_lstm.py"))

@@ -1,7 +1,8 @@
 """The trainer's faults (issue 12): nothing lost, nothing silent, resume exact at every point.
 
-Most runs here are in-process (``models.training.trainer.run``): the same code as the command line without
-the interpreter start-up, so a loop over many interrupt points stays fast.
+Most runs here are in-process (``models.commands.train.run``): the same code as the command line without
+the interpreter start-up, so a loop over many interrupt points stays fast.  Interruptions come
+through the trainer's callbacks (:mod:`tests.support.interruptions`), not command-line flags.
 """
 import io
 import json
@@ -15,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.training.trainer import run
+from models.commands.train import run
+from tests.support.interruptions import interruption
 
 REPO = Path(__file__).resolve().parent.parent
 Result = namedtuple("Result", "returncode stdout stderr")
@@ -57,12 +59,12 @@ def user_data_folder(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
-def train(*args):
+def train(*args, callbacks=None):
     """``python -m models.train ARGS`` in this process: (returncode, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         try:
-            code = run([str(arg) for arg in args])
+            code = run([str(arg) for arg in args], callbacks=callbacks)
         except SystemExit as stop:
             code = stop.code
     return Result(code, out.getvalue(), err.getvalue())
@@ -87,8 +89,7 @@ def assert_same_weights(a, b):
 
 
 def history_without_timing(path):
-    history = json.loads(Path(path).read_text())
-    del history["args"]  # --out and the test hooks differ
+    history = json.loads(Path(path).read_text())   # its config too: no --out, no hook in it
     for record in history["epochs"]:
         del record["seconds"], record["images_per_second"]
     return history
@@ -104,8 +105,8 @@ def error_line(result):
 # ------------------------------------------------------------------ 1. resume exact at every point
 def interrupt_points(steps):
     """Every step, the epoch boundaries, validation and the epoch-end save (2 epochs of steps / 2)."""
-    return ([["--interrupt-after", step] for step in range(1, steps + 1)]
-            + [["--interrupt-at-phase", phase] for phase in
+    return ([dict(after=step) for step in range(1, steps + 1)]
+            + [dict(at_phase=phase) for phase in
                ("epoch-start:1", "epoch-start:2", "validation:1", "validation:2", "checkpoint:1",
                 f"step:{steps - 2}")])
 
@@ -120,7 +121,7 @@ def test_resume_is_bit_identical_wherever_the_interrupt_lands(tmp_path, mnist_di
     for n, point in enumerate(interrupt_points(steps)):
         out = tmp_path / f"run{n}" / "m.npz"
         checkpoint = out.with_name("m.checkpoint.npz")
-        interrupted = train(*common, "--out", out, *point)
+        interrupted = train(*common, "--out", out, callbacks=interruption(**point))
         assert interrupted.returncode == 130, (point, interrupted.stderr)
         assert f"--resume {checkpoint}" in interrupted.stderr, point
         resumed = train("--resume", checkpoint, "--threads", 1, "--quiet")
@@ -148,7 +149,7 @@ class OwnGenerator:
 
 
 def test_every_layer_generator_is_saved_and_restored_whatever_its_form():
-    from models.training.trainer import layer_rng_states, set_layer_rng_states
+    from models.training.checkpoint import layer_rng_states, set_layer_rng_states
     from nn.layers import Dense, Dropout, Sequential
     dropout = Dropout(0.5, rng=np.random.default_rng(7))       # a generator of its own, as .rng
     own = OwnGenerator(8)
@@ -169,7 +170,7 @@ LSTM_SHORT = ["--model", "lstm", *SHORT]
 def interrupted_run(tmp_path, mnist_dir, *extra, model="lstm", after=2):
     """A short run stopped by Ctrl-C after ``after`` steps: (command, checkpoint path)."""
     command = ["--model", model, *SHORT, "--data", mnist_dir, "--out", tmp_path / "run" / "m.npz", *extra]
-    result = train(*command, "--interrupt-after", after)
+    result = train(*command, callbacks=interruption(after=after))
     assert result.returncode == 130, result.stderr
     return command, tmp_path / "run" / "m.checkpoint.npz"
 
@@ -226,8 +227,8 @@ def test_out_in_a_read_only_folder_is_refused_before_any_work(tmp_path, monkeypa
     folder.mkdir()
     folder.chmod(0o555)
     if os.access(folder, os.W_OK):  # root writes anywhere: make the check see what a user would
-        import models.training.trainer
-        monkeypatch.setattr(models.training.trainer.os, "access", lambda path, mode: Path(path) != folder)
+        import models.commands.train
+        monkeypatch.setattr(models.commands.train.os, "access", lambda path, mode: Path(path) != folder)
     result = train("--model", "lstm", "--data", tmp_path / "no-data", "--out", folder / "m.npz")
     folder.chmod(0o755)
     assert result.returncode == 2
@@ -273,15 +274,20 @@ def rewrite_checkpoint(path, meta_change=None, array_change=None):
 
 
 @pytest.mark.parametrize("change, expected", [
-    (lambda m: m.pop("epoch"), "'epoch'"),
-    (lambda m: m.update(step_in_epoch="two"), "'step_in_epoch'"),
-    (lambda m: m.update(model_rng=[1, 2]), "'model_rng'"),
-    (lambda m: m["model_rng"]["state"].update(state="x"), "generator state"),
-    (lambda m: m["args"].update(lr="fast"), "'lr'"),
-    (lambda m: m["args"].update(batch_size=-4), "'batch_size'"),
-    (lambda m: m["args"].pop("optimizer"), "'optimizer'"),
-    (lambda m: m.update(global_step=99), "does not fit"),
-    (lambda m: m.update(model="gru"), "another model"),
+    (lambda m: m["state"].pop("epoch"), "'epoch'"),
+    (lambda m: m["state"].update(step_in_epoch="two"), "'step_in_epoch'"),
+    (lambda m: m["generators"].update(model=[1, 2]), "'model_rng'"),
+    (lambda m: m["generators"]["model"]["state"].update(state="x"), "generator state"),
+    (lambda m: m["config"].update(lr="fast"), "'lr'"),
+    (lambda m: m["config"].update(batch_size=-4), "'batch_size'"),
+    (lambda m: m["config"].pop("optimizer"), "'optimizer'"),
+    (lambda m: m["config"]["options"].update(hidden=-3), "'hidden'"),
+    (lambda m: m["state"].update(global_step=99), "does not fit"),
+    (lambda m: m["config"].update(model="gru"), "another model"),
+    (lambda m: m.update(weights="../elsewhere/m.npz"), "not a file name"),
+    (lambda m: m["config"].update(version=99), "version 99"),
+    (lambda m: m["state"].update(version=99), "version 99"),
+    (lambda m: m.update(version=99), "version 99"),
 ])
 def test_a_damaged_checkpoint_field_is_one_line(tmp_path, mnist_dir, change, expected):
     _, checkpoint = interrupted_run(tmp_path, mnist_dir)
@@ -378,14 +384,14 @@ def test_batch_size_one_is_refused_for_a_batchnorm_model(tmp_path, mnist_dir):
 
 
 def test_a_final_batch_of_one_joins_the_one_before(tmp_path, mnist_dir, monkeypatch):
-    import models.training.trainer
+    from nn.losses import SoftmaxCrossEntropy
     sizes = []
-    forward = models.training.trainer.SoftmaxCrossEntropy.forward
+    forward = SoftmaxCrossEntropy.forward
 
     def recording(self, logits, labels):
         sizes.append(len(labels))
         return forward(self, logits, labels)
-    monkeypatch.setattr(models.training.trainer.SoftmaxCrossEntropy, "forward", recording)
+    monkeypatch.setattr(SoftmaxCrossEntropy, "forward", recording)
     # 240 training images in batches of 239: 239 + 1 would leave BatchNorm one image.
     result = train(*LSTM_SHORT, "--batch-size", 239, "--data", mnist_dir, "--out", tmp_path / "m.npz")
     assert result.returncode == 0, result.stderr
@@ -410,8 +416,9 @@ def test_no_validation_writes_null_and_keeps_the_last_epoch(tmp_path, mnist_dir)
 
 # ------------------------------------------------------------------ 9. interrupts and absurd values
 def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path, mnist_dir):
-    result = run_command("train_lstm.py", *SHORT, "--data", mnist_dir, "--out", tmp_path / "o" / "m.npz",
-                         "--interrupt-at-phase", "startup")
+    result = run_command("tests/support/interrupted_training.py", "--at-phase", "startup",
+                         "--fixed-model", "lstm", "--prog", "train_lstm.py", "--",
+                         *SHORT, "--data", mnist_dir, "--out", tmp_path / "o" / "m.npz")
     assert result.returncode == 130
     assert "start-up" in error_line(result) and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
@@ -419,7 +426,7 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path, mnist_dir):
 
 def test_ctrl_c_during_the_test_pass_is_one_line_and_the_run_resumes(tmp_path, mnist_dir):
     out = tmp_path / "m.npz"
-    result = train(*LSTM_SHORT, "--data", mnist_dir, "--out", out, "--interrupt-at-phase", "test")
+    result = train(*LSTM_SHORT, "--data", mnist_dir, "--out", out, callbacks=interruption(at_phase="test"))
     assert result.returncode == 130
     line = error_line(result)
     assert "test pass" in line and "--resume" in line
@@ -524,3 +531,82 @@ def test_stale_temporary_files_of_a_killed_write_are_cleaned(tmp_path):
     os.utime(old_text, (hour_ago, hour_ago))
     atomic_write_text(tmp_path / "h.json", "{}")
     assert not old_text.exists()
+
+
+# ------------------------------------------------------------------ 10. the typed config in the files
+def as_version_0(checkpoint, out):
+    """Rewrite a checkpoint in the layout the trainer wrote before the typed config: the flags as
+    ``args`` (with the absolute --out and the test hooks), the progress at the top level."""
+    def old_layout(meta):
+        config, state, generators = meta.pop("config"), meta.pop("state"), meta.pop("generators")
+        args = {k: v for k, v in config.items() if k not in ("options", "data", "version")}
+        args.update(config["options"], model_file=None, data=None, download=False, out=str(out), force=False,
+                    resume=None, threads=1, quiet=True, interrupt_after=2, interrupt_at_phase=None,
+                    prog="python -m models.train")
+        state.pop("version"), state.pop("test")
+        meta.clear()
+        meta.update(format="cnn-vs-lstm-numpy/checkpoint", model=config["model"], args=args, **state,
+                    model_rng=generators["model"], data_rng=generators["data"], layer_rngs=generators["layers"])
+    rewrite_checkpoint(checkpoint, meta_change=old_layout)
+
+
+def test_a_checkpoint_of_the_old_format_resumes_bit_identically(tmp_path, mnist_dir):
+    common = ["--model", "lstm", *SHORT, "--augment", "--data", mnist_dir, "--seed", 3]
+    straight = train(*common, "--out", tmp_path / "straight" / "m.npz")
+    assert straight.returncode == 0, straight.stderr
+    out = tmp_path / "run" / "m.npz"
+    assert train(*common, "--out", out, callbacks=interruption(after=5)).returncode == 130
+    checkpoint = out.with_name("m.checkpoint.npz")
+    as_version_0(checkpoint, "/a/machine/that/is/gone/m.npz")   # the old --out: gone, only its name counts
+    resumed = train("--resume", checkpoint, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_weights(tmp_path / "straight" / "m.npz", out)
+    assert (history_without_timing(out.with_name("m.history.json"))
+            == history_without_timing(tmp_path / "straight" / "m.history.json"))
+
+
+def test_an_old_checkpoint_with_a_bad_flag_is_one_line(tmp_path, mnist_dir):
+    _, checkpoint = interrupted_run(tmp_path, mnist_dir)
+    as_version_0(checkpoint, tmp_path / "run" / "m.npz")
+    rewrite_checkpoint(checkpoint, meta_change=lambda m: m["args"].update(lr="fast"))
+    result = train("--resume", checkpoint, "--quiet")
+    assert result.returncode == 2 and "'lr'" in error_line(result) and str(checkpoint) in error_line(result)
+
+
+def test_resume_on_other_data_is_refused_and_names_the_flag(tmp_path, mnist_dir):
+    _, checkpoint = interrupted_run(tmp_path, mnist_dir)
+    other = tmp_path / "other"
+    other.mkdir()
+    for path in Path(mnist_dir).glob("*.gz"):
+        (other / path.name).write_bytes(path.read_bytes())
+    import gzip
+    labels = other / "train-labels-idx1-ubyte.gz"
+    changed = bytearray(gzip.decompress(labels.read_bytes()))
+    changed[-1] = (changed[-1] + 1) % 10   # the last of 60,000 labels: the run's 300 images are the same
+    labels.write_bytes(gzip.compress(bytes(changed)))
+    before = checkpoint.read_bytes()
+    result = train("--resume", checkpoint, "--quiet", "--data", other)
+    assert result.returncode == 2
+    line = error_line(result)
+    assert "other data" in line and "(train-labels differ)" in line and "--data" in line
+    assert checkpoint.read_bytes() == before
+    assert train("--resume", checkpoint, "--quiet", "--data", mnist_dir).returncode == 0
+
+
+def test_what_a_run_writes_holds_its_recipe_and_no_path_or_test_hook(tmp_path, mnist_dir):
+    out = tmp_path / "deep" / "folder" / "m.npz"
+    result = train(*LSTM_SHORT, "--epochs", 1, "--data", mnist_dir, "--out", out,
+                   callbacks=interruption(at_phase="test"))
+    assert result.returncode == 130
+    with np.load(out.with_name("m.checkpoint.npz")) as archive:
+        checkpoint = archive["__meta__"].tobytes().decode()
+    assert train("--resume", out.with_name("m.checkpoint.npz"), "--quiet").returncode == 0
+    history = out.with_name("m.history.json").read_text()
+    import models
+    weights = json.dumps(models.load_model(out).extra)
+    for text in (checkpoint, history, weights):
+        assert str(tmp_path) not in text and str(mnist_dir) not in text
+        for word in ("interrupt", '"prog"', '"out"', '"args"', '"quiet"', '"threads"'):
+            assert word not in text, word
+    assert json.loads(checkpoint)["weights"] == "m.npz"
+    assert json.loads(history)["config"]["limit"] == 300 and json.loads(weights)["config"]["epochs"] == 1

@@ -137,7 +137,7 @@ def test_the_trainer_trains_on_the_personal_folder(tmp_path):
     out = tmp_path / "run" / "mlp.npz"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "models.training.trainer", "--model", "mlp", "--data",
+    result = subprocess.run([sys.executable, "-m", "models.train", "--model", "mlp", "--data",
                              str(data.folder), "--epochs", "1", "--batch-size", "8", "--quiet",
                              "--out", str(out)], cwd=REPO_ROOT, env=env, capture_output=True,
                             text=True, timeout=300)

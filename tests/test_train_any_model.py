@@ -30,7 +30,7 @@ def weights_of(path):
 def test_the_seed_scripts_are_the_trainer(tmp_path, mnist_dir, script, model):
     flags = [*FLAGS, "--data", mnist_dir]
     by_script = run(script, *flags, "--out", tmp_path / "script" / "m.npz")
-    by_trainer = run("-m", "models.training.trainer", "--model", model, *flags, "--out", tmp_path / "trainer" / "m.npz")
+    by_trainer = run("-m", "models.train", "--model", model, *flags, "--out", tmp_path / "trainer" / "m.npz")
     assert by_script.returncode == 0, by_script.stderr
     assert by_trainer.returncode == 0, by_trainer.stderr
     a, b = weights_of(tmp_path / "script" / "m.npz"), weights_of(tmp_path / "trainer" / "m.npz")
@@ -73,7 +73,7 @@ def test_a_model_from_a_file_outside_the_kit_trains_saves_loads_evaluates_and_co
     model_file.write_text(MODEL_FILE)
     weights = tmp_path / "out" / "tiny.npz"
 
-    trained = run("-m", "models.training.trainer", "--model-file", model_file, *FLAGS, "--data", mnist_dir,
+    trained = run("-m", "models.train", "--model-file", model_file, *FLAGS, "--data", mnist_dir,
                   "--hidden", 24, "--limit", 1000, "--epochs", 3, "--out", weights, cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert "Tiny MLP: 19,090 parameters" in trained.stderr   # 784*24 + 24 + 24*10 + 10
@@ -124,7 +124,7 @@ def test_a_26_class_data_set_trains_with_no_code_change(tmp_path):
         write_idx(data / f"{prefix}-images-idx3-ubyte", images)
         write_idx(data / f"{prefix}-labels-idx1-ubyte", labels)
     out = tmp_path / "out" / "lstm.npz"
-    result = run("-m", "models.training.trainer", "--model", "lstm", "--data", data, "--epochs", 8, "--batch-size", 32,
+    result = run("-m", "models.train", "--model", "lstm", "--data", data, "--epochs", 8, "--batch-size", 32,
                  "--lr", 1e-2, "--threads", 1, "--quiet", "--no-augment", "--out", out)
     assert result.returncode == 0, result.stderr
     assert "26 classes" in result.stderr

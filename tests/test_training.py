@@ -1,4 +1,5 @@
-"""The training scripts end to end: determinism, Ctrl-C and --resume, divergence, bad input."""
+"""The training scripts end to end: determinism, Ctrl-C and --resume, divergence, bad input; the typed
+config and state, and what the shipped histories hold (the recipe, no path, no test hook)."""
 import os
 import signal
 import subprocess
@@ -38,6 +39,15 @@ def error_line(result):
     return lines[0]
 
 
+def run_interrupted(script, *args, after=None, at_phase=None):
+    """``script`` (train_cnn.py, train_lstm.py) with an interruption installed through the
+    trainer's callbacks (tests/support/interrupted_training.py; the scripts have no test flags)."""
+    model = {"train_cnn.py": "cnn", "train_lstm.py": "lstm"}[script]
+    hook = ["--after", after] if after is not None else ["--at-phase", at_phase]
+    return run_script("tests/support/interrupted_training.py", *hook, "--fixed-model", model,
+                      "--prog", script, "--", *args)
+
+
 QUICK = ["--limit", 400, "--epochs", 2, "--batch-size", 32, "--threads", 1, "--quiet"]
 
 
@@ -48,8 +58,8 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, mnist_
     straight = run_script(script, *common, "--out", tmp_path / "a" / "model.npz")
     assert straight.returncode == 0, straight.stderr
 
-    interrupted = run_script(script, *common, "--out", tmp_path / "b" / "model.npz",
-                             "--interrupt-after", 13)  # mid-epoch: 10 steps per epoch
+    interrupted = run_interrupted(script, *common, "--out", tmp_path / "b" / "model.npz",
+                                  after=13)  # mid-epoch: 10 steps per epoch
     assert interrupted.returncode == 130, interrupted.stderr
     checkpoint = tmp_path / "b" / "model.checkpoint.npz"
     assert checkpoint.is_file()
@@ -181,8 +191,8 @@ def test_bad_flags_give_one_line(flags, tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_of_the_other_model(tmp_path, mnist_dir):
-    result = run_script("train_lstm.py", *QUICK, "--data", mnist_dir, "--out", tmp_path / "lstm.npz",
-                        "--interrupt-after", 3)
+    result = run_interrupted("train_lstm.py", *QUICK, "--data", mnist_dir, "--out", tmp_path / "lstm.npz",
+                             after=3)
     assert result.returncode == 130
     other = run_script("train_cnn.py", "--resume", tmp_path / "lstm.checkpoint.npz")
     assert other.returncode == 2
@@ -195,3 +205,160 @@ def test_help_explains_every_flag():
     for flag in ("--data", "--epochs", "--batch-size", "--lr", "--optimizer", "--seed", "--val-fraction",
                  "--limit", "--out", "--resume", "--threads", "--hidden", "--augment", "--schedule"):
         assert flag in result.stdout
+
+
+# ------------------------------------------------------------------ typed config, no test hooks shipped
+ENTRY_POINTS = [["train_cnn.py"], ["train_lstm.py"], ["-m", "models.train"], ["-m", "models.train", "--model", "gru"],
+                ["-c", "import sys, canvas.main; sys.exit(canvas.main.main(['train', '--model', 'mlp']"
+                       " + sys.argv[1:]))"]]
+
+
+@pytest.mark.parametrize("command", ENTRY_POINTS)
+def test_no_test_hook_is_a_flag_of_any_training_command(command):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, *command, "--help"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "--resume" in result.stdout and "--epochs" in result.stdout
+    assert "interrupt" not in result.stdout.lower()
+    refused = subprocess.run([sys.executable, *command, "--interrupt-after", "3"], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "unrecognized arguments: --interrupt-after" in refused.stderr
+
+
+def strings_and_keys(value):
+    """Every string and every object key anywhere inside a JSON value."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield key
+            yield from strings_and_keys(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from strings_and_keys(inner)
+    elif isinstance(value, str):
+        yield value
+
+
+HOOKS_AND_PLACES = {"args", "out", "prog", "interrupt_after", "interrupt_at_phase", "resume", "force",
+                    "threads", "quiet", "download", "model_file"}
+
+
+def test_the_shipped_histories_hold_the_recipe_and_no_path_or_test_hook():
+    import json
+
+    from models.training.config import CONFIG_VERSION, TrainingConfig
+    histories = sorted((REPO / "weights").glob("*.history.json"))
+    assert {path.name.split(".")[0] for path in histories} == {"cnn", "lstm", "gru", "rnn", "mlp"}
+    for path in histories:
+        history = json.loads(path.read_text())
+        words = list(strings_and_keys(history))
+        assert not [w for w in words if w.startswith(("/", "~", "\\")) or w[1:3] in (":\\", ":/")], path
+        assert not HOOKS_AND_PLACES & set(words), (path, HOOKS_AND_PLACES & set(words))
+        config = TrainingConfig.from_json(history["config"], path)
+        assert config.model == history["model"] == path.name.split(".")[0]
+        assert config.version == CONFIG_VERSION and config.data["train_images"] == 60000
+        assert {"epochs", "best_epoch", "best_val_accuracy", "test"} <= history.keys()
+        assert len(history["epochs"]) == config.epochs
+
+
+def test_a_history_of_the_old_format_converts_with_its_numbers_unchanged():
+    from models.training.trainer import history_from_version_0
+    old = {"model": "lstm", "args": {
+        "model": "lstm", "model_file": None, "data": None, "download": False, "epochs": 1, "batch_size": 64,
+        "lr": 0.002, "optimizer": "adam", "momentum": 0.9, "schedule": "cosine", "final_lr_factor": 0.01,
+        "augment": True, "seed": 1, "val_fraction": 0.2, "num_classes": None, "limit": None,
+        "out": "/work/lstmrun2/lstm.npz", "force": False, "resume": None, "threads": 1, "hidden": 64,
+        "quiet": True, "interrupt_after": None, "interrupt_at_phase": None, "prog": "python -m models.train"},
+        "epochs": [{"epoch": 1, "train_loss": 0.25, "val_accuracy": 0.9925}], "best_epoch": 1,
+        "best_val_accuracy": 0.9925, "test": {"accuracy": 0.994, "images": 10000, "epoch": 1}}
+    new = history_from_version_0(old, {"hidden": 64})
+    assert new["config"]["options"] == {"hidden": 64} and new["config"]["lr"] == 0.002
+    assert {k: v for k, v in new.items() if k != "config"} == {k: v for k, v in old.items() if k != "args"}
+    assert not HOOKS_AND_PLACES & set(strings_and_keys(new))
+    assert "/work/lstmrun2/lstm.npz" not in str(new)
+
+
+def a_config(**change):
+    from models.training.config import TrainingConfig
+    fields = dict(model="lstm", options={"hidden": 64}, epochs=3, batch_size=32, lr=2e-3, optimizer="adam",
+                  momentum=0.9, schedule="cosine", final_lr_factor=0.01, augment=True, seed=7,
+                  val_fraction=0.2, num_classes=None, limit=300,
+                  data={"files": {"train-images": {"file": "x", "bytes": 3, "sha256": "ab"}}})
+    return TrainingConfig(**{**fields, **change})
+
+
+def test_the_config_and_state_round_trip_through_json():
+    import json
+
+    from models.training.config import TrainingConfig, TrainingState
+    config = a_config()
+    assert TrainingConfig.from_json(json.loads(json.dumps(config.to_json())), "here") == config
+    state = TrainingState(best_val_accuracy=0.5, epoch=2, global_step=8, best_epoch=2, epoch_loss_sum=1.5,
+                          loss_reference=2.3, history=[{"epoch": 1}, {"epoch": 2}], test={"accuracy": 0.9})
+    assert TrainingState.from_json(json.loads(json.dumps(state.to_json())), "here") == state
+    assert config.with_epochs(5).epochs == 5 and config.epochs == 3
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda c: c.update(version=2), "training config version 2 is not one this kit reads"),
+    (lambda c: c.pop("version"), "training config version None"),
+    (lambda c: c.update(lr=-1.0), "'lr' is -1.0"),
+    (lambda c: c.update(epochs=2.5), "'epochs' is 2.5"),
+    (lambda c: c.update(augment="yes"), "'augment'"),
+    (lambda c: c.update(schedule="linear"), "'schedule'"),
+    (lambda c: c.update(seed=-1), "'seed'"),
+    (lambda c: c.update(out="/tmp/m.npz"), "unknown settings ['out']"),
+    (lambda c: c.pop("batch_size"), "lacks the setting 'batch_size'"),
+])
+def test_a_config_that_is_not_version_1_or_not_valid_is_refused_in_one_line(change, expected):
+    from models.training.config import TrainingConfig
+    from nn.errors import UserError
+    saved = a_config().to_json()
+    change(saved)
+    with pytest.raises(UserError) as error:
+        TrainingConfig.from_json(saved, "m.checkpoint.npz")
+    message = str(error.value)
+    assert expected in message and message.startswith("m.checkpoint.npz: ") and "\n" not in message
+
+
+def test_a_state_of_an_unknown_version_is_refused_in_one_line():
+    from models.training.config import TrainingState
+    from nn.errors import UserError
+    saved = TrainingState(best_val_accuracy=None).to_json()
+    assert TrainingState.from_json(dict(saved), "c") == TrainingState(best_val_accuracy=None)
+    for version in (0, 2, None):
+        with pytest.raises(UserError, match=rf"^c: training state version {version} is not one this kit reads"):
+            TrainingState.from_json({**saved, "version": version}, "c")
+
+
+def test_the_trainer_steps_are_the_one_training_step(tmp_path, mnist_dir):
+    """The trainer's weights equal a loop written here from nn.step.TrainingStep and the seed rule
+    (split, model and data generators from --seed), so the trainer adds nothing to the step."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from kit.mnist import load_dataset
+    from models.base import build_model
+    from models.commands.train import run
+    from nn.optim import Adam
+    from nn.step import TrainingStep
+    out = tmp_path / "m.npz"
+    flags = ["--model", "mlp", "--limit", 300, "--epochs", 1, "--batch-size", 50, "--lr", 0.003,
+             "--no-augment", "--schedule", "constant", "--seed", 9, "--quiet"]
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()) as err:
+        assert run([str(f) for f in [*flags, "--data", mnist_dir, "--out", out]]) == 0, err.getvalue()
+
+    images, labels, _ = load_dataset(mnist_dir, "train")
+    images, labels = images[:300], labels[:300]
+    order = np.random.default_rng([9, 0]).permutation(300)
+    train = np.sort(order[60:])                              # 20% held out for validation
+    model = build_model("mlp", rng=np.random.default_rng([9, 1]))
+    step = TrainingStep(model.network, Adam(model.network.parameters(), lr=0.003))
+    permutation = np.random.default_rng([9, 2]).permutation(len(train))
+    for start in range(0, len(train), 50):
+        index = train[permutation[start:start + 50]]
+        assert step(model.to_network_input(images[index]), labels[index]).updated
+    saved = weights_of(out)
+    assert saved.keys() == {f"state/{k}" for k in model.network.state()}
+    for key, value in model.network.state().items():
+        np.testing.assert_array_equal(saved[f"state/{key}"], value, err_msg=key)

@@ -32,7 +32,7 @@ from kit.data import ensure_mnist, resolve_data_dir
 from kit.mnist import load_dataset
 from models import registry
 from models.base import load_model, resolve_weights
-from models.training.trainer import sibling_paths
+from models.training.checkpoint import sibling_paths
 from nn.errors import UserError
 from nn.losses import log_softmax
 

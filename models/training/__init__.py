@@ -1,5 +1,9 @@
-"""Training: the trainer, its one training step, checkpoints and teaching.
+"""Training: the run (trainer.py), its recipe and progress (config.py), checkpoints
+(checkpoint.py) and teaching (teaching.py); every step is :class:`nn.step.TrainingStep`.
+The command line is :mod:`models.commands.train`.
 
 May import: ``models`` (the model files and registry), ``kit`` and ``nn``; never
-``models.analysis``, ``models.commands`` or ``canvas``.
+``models.analysis``, ``models.commands`` or ``canvas`` - save one delegate,
+``trainer.run``, that imports the command line when called, for ``cnn-vs-lstm train``
+(canvas/main.py's table names ``models.training.trainer.run``).
 """

@@ -28,8 +28,8 @@ from kit.paths import personal_dir
 from models.base import REPOSITORY_WEIGHTS
 from nn.errors import DataError, UserError
 from nn.idx import read_idx, write_idx
-from nn.losses import SoftmaxCrossEntropy
 from nn.optim import Adam
+from nn.step import TrainingStep
 from nn.threads import one_numba_thread
 
 STEPS = 6                # Adam steps per taught example
@@ -142,19 +142,18 @@ def fine_tune(model, images, labels, replay=None, rng=None, steps=STEPS, lr=LR,
     rng = rng if rng is not None else np.random.default_rng()
     images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
-    optimizer = Adam(model.network.parameters(), lr=lr)
-    criterion = SoftmaxCrossEntropy()
+    step = TrainingStep(model.network, Adam(model.network.parameters(), lr=lr))
     losses = []
     with one_numba_thread():      # batches of ~50: waking worker threads costs more than it saves
         for _ in range(steps):
-            losses.append(_step(model, optimizer, criterion, images, labels, replay, rng,
-                                personal_batch, replay_batch, newest))
+            losses.append(_step(model, step, images, labels, replay, rng, personal_batch,
+                                replay_batch, newest))
     return losses
 
 
-def _step(model, optimizer, criterion, images, labels, replay, rng, personal_batch, replay_batch,
-          newest):
-    """One Adam step on a mixed batch (see :func:`fine_tune`); returns its loss."""
+def _step(model, step, images, labels, replay, rng, personal_batch, replay_batch, newest):
+    """One Adam step (``step``, a :class:`nn.step.TrainingStep`) on a mixed batch (see
+    :func:`fine_tune`); returns its loss."""
     chosen = rng.integers(0, len(images), size=personal_batch)
     if newest:
         chosen[0] = len(images) - 1
@@ -165,12 +164,7 @@ def _step(model, optimizer, criterion, images, labels, replay, rng, personal_bat
         picked = rng.integers(0, len(replay[0]), size=replay_batch)
         batch_x = np.concatenate([batch_x, replay[0][picked]])
         batch_y = np.concatenate([batch_y, replay[1][picked]])
-    x = model.to_network_input(batch_x)
-    logits = model.network.forward(x, training=True)
-    loss = criterion.forward(logits, batch_y)
-    model.network.backward(criterion.backward())
-    optimizer.step()
-    return loss
+    return step(model.to_network_input(batch_x), batch_y).loss
 
 
 class Teacher:
