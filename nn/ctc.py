@@ -62,14 +62,14 @@ def _integer_array(values, name):
     return array.astype(np.int64)
 
 
-def _lengths(values, name, n_batch, largest):
-    """(N,) int64 lengths, each in [0, largest]."""
+def _lengths(values, name, n_batch, largest, what_limits=""):
+    """(N,) int64 lengths, each in [0, largest] (``what_limits`` says where the limit comes from)."""
     lengths = _integer_array(values, name)
     if lengths.shape != (n_batch,):
         raise ValueError(f"{name} must have shape ({n_batch},), one per sample, got {lengths.shape}")
     if lengths.size and (lengths.min() < 0 or lengths.max() > largest):
         bad = int(np.flatnonzero((lengths < 0) | (lengths > largest))[0])
-        raise ValueError(f"{name}[{bad}] = {lengths[bad]} is outside [0, {largest}]")
+        raise ValueError(f"{name}[{bad}] = {lengths[bad]} is outside [0, {largest}]{what_limits}")
     return lengths
 
 
@@ -104,7 +104,8 @@ def padded_targets(targets, target_lengths, n_batch, classes, blank):
             raise ValueError(f"targets must have shape (N, S) with N = {n_batch}, got {targets.shape}")
         width = targets.shape[1]
         lengths = (np.full(n_batch, width, dtype=np.int64) if target_lengths is None
-                   else _lengths(target_lengths, "target_lengths", n_batch, width))
+                   else _lengths(target_lengths, "target_lengths", n_batch, width,
+                                " (S, the padded targets' width)"))
         padded = targets
     else:
         raise ValueError(f"targets must be (N, S) padded or 1-D concatenated, got shape {targets.shape}")
@@ -165,7 +166,7 @@ def ctc_forward(logits, targets, input_lengths=None, target_lengths=None, blank=
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     n_batch, steps, classes = logits.shape
     input_lengths = (np.full(n_batch, steps, dtype=np.int64) if input_lengths is None
-                     else _lengths(input_lengths, "input_lengths", n_batch, steps))
+                     else _lengths(input_lengths, "input_lengths", n_batch, steps, " (T, the logits' frames)"))
     targets, target_lengths = padded_targets(targets, target_lengths, n_batch, classes, blank)
     extended, extended_lengths = extend_targets(targets, target_lengths, blank)
 
@@ -238,7 +239,7 @@ def _frames_to_read(logits, input_lengths, blank):
     n_batch, steps, _ = logits.shape
     if input_lengths is None:
         return np.full(n_batch, steps, dtype=np.int64)
-    return _lengths(input_lengths, "input_lengths", n_batch, steps)
+    return _lengths(input_lengths, "input_lengths", n_batch, steps, " (T, the logits' frames)")
 
 
 def greedy_decode(logits, input_lengths=None, blank=0):
