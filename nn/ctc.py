@@ -74,11 +74,14 @@ def _lengths(values, name, n_batch, largest, what_limits=""):
 
 
 def check_logits(logits, blank=0):
-    """Raise a one-line ValueError unless ``logits`` is a float (N, T, C) array with blank < C."""
+    """Raise a one-line ValueError unless ``logits`` is a float32/64 (N, T, C) array, blank < C."""
     if not isinstance(logits, np.ndarray) or logits.ndim != 3 or logits.dtype.kind != "f":
         shape = getattr(logits, "shape", None)
         raise ValueError(f"logits must be a float array (N, T, C), got {type(logits).__name__} "
                          f"of shape {shape}")
+    if logits.dtype not in (np.float32, np.float64):
+        raise ValueError(f"logits must be float32 (training) or float64 (gradient checks), "
+                         f"got {logits.dtype}")
     classes = logits.shape[2]
     if not 0 <= blank < classes or classes < 2:
         raise ValueError(f"blank {blank} is not one of the C = {classes} classes (need C >= 2)")
@@ -166,7 +169,8 @@ def ctc_forward(logits, targets, input_lengths=None, target_lengths=None, blank=
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     n_batch, steps, classes = logits.shape
     input_lengths = (np.full(n_batch, steps, dtype=np.int64) if input_lengths is None
-                     else _lengths(input_lengths, "input_lengths", n_batch, steps, " (T, the logits' frames)"))
+                     else _lengths(input_lengths, "input_lengths", n_batch, steps,
+                                   " (T, the logits' frames)"))
     targets, target_lengths = padded_targets(targets, target_lengths, n_batch, classes, blank)
     extended, extended_lengths = extend_targets(targets, target_lengths, blank)
 
@@ -213,6 +217,14 @@ def ctc_backward(cache, dloss=None):
     return kernels.ctc_logits_gradient(cache.log_probs, cache.extended, cache.input_lengths,
                                        cache.extended_lengths, cache.log_alpha, cache.log_beta,
                                        cache.log_likelihood, scale)
+
+
+def warm_up(dtype=np.float32):
+    """Compile (or load from Numba's cache) the CTC kernels for ``dtype`` on a tiny batch, e.g.
+    ``nn.warmup.warm_up(extra=(nn.ctc.warm_up,))`` for a model trained with CTC."""
+    logits = np.zeros((2, 3, 3), dtype=dtype)
+    _, cache = ctc_forward(logits, np.array([[1, 2], [1, 0]]), target_lengths=np.array([2, 1]))
+    ctc_backward(cache)
 
 
 class CTCLoss:

@@ -15,7 +15,7 @@ import pytest
 
 from gradcheck import check_gradients
 from nn.ctc import (CTCLoss, beam_search_decode, ctc_backward, ctc_forward, extend_targets,
-                    greedy_decode, log_softmax_frames, prefix_beam_search)
+                    greedy_decode, log_softmax_frames, prefix_beam_search, warm_up)
 from nn.kernels import ctc as ctc_kernels
 from nn.kernels import reference
 
@@ -282,6 +282,14 @@ def test_loss_object_equals_the_pair_and_backward_twice_is_the_same():
     np.testing.assert_allclose(criterion.backward(2.0), 2 * first, rtol=1e-6)
 
 
+def test_warm_up_compiles_both_dtypes():
+    for dtype in (np.float32, np.float64):
+        warm_up(dtype)
+        assert ctc_kernels.ctc_log_alpha.signatures and ctc_kernels.ctc_logits_gradient.signatures
+    dtypes = {signature[0].dtype for signature in ctc_kernels.ctc_log_beta.signatures}
+    assert {str(dtype) for dtype in dtypes} >= {"float32", "float64"}
+
+
 # ----------------------------------------------------------------------------- decoding
 
 def scores_from_paths(best_path, classes, confidence=0.9):
@@ -347,10 +355,12 @@ def bad_input_cases():
          "sum to 4 but the concatenated targets hold 3"),
         ("concatenated without lengths", dict(targets=np.array([1, 2, 3])), "target_lengths is required"),
         ("targets 3-D", dict(targets=np.ones((2, 2, 1), dtype=int)), "targets must be (N, S)"),
-        ("targets wrong batch", dict(targets=np.ones((3, 2), dtype=int)), "targets must have shape (N, S) with N = 2"),
+        ("targets wrong batch", dict(targets=np.ones((3, 2), dtype=int)),
+         "targets must have shape (N, S) with N = 2"),
         ("float targets", dict(targets=targets.astype(float)), "targets must be integers"),
         ("logits 2-D", dict(logits=logits[0]), "logits must be a float array (N, T, C)"),
         ("integer logits", dict(logits=logits.astype(int)), "logits must be a float array"),
+        ("float16 logits", dict(logits=logits.astype(np.float16)), "logits must be float32"),
         ("blank outside", dict(blank=4), "blank 4 is not one of the C = 4 classes"),
         ("input longer than T", dict(input_lengths=[5, 6]), "input_lengths[1] = 6 is outside [0, 5]"),
         ("input_lengths shape", dict(input_lengths=[5]), "input_lengths must have shape (2,)"),
