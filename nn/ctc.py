@@ -46,8 +46,7 @@ class CTCCache(NamedTuple):
     extended: np.ndarray          # (N, S') int64: blank, l_1, blank, ..., l_S, blank (blank-padded)
     input_lengths: np.ndarray     # (N,) int64: T_n frames are read, the rest is padding
     extended_lengths: np.ndarray  # (N,) int64: 2 S_n + 1
-    log_alpha: np.ndarray         # (N, T, S')
-    log_beta: np.ndarray          # (N, T, S')
+    log_alpha: np.ndarray         # (N, T, S') the forward variable (beta waits for backward)
     log_likelihood: np.ndarray    # (N,) log p(l_n | x_n), -inf where no alignment fits
     sample_weights: np.ndarray    # (N,) d(reduced loss) / d(loss_n); 0 for a zeroed infinite loss
     reduction: str
@@ -83,7 +82,7 @@ def check_logits(logits, blank=0):
         raise ValueError(f"logits must be float32 (training) or float64 (gradient checks), "
                          f"got {logits.dtype}")
     classes = logits.shape[2]
-    if not 0 <= blank < classes or classes < 2:
+    if not isinstance(blank, (int, np.integer)) or not 0 <= blank < classes or classes < 2:
         raise ValueError(f"blank {blank} is not one of the C = {classes} classes (need C >= 2)")
 
 
@@ -176,7 +175,6 @@ def ctc_forward(logits, targets, input_lengths=None, target_lengths=None, blank=
 
     log_probs = log_softmax_frames(logits)                                         # (N, T, C)
     log_alpha = kernels.ctc_log_alpha(log_probs, extended, input_lengths, extended_lengths)
-    log_beta = kernels.ctc_log_beta(log_probs, extended, input_lengths, extended_lengths)
     log_likelihood = np.full(n_batch, -np.inf, dtype=logits.dtype)
     for n in range(n_batch):
         last_frame, last_state = input_lengths[n] - 1, extended_lengths[n] - 1
@@ -195,7 +193,7 @@ def ctc_forward(logits, targets, input_lengths=None, target_lengths=None, blank=
     if zero_infinity:
         losses[impossible] = 0.0
         weights[impossible] = 0.0
-    cache = CTCCache(log_probs, extended, input_lengths, extended_lengths, log_alpha, log_beta,
+    cache = CTCCache(log_probs, extended, input_lengths, extended_lengths, log_alpha,
                      log_likelihood, weights, reduction)
     if reduction == "none":
         return losses, cache
@@ -205,17 +203,23 @@ def ctc_forward(logits, targets, input_lengths=None, target_lengths=None, blank=
 
 
 def ctc_backward(cache, dloss=None):
-    """dL/dlogits (N, T, C), the dtype of the logits.
+    """dL/dlogits (N, T, C), the dtype of the logits: the backward (beta) recursion, then the
+    softmax minus the state posteriors alpha beta / p(l|x), scaled per sample.
 
     ``dloss`` is the upstream gradient of the returned loss: a scalar for 'mean'/'sum' (default
     1), an (N,) array for 'none' (default ones: the gradient of sum_n loss_n).
     """
     n_batch = cache.log_probs.shape[0]
-    upstream = np.ones(n_batch) if dloss is None else np.broadcast_to(np.asarray(dloss, dtype=np.float64),
-                                                                     (n_batch,))
+    upstream = np.ones(n_batch) if dloss is None else np.asarray(dloss, dtype=np.float64)
+    expected = (n_batch,) if cache.reduction == "none" else ()
+    if dloss is not None and upstream.shape != expected:
+        raise ValueError(f"dloss of a {cache.reduction!r} CTC loss must have shape {expected}, "
+                         f"got {upstream.shape}")
     scale = (cache.sample_weights * upstream).astype(cache.log_probs.dtype)        # (N,)
+    log_beta = kernels.ctc_log_beta(cache.log_probs, cache.extended, cache.input_lengths,
+                                    cache.extended_lengths)                        # (N, T, S')
     return kernels.ctc_logits_gradient(cache.log_probs, cache.extended, cache.input_lengths,
-                                       cache.extended_lengths, cache.log_alpha, cache.log_beta,
+                                       cache.extended_lengths, cache.log_alpha, log_beta,
                                        cache.log_likelihood, scale)
 
 

@@ -81,9 +81,11 @@ def test_alpha_times_beta_sums_to_the_likelihood_at_every_frame():
     logits, targets, input_lengths, target_lengths = random_case(
         rng, 4, 9, 5, [3, 0, 4, 2], [9, 6, 8, 9], np.float64, repeat=True)
     _, cache = ctc_forward(logits, targets, input_lengths, target_lengths, reduction="none")
+    log_beta = ctc_kernels.ctc_log_beta(cache.log_probs, cache.extended, input_lengths,
+                                        cache.extended_lengths)
     for n in range(4):
         for t in range(input_lengths[n]):
-            per_frame = np.logaddexp.reduce(cache.log_alpha[n, t] + cache.log_beta[n, t])
+            per_frame = np.logaddexp.reduce(cache.log_alpha[n, t] + log_beta[n, t])
             assert per_frame == pytest.approx(cache.log_likelihood[n], abs=1e-12)
 
 
@@ -259,7 +261,8 @@ def test_kernels_match_their_numpy_twins(dtype, tol):
     _, cache = ctc_forward(logits, targets, input_lengths, target_lengths, reduction="none")
     scale = rng.standard_normal(6).astype(dtype)
     scale[2] = 0
-    gradient_args = (*arrays, cache.log_alpha, cache.log_beta, cache.log_likelihood, scale)
+    log_beta = ctc_kernels.ctc_log_beta(*arrays)
+    gradient_args = (*arrays, cache.log_alpha, log_beta, cache.log_likelihood, scale)
     ours = ctc_kernels.ctc_logits_gradient(*gradient_args)
     twin = reference.ctc_logits_gradient(*gradient_args)
     assert np.abs(ours).max() > 0.1 and np.all(ours[2] == 0) and np.all(ours[4] == 0)
@@ -362,6 +365,7 @@ def bad_input_cases():
         ("integer logits", dict(logits=logits.astype(int)), "logits must be a float array"),
         ("float16 logits", dict(logits=logits.astype(np.float16)), "logits must be float32"),
         ("blank outside", dict(blank=4), "blank 4 is not one of the C = 4 classes"),
+        ("blank not an integer", dict(blank=1.5), "blank 1.5 is not one of"),
         ("input longer than T", dict(input_lengths=[5, 6]), "input_lengths[1] = 6 is outside [0, 5]"),
         ("input_lengths shape", dict(input_lengths=[5]), "input_lengths must have shape (2,)"),
         ("reduction", dict(reduction="average"), "reduction must be one of"),
@@ -380,7 +384,10 @@ def test_bad_input_raises_a_one_line_value_error(index):
     assert "\n" not in str(error.value)
 
 
-def test_decoders_check_their_input():
+def test_decoders_and_backward_check_their_input():
+    _, cache = ctc_forward(np.zeros((2, 3, 4)), np.array([[1], [2]]), reduction="none")
+    with pytest.raises(ValueError, match=r"dloss of a 'none' CTC loss must have shape \(2,\)"):
+        ctc_backward(cache, 1.0)
     with pytest.raises(ValueError, match="beam_width must be a positive integer"):
         beam_search_decode(np.zeros((1, 3, 4)), beam_width=0)
     with pytest.raises(ValueError, match="logits must be a float array"):
