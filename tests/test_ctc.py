@@ -13,7 +13,10 @@ import math
 import numpy as np
 import pytest
 
-from gradcheck import check_gradients
+try:
+    from gradcheck import check_gradients
+except ImportError:  # tests/ imported as a package
+    from tests.gradcheck import check_gradients
 from nn.ctc import (CTCLoss, beam_search_decode, ctc_backward, ctc_forward, extend_targets,
                     greedy_decode, log_softmax_frames, prefix_beam_search, warm_up)
 from nn.kernels import ctc as ctc_kernels
