@@ -326,6 +326,26 @@ def test_beam_search_finds_what_greedy_misses():
     assert log_probabilities[0] == pytest.approx(math.log(0.64), abs=1e-12)
 
 
+def test_beam_search_agrees_with_greedy_on_confident_scores_and_respects_lengths():
+    """When every frame is 95 % sure, the best path's labelling is the best labelling, and the
+    labelling is at least as probable as its best path (other paths spell it too)."""
+    paths = [[0, 3, 3, 0, 0, 1, 0, 1, 2, 2], [2, 2, 2, 0, 2, 0, 0, 0, 3, 0]]
+    logits = np.concatenate([scores_from_paths(path, 4, confidence=0.95) for path in paths])
+    greedy, path_log_probabilities = greedy_decode(logits)
+    beam, log_probabilities = beam_search_decode(logits, beam_width=4)
+    assert beam == greedy == [[3, 1, 1, 2], [2, 2, 3]]
+    assert np.all(log_probabilities > path_log_probabilities)
+    truncated, _ = beam_search_decode(logits, beam_width=4, input_lengths=[3, 10])
+    assert truncated == [[3], [2, 2, 3]]
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_a_nan_score_makes_the_loss_nan_not_a_number_that_looks_fine():
+    logits = np.zeros((1, 4, 3))
+    logits[0, 2, 1] = np.nan
+    assert math.isnan(ctc_forward(logits, np.array([[1, 2]]))[0])
+
+
 @pytest.mark.parametrize("steps, classes, blank", [(5, 3, 0), (4, 4, 0), (6, 3, 2), (3, 5, 1)])
 def test_beam_search_finds_the_most_probable_labelling(steps, classes, blank):
     """Against brute force on peaked random distributions; the beam's log-probability is the
