@@ -296,6 +296,22 @@ def test_warm_up_compiles_both_dtypes():
     assert {str(dtype) for dtype in dtypes} >= {"float32", "float64"}
 
 
+def test_descending_the_gradient_teaches_free_logits_to_spell_the_targets():
+    """The gradient points the right way: plain gradient descent on the logits themselves
+    (float32) drives the loss towards 0, and then greedy decoding reads the targets, repeats
+    included, wherever the alignment put them."""
+    rng = np.random.default_rng(11)
+    logits = (rng.standard_normal((3, 8, 5)) * 0.1).astype(np.float32)
+    targets, target_lengths = np.array([[1, 1, 2], [3, 0, 0], [4, 2, 4]]), np.array([3, 1, 3])
+    first = None
+    for _ in range(300):
+        loss, cache = ctc_forward(logits, targets, target_lengths=target_lengths, reduction="sum")
+        first = loss if first is None else first
+        logits -= 1.0 * ctc_backward(cache)
+    assert first > 10 and loss < 0.1
+    assert greedy_decode(logits)[0] == [[1, 1, 2], [3], [4, 2, 4]]
+
+
 # ----------------------------------------------------------------------------- decoding
 
 def scores_from_paths(best_path, classes, confidence=0.9):
