@@ -337,3 +337,69 @@ def winograd_filter_grad(du):
     g = WINOGRAD_G.astype(du.dtype)
     d = du.reshape(4, 4, du.shape[1], du.shape[2]).transpose(2, 3, 0, 1)   # (Co, Ci, 4, 4)
     return g.T @ d @ g
+
+
+# ============================================================================ CTC (nn.kernels.ctc)
+# The alpha/beta recursions written from their definition: each state lists the states it may
+# come from (or go to), and the log-probabilities are summed with np.logaddexp.
+
+def _ctc_predecessors(labels, s):
+    """States a path can be in at frame t - 1 to be in state s at frame t."""
+    allowed = [s]
+    if s >= 1:
+        allowed.append(s - 1)
+    if s >= 2 and s % 2 == 1 and labels[s] != labels[s - 2]:
+        allowed.append(s - 2)
+    return allowed
+
+
+def ctc_log_alpha(log_probs, extended, input_lengths, extended_lengths):
+    n_batch, steps, _ = log_probs.shape
+    log_alpha = np.full((n_batch, steps, extended.shape[1]), -np.inf, dtype=log_probs.dtype)
+    for n in range(n_batch):
+        frames, states, labels = int(input_lengths[n]), int(extended_lengths[n]), extended[n]
+        for t in range(frames):
+            for s in range(states):
+                if t == 0:
+                    reach = 0.0 if s < 2 else -np.inf      # start on the first blank or label
+                else:
+                    reach = -np.inf
+                    for previous in _ctc_predecessors(labels, s):
+                        reach = np.logaddexp(reach, log_alpha[n, t - 1, previous])
+                log_alpha[n, t, s] = reach + log_probs[n, t, labels[s]]
+    return log_alpha
+
+
+def ctc_log_beta(log_probs, extended, input_lengths, extended_lengths):
+    n_batch, steps, _ = log_probs.shape
+    log_beta = np.full((n_batch, steps, extended.shape[1]), -np.inf, dtype=log_probs.dtype)
+    for n in range(n_batch):
+        frames, states, labels = int(input_lengths[n]), int(extended_lengths[n]), extended[n]
+        for t in range(frames - 1, -1, -1):
+            for s in range(states):
+                if t == frames - 1:
+                    log_beta[n, t, s] = 0.0 if s >= states - 2 else -np.inf   # end on the last two
+                    continue
+                total = -np.inf
+                for following in range(s, min(s + 3, states)):
+                    if s in _ctc_predecessors(labels, following):
+                        total = np.logaddexp(total, log_beta[n, t + 1, following]
+                                             + log_probs[n, t + 1, labels[following]])
+                log_beta[n, t, s] = total
+    return log_beta
+
+
+def ctc_logits_gradient(log_probs, extended, input_lengths, extended_lengths, log_alpha, log_beta,
+                        log_likelihood, scale):
+    dlogits = np.zeros_like(log_probs)
+    for n in range(log_probs.shape[0]):
+        if scale[n] == 0 or log_likelihood[n] == -np.inf:
+            continue
+        frames, states, labels = int(input_lengths[n]), int(extended_lengths[n]), extended[n]
+        posterior = np.exp(log_alpha[n, :frames, :states] + log_beta[n, :frames, :states]
+                           - log_likelihood[n])                          # (T_n, S_n')
+        per_class = np.zeros((frames, log_probs.shape[2]), dtype=log_probs.dtype)
+        for s in range(states):
+            per_class[:, labels[s]] += posterior[:, s]
+        dlogits[n, :frames] = scale[n] * (np.exp(log_probs[n, :frames]) - per_class)
+    return dlogits
