@@ -145,3 +145,34 @@ def test_summarize_reads_the_saved_results(saved_results):
     label, ours, torch, higher_is_better = next(r for r in rows if r[0] == "CNN one image, ms")
     assert ours == [1e3 * saved_results["models"]["cnn"]["latency"]["ours"]["median"]] * 2
     assert not higher_is_better
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda run: run["models"]["cnn"]["infer"].pop("torch"), "no PyTorch numbers"),
+    (None, "not a results file"),
+])
+def test_summarize_refuses_an_incomplete_run_in_one_line(repo_root, tmp_path, saved_results,
+                                                         change, message):
+    path = tmp_path / "run.json"
+    if change is None:
+        path.write_text("{ half a file")
+    else:
+        run = json.loads(json.dumps(saved_results))
+        change(run)
+        path.write_text(json.dumps(run))
+    done = subprocess.run([sys.executable, str(repo_root / "bench" / "summarize.py"), str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and message in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_summarize_without_the_sweep(saved_results):
+    """A run made with --skip sweep still gives its prediction and latency rows."""
+    run = json.loads(json.dumps(saved_results))
+    for record in run["models"].values():
+        record.pop("sweep")
+    labels = [label for label, *_ in summarize.rows([run])]
+    assert labels == [f"{name.upper()} {what}" for name in run["models"]
+                      for what in (f"prediction, {run['threads']} threads, batch {run['batch']}",
+                                   "one image, ms")]
