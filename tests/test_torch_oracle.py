@@ -15,7 +15,7 @@ F = torch.nn.functional
 
 from models import build_model  # noqa: E402
 from nn.layers import (GRU, LSTM, BatchNorm, Bidirectional, Conv2D, Dense, Dropout,  # noqa: E402
-                       Flatten, LeakyReLU, MaxPool2D, ReLU, Sequential, SimpleRNN,
+                       Flatten, LeakyReLU, Layer, MaxPool2D, ReLU, Sequential, SimpleRNN,
                        build_layers)
 from nn.layers.fused import ConvActivationPool  # noqa: E402
 from nn.losses import (softmax, softmax_cross_entropy_backward,  # noqa: E402
@@ -59,16 +59,18 @@ def dropout_masks(network):
 
 
 def assert_twin_gradients(network, twin, what):
-    """Every parameter gradient of ``network`` equals its twin's (each torch tensor that stands
-    for it: both of torch's biases for our single b)."""
-    mapping = twin.parameter_map()
-    assert set(mapping) == {key for key, _, _ in network.parameters()}, \
-        "every parameter must be compared"
+    """Every parameter gradient of ``network`` equals its twin's, read in our naming
+    (``twin.gradients()``), and so does every further torch tensor that stands for the same
+    parameter (torch's second bias of our single b)."""
+    keys = {key for key, _, _ in network.parameters()}
+    gradients, mapping = twin.gradients(), twin.parameter_map()
+    assert set(gradients) == set(mapping) == keys, "every parameter must be compared"
     for key, layer, name in network.parameters():
-        for tensor in mapping[key]:
-            assert tensor.grad is not None, f"{what}: torch computed no gradient for {key}"
-            assert_close(layer.grads[name], tensor.grad, GRAD_TOL, f"{what} gradient {key}")
-    return len(mapping)
+        assert gradients[key] is not None, f"{what}: torch computed no gradient for {key}"
+        assert_close(layer.grads[name], gradients[key], GRAD_TOL, f"{what} gradient {key}")
+        for tied in mapping[key][1:]:
+            assert_close(layer.grads[name], tied.grad, GRAD_TOL, f"{what} gradient {key} (tied)")
+    return len(keys)
 
 
 def check_layer_against(layer, x, training=False, seed=0):
@@ -115,6 +117,16 @@ def test_twin_weights_are_ours_bit_for_bit():
     for key, value in network.state().items():
         if key.endswith(("running_mean", "running_var")):
             np.testing.assert_array_equal(twin.buffers_by_key()[key], value)
+
+
+def test_every_library_layer_has_a_twin():
+    """A new layer type in nn.layers needs its twin here, or this fails."""
+    import nn.layers
+    from tests.support.torch_twins import TWIN_TYPES
+    library = {name for name in nn.layers.__all__
+               if isinstance(getattr(nn.layers, name), type)
+               and issubclass(getattr(nn.layers, name), Layer)} - {"Layer", "Sequential"}
+    assert len(library) >= 12 and library <= set(TWIN_TYPES)
 
 
 def test_unknown_layer_type_has_no_twin():
