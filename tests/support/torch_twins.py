@@ -118,6 +118,7 @@ class MaxPool2DTwin(TwinMixin, tnn.Module):
     def __init__(self, pool_size=2, stride=None, padding="same"):
         super().__init__()
         self.pool_size, self.stride, self.padding = pool_size, stride or pool_size, padding
+        self._padding_of = {}   # (H, W) -> None (torch's ceil mode will do) or F.pad's padding
 
     @staticmethod
     def _ceil_mode_size(size, kernel, stride):
@@ -125,16 +126,25 @@ class MaxPool2DTwin(TwinMixin, tnn.Module):
         out = math.ceil((size - kernel) / stride) + 1
         return out - 1 if (out - 1) * stride >= size else out
 
+    def _same_padding(self, height, width):
+        """None where torch's ceil mode equals our 'same' pooling, else (left, right, top,
+        bottom), worked out once per input size (the benchmark times this module)."""
+        if (height, width) not in self._padding_of:
+            k, s = self.pool_size, self.stride
+            (top, bottom), (left, right) = same_padding(height, k, s), same_padding(width, k, s)
+            ceil_mode = (top, left) == (0, 0) and all(
+                self._ceil_mode_size(size, k, s) == -(-size // s) for size in (height, width))
+            self._padding_of[height, width] = None if ceil_mode else (left, right, top, bottom)
+        return self._padding_of[height, width]
+
     def forward(self, x):
         k, s = self.pool_size, self.stride
         if self.padding == "valid":
             return F.max_pool2d(x, k, s)
-        (top, bottom), (left, right) = (same_padding(x.shape[2], k, s),
-                                        same_padding(x.shape[3], k, s))
-        if (top, left) == (0, 0) and all(self._ceil_mode_size(size, k, s) == -(-size // s)
-                                         for size in x.shape[2:]):
+        padding = self._same_padding(x.shape[2], x.shape[3])
+        if padding is None:
             return F.max_pool2d(x, k, s, ceil_mode=True)
-        return F.max_pool2d(F.pad(x, (left, right, top, bottom), value=-math.inf), k, s)
+        return F.max_pool2d(F.pad(x, padding, value=-math.inf), k, s)
 
 
 class LeakyReLUTwin(TwinMixin, tnn.LeakyReLU):
