@@ -91,7 +91,7 @@ def test_both_sides_predict_the_same(exported, name):
     assert np.abs(moved_theirs - p_theirs).max() > 1e-4
 
 
-def test_serve_protocol(repo_root, exported):
+def test_serve_protocol(repo_root):
     """A serve worker answers one JSON line per request, an error for a bad one, until quit."""
     requests = [{"op": "train", "batch": 16, "seconds": 0.01}, {"op": "infer", "batch": 16, "seconds": 0.01},
                 {"op": "latency", "calls": 3, "seconds": 0.5}, {"op": "fly"}, {"op": "quit"}]
