@@ -5,9 +5,10 @@
 A training step is the kit's own (:class:`nn.step.TrainingStep`, as the trainer runs it: forward
 in training mode, the loss, backward, Adam), handed a network, loss and optimizer that time
 themselves: every step of the network's execution plan (``model.network.steps()``: the layers,
-with each Conv2D -> LeakyReLU -> MaxPool2D run fused into one step) is timed on its own.  After a few untimed warm-up steps, ``--steps`` training steps are
-timed and the median of each cell is printed, with its share of the whole step and the forward
-GFLOP/s it reaches (forward FLOPs per image from :mod:`nn.flops`, times the batch, over the time).
+with each Conv2D -> LeakyReLU -> MaxPool2D run fused into one step) is timed on its own.  After
+a few untimed warm-up steps, ``--steps`` training steps are timed and the median of each cell is
+printed, with its share of the whole step and the forward GFLOP/s it reaches (forward FLOPs per
+image from :mod:`nn.flops`, times the batch, over the time).
 """
 import sys
 import time
