@@ -2,12 +2,13 @@
 
     python bench/profile_step.py [--models cnn,lstm] [--batch 64] [--threads 2] [--steps 30]
 
-A training step is run the way the training scripts run it - ``network.forward(x, training=True)``,
-the loss, ``network.backward``, Adam - but every step of the network's execution plan
-(``model.network.steps()``: the layers, with each Conv2D -> LeakyReLU -> MaxPool2D run fused into
-one step) is timed on its own.  After a few untimed warm-up steps, ``--steps`` training steps are
-timed and the median of each cell is printed, with its share of the whole step and the forward
-GFLOP/s it reaches (forward FLOPs per image from :mod:`nn.flops`, times the batch, over the time).
+A training step is the kit's own (:class:`nn.step.TrainingStep`, as the trainer runs it: forward
+in training mode, the loss, backward, Adam), handed a network, loss and optimizer that time
+themselves: every step of the network's execution plan (``model.network.steps()``: the layers,
+with each Conv2D -> LeakyReLU -> MaxPool2D run fused into one step) is timed on its own.  After
+a few untimed warm-up steps, ``--steps`` training steps are timed and the median of each cell is
+printed, with its share of the whole step and the forward GFLOP/s it reaches (forward FLOPs per
+image from :mod:`nn.flops`, times the batch, over the time).
 """
 import sys
 import time
@@ -31,6 +32,7 @@ from nn.flops import layer_flops  # noqa: E402
 from nn.layers.fused import ConvActivationPool  # noqa: E402
 from nn.losses import SoftmaxCrossEntropy  # noqa: E402
 from nn.optim import Adam  # noqa: E402
+from nn.step import TrainingStep  # noqa: E402
 
 WARMUP_STEPS = 3
 
@@ -60,6 +62,53 @@ def step_flops(step, input_shape):
     return total, input_shape
 
 
+class TimedPlan:
+    """The network as TrainingStep calls it (forward, backward), running the execution plan
+    step by step with a clock around each; ``recording`` turns the clock's log on."""
+
+    def __init__(self, plan, clock):
+        self.plan, self.clock, self.recording = plan, clock, False
+        self.forward_times = [[] for _ in plan]
+        self.backward_times = [[] for _ in plan]
+
+    def forward(self, x, training=False):
+        for step, times in zip(self.plan, self.forward_times):
+            started = self.clock()
+            x = step.forward(x, training)
+            if self.recording:
+                times.append(self.clock() - started)
+        return x
+
+    def backward(self, grad):
+        for step, times in zip(reversed(self.plan), reversed(self.backward_times)):
+            started = self.clock()
+            grad = step.backward(grad)
+            if self.recording:
+                times.append(self.clock() - started)
+        return grad
+
+
+class TimedCalls:
+    """Stands in for ``target``, adding the time of every call of the named methods to ``total``
+    (reset by the caller for each training step)."""
+
+    def __init__(self, target, methods, clock):
+        self.target, self.methods, self.clock, self.total = target, set(methods), clock, 0.0
+
+    def __getattr__(self, name):
+        value = getattr(self.target, name)
+        if name not in self.methods:
+            return value
+
+        def timed(*args, **kwargs):
+            started = self.clock()
+            try:
+                return value(*args, **kwargs)
+            finally:
+                self.total += self.clock() - started
+        return timed
+
+
 def profile(name, batch, steps, rng):
     """{'rows': [(name, output shape, MFLOP/img, fwd s, bwd s)], 'loss': s, 'optimizer': s, 'total': s}."""
     model = models.build_model(name, rng=np.random.default_rng(0))
@@ -68,8 +117,11 @@ def profile(name, batch, steps, rng):
     images = rng.random((batch, 28, 28), dtype=np.float32)
     labels = rng.integers(0, 10, batch)
     x = np.ascontiguousarray(model.to_network_input(images))
-    criterion = SoftmaxCrossEntropy()
-    optimizer = Adam(network.parameters(), lr=1e-3)
+    clock = time.perf_counter
+    timed_network = TimedPlan(plan, clock)
+    criterion = TimedCalls(SoftmaxCrossEntropy(), ("forward", "backward"), clock)
+    optimizer = TimedCalls(Adam(network.parameters(), lr=1e-3), ("step",), clock)
+    training_step = TrainingStep(timed_network, optimizer, criterion)
 
     shapes, flops, shape = [], [], x.shape[1:]
     for step in plan:
@@ -77,37 +129,19 @@ def profile(name, batch, steps, rng):
         flops.append(count)
         shapes.append(shape)
 
-    forward = [[] for _ in plan]
-    backward = [[] for _ in plan]
     loss_times, optimizer_times, totals = [], [], []
-    clock = time.perf_counter
     for iteration in range(WARMUP_STEPS + steps):
-        timed = iteration >= WARMUP_STEPS
+        timed_network.recording = timed = iteration >= WARMUP_STEPS
+        criterion.total = optimizer.total = 0.0
         step_start = clock()
-        out = x
-        for i, step in enumerate(plan):
-            started = clock()
-            out = step.forward(out, True)
-            if timed:
-                forward[i].append(clock() - started)
-        started = clock()
-        criterion.forward(out, labels)
-        grad = criterion.backward()
+        training_step(x, labels)
         if timed:
-            loss_times.append(clock() - started)
-        for i in reversed(range(len(plan))):
-            started = clock()
-            grad = plan[i].backward(grad)
-            if timed:
-                backward[i].append(clock() - started)
-        started = clock()
-        optimizer.step()
-        if timed:
-            optimizer_times.append(clock() - started)
             totals.append(clock() - step_start)
+            loss_times.append(criterion.total)
+            optimizer_times.append(optimizer.total)
     median = statistics.median
-    rows = [(step_name(step), shapes[i], flops[i], median(forward[i]), median(backward[i]))
-            for i, step in enumerate(plan)]
+    rows = [(step_name(step), shapes[i], flops[i], median(timed_network.forward_times[i]),
+             median(timed_network.backward_times[i])) for i, step in enumerate(plan)]
     return {"rows": rows, "loss": median(loss_times), "optimizer": median(optimizer_times),
             "total": median(totals), "flops": sum(flops)}
 
@@ -142,7 +176,8 @@ def render(name, batch, threads, steps, result):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="profile_step.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="cnn,lstm", help="comma-separated: cnn, lstm")
+    parser.add_argument("--models", default="cnn,lstm",
+                        help=f"comma-separated, any of {', '.join(models.registry.names())}")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2,
                         help="BLAS and Numba threads (read before NumPy loads)")

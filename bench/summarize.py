@@ -5,7 +5,9 @@
 
 Each cell gives the lowest and highest of the runs' medians; the ratio column gives the lowest
 and highest of the runs' ours / PyTorch ratios (each taken within one interleaved run), and the
-last column the median of those ratios.  A ratio whose range reaches below 1.0 is marked.
+last column the median of those ratios.  A ratio whose range reaches below 1.0 is marked.  A
+run made with ``--skip sweep`` gives no sweep rows; one without the PyTorch peer cannot be
+summarised (there is no ratio), and says so in one line.
 """
 import json
 import statistics
@@ -23,7 +25,7 @@ def rows(runs):
     """(label, ours values, torch values, higher_is_better) for every cell bench.py measures."""
     first = runs[0]
     for name in first["models"]:
-        for entry in first["models"][name]["sweep"]:
+        for entry in first["models"][name].get("sweep", []):
             batch, threads = entry["batch"], entry["threads"]
             cells = [next(e for e in run["models"][name]["sweep"]
                           if e["batch"] == batch and e["threads"] == threads) for run in runs]
@@ -37,11 +39,42 @@ def rows(runs):
                [1e3 * run["models"][name]["latency"]["torch"]["median"] for run in runs], False)
 
 
+class SummaryError(Exception):
+    pass
+
+
+def read_run(path):
+    try:
+        with open(path, encoding="utf-8") as file:
+            run = json.load(file)
+    except OSError as error:
+        raise SummaryError(f"{path}: {error.strerror}") from None
+    except ValueError as error:
+        raise SummaryError(f"{path}: not a results file of bench.py --json ({error})") from None
+    if not isinstance(run, dict) or not isinstance(run.get("models"), dict):
+        raise SummaryError(f"{path}: not a results file of bench.py --json (no 'models')")
+    for name, record in run["models"].items():
+        for kind in ("train", "infer", "latency"):
+            if "torch" not in record.get(kind, {}):
+                raise SummaryError(f"{path}: {name} {kind} has no PyTorch numbers (a run with "
+                                   "--no-torch, or without PyTorch): nothing to compare")
+    return run
+
+
 def main(paths):
-    runs = [json.loads(open(path, encoding="utf-8").read()) for path in paths]
+    try:
+        runs = [read_run(path) for path in paths]
+        table = list(rows(runs))
+    except SummaryError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (KeyError, StopIteration) as error:
+        print(f"error: the runs do not hold the same cells ({error!r} missing in one)",
+              file=sys.stderr)
+        return 1
     print(f"| cell ({len(runs)} runs) | ours | PyTorch | speed ratio, ours / PyTorch | median ratio |")
     print("| --- | --- | --- | --- | --- |")
-    for label, ours, torch, higher_is_better in rows(runs):
+    for label, ours, torch, higher_is_better in table:
         # speed ratio: > 1 means we are faster (for latency: PyTorch's time over ours)
         ratios = [o / t if higher_is_better else t / o for o, t in zip(ours, torch)]
         digits = 3 if not higher_is_better else 0

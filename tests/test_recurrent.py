@@ -293,8 +293,9 @@ def test_flops_and_output_shapes():
 
 # ----------------------------------------------------------------------------- PyTorch oracle
 # Float32 through both, identical weights; forward within 1e-5 and every gradient within 1e-4,
-# relative to the largest torch value.  Our single bias b (SimpleRNN, LSTM) is torch's bias_ih
-# with bias_hh = 0, so both torch biases receive our db.
+# relative to the largest torch value.  The torch side is the layer's twin from
+# tests/support/torch_twins.py: our single bias b (SimpleRNN, LSTM) is torch's bias_ih with
+# bias_hh = 0, so both torch biases receive our db.
 
 FORWARD_TOL = 1e-5
 GRAD_TOL = 1e-4
@@ -309,49 +310,13 @@ def assert_close(ours, theirs, tol, what):
     assert error < tol, f"{what}: relative difference {error:.3e} >= {tol:.0e}"
 
 
-def torch_module(layer):
-    """torch.nn.RNN/GRU/LSTM (bidirectional for a Bidirectional) holding ``layer``'s weights.
-
-    Returns (module, {our parameter key: [torch parameters whose gradient must equal ours]}).
-    """
-    torch = pytest.importorskip("torch")
-    bidirectional = isinstance(layer, Bidirectional)
-    sides = {"forward": layer.forward_layer, "backward": layer.backward_layer} if bidirectional \
-        else {"": layer}
-    inner = next(iter(sides.values()))
-    kind = type(inner).__name__
-    make_module = {"SimpleRNN": lambda **kw: torch.nn.RNN(nonlinearity="tanh", **kw),
-                   "GRU": torch.nn.GRU, "LSTM": torch.nn.LSTM}[kind]
-    module = make_module(input_size=inner.input_size, hidden_size=inner.hidden_size,
-                         batch_first=True, bidirectional=bidirectional)
-    matches = {}
-    with torch.no_grad():
-        for side, sub in sides.items():
-            suffix = "_l0_reverse" if side == "backward" else "_l0"
-            prefix = f"{side}." if side else ""
-            torch_param = {name: getattr(module, f"{name}{suffix}") for name in
-                           ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
-            names = {"w_ih": ["weight_ih"], "w_hh": ["weight_hh"], "b_ih": ["bias_ih"],
-                     "b_hh": ["bias_hh"], "b": ["bias_ih", "bias_hh"]}
-            for name, value in sub.params.items():
-                torch_param[names[name][0]].copy_(torch.from_numpy(value))
-                matches[prefix + name] = [torch_param[t] for t in names[name]]
-            if "b" in sub.params:
-                torch_param["bias_hh"].zero_()
-    return module, matches
-
-
-def torch_output(module, x_t, return_sequences):
-    out, state = module(x_t)
-    if return_sequences:
-        return out
-    h_n = state[0] if isinstance(state, tuple) else state        # LSTM: (h_n, c_n)
-    return torch_cat_directions(h_n)
-
-
-def torch_cat_directions(h_n):
-    """h_n (directions, N, H) -> (N, directions * H): [forward | backward], like our output."""
-    return h_n.permute(1, 0, 2).reshape(h_n.shape[1], -1)
+def twin_of(layer):
+    """The torch twin of one recurrent (or Bidirectional) layer, with its weights: the module
+    itself (index 0 of the one-layer network twin) and {our key: [torch parameters]}."""
+    pytest.importorskip("torch")
+    from tests.support.torch_twins import torch_twin
+    twin = torch_twin(Sequential([layer]))
+    return twin[0], {key.split(".", 1)[1]: tensors for key, tensors in twin.parameter_map().items()}
 
 
 ORACLE_CASES = [(kind, bidirectional, sequences) for kind in ("SimpleRNN", "GRU", "LSTM")
@@ -364,12 +329,12 @@ def test_against_torch(kind, bidirectional, sequences):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(50 + len(kind) + 2 * bidirectional + sequences)
     layer = make(kind, rng, sequences, bidirectional)
-    module, matches = torch_module(layer)
+    module, matches = twin_of(layer)
     assert set(matches) == set(layer.params), "every parameter must be compared"
     x = rng.standard_normal((4, 7, D)).astype(np.float32)
     y = layer.forward(x)
     x_t = torch.tensor(x, requires_grad=True)
-    y_t = torch_output(module, x_t, sequences)
+    y_t = module(x_t)
     assert_close(y, y_t, FORWARD_TOL, "forward")
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dx = layer.backward(dy)
@@ -381,25 +346,6 @@ def test_against_torch(kind, bidirectional, sequences):
 
 
 # ----------------------------------------------------------------------------- record_hidden_grads
-
-def torch_cell(sub):
-    """A torch RNNCell/GRUCell/LSTMCell with ``sub``'s weights (bias_hh = 0 for a single b)."""
-    torch = pytest.importorskip("torch")
-    kind = type(sub).__name__
-    cell = {"SimpleRNN": lambda d, h: torch.nn.RNNCell(d, h, nonlinearity="tanh"),
-            "GRU": torch.nn.GRUCell, "LSTM": torch.nn.LSTMCell}[kind](sub.input_size,
-                                                                      sub.hidden_size)
-    p = sub.params
-    with torch.no_grad():
-        cell.weight_ih.copy_(torch.from_numpy(p["w_ih"]))
-        cell.weight_hh.copy_(torch.from_numpy(p["w_hh"]))
-        cell.bias_ih.copy_(torch.from_numpy(p["b_ih"] if "b_ih" in p else p["b"]))
-        if "b_hh" in p:
-            cell.bias_hh.copy_(torch.from_numpy(p["b_hh"]))
-        else:
-            cell.bias_hh.zero_()
-    return cell
-
 
 def unrolled(cell, x_t):
     """Run ``cell`` over x_t (N, T, D) step by step; every h_t keeps its gradient."""
@@ -436,10 +382,13 @@ def test_record_hidden_grads_against_torch(kind, bidirectional, sequences):
     layer.forward(x)
     layer.backward(dy)
     sides = [layer.forward_layer, layer.backward_layer] if bidirectional else [layer]
+    module, _ = twin_of(layer)
+    cells = module.cells()       # one per direction, sharing the twin's parameters
+    assert len(cells) == len(sides)
     x_t = torch.tensor(x)
     outputs, states = [], []
-    for side, sub in enumerate(sides):
-        hs = unrolled(torch_cell(sub), x_t.flip(1) if side else x_t)   # in reading order
+    for side, cell in enumerate(cells):
+        hs = unrolled(cell, x_t.flip(1) if side else x_t)              # in reading order
         states.append(hs[::-1] if side else hs)                         # aligned with time
         outputs.append(torch.stack(states[-1], 1) if sequences else hs[-1])
     y_t = torch.cat(outputs, -1)

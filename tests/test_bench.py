@@ -1,0 +1,178 @@
+"""The benchmark's parts without timing anything: its command line, its worker protocol, that
+its PyTorch side runs the same network with the same weights as ours, and that its report and
+bench/summarize.py read the saved results.json format.  (Timings themselves are not asserted:
+on a shared machine they are noise; ``python bench/bench.py --quick`` is the smoke run.)
+"""
+import argparse
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import models
+from bench import bench as bench_cli
+from bench import report, summarize
+from bench.measure import Settings
+from bench.runners import POOL, OursRunner, random_data
+from bench.worker import MODEL_CHOICES, SEED, read_export
+
+
+@pytest.fixture(scope="module")
+def saved_results(repo_root):
+    return json.loads((repo_root / "bench" / "results.json").read_text())
+
+
+def test_every_shipped_model_can_be_benchmarked(repo_root):
+    model_files = {path.stem for path in (repo_root / "models").glob("*.py")
+                   if "\nMODEL = ModelSpec(" in path.read_text()}
+    assert set(MODEL_CHOICES) == model_files == {"cnn", "lstm", "gru", "rnn", "mlp"}
+    assert bench_cli.parse_args([]).models == ["cnn", "lstm"]         # the default is kept
+    assert bench_cli.parse_args(["--models", "cnn,lstm,gru,rnn,mlp"]).models == list(MODEL_CHOICES)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--models", "cnn,vgg"], "unknown model vgg"),
+    (["--skip", "sweep,warmup"], "unknown section warmup"),
+    (["--batch", "100"], f"a divisor of {POOL}"),
+])
+def test_bad_flags_are_one_line_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_cli.parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def run_worker(repo_root, *argv, stdin=None):
+    return subprocess.run([sys.executable, str(repo_root / "bench" / "bench.py"), "--worker", *argv],
+                          cwd=repo_root, input=stdin, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def exported(repo_root, tmp_path_factory):
+    """The files the benchmark's PyTorch side builds its twins from, written by the worker."""
+    out = tmp_path_factory.mktemp("exported")
+    done = run_worker(repo_root, "export", "--models", "mlp,lstm", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    written = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sorted(written) == ["lstm", "mlp"]
+    return written
+
+
+@pytest.mark.parametrize("name", ["mlp", "lstm"])
+def test_export_holds_our_initial_network(exported, name):
+    header, state = read_export(exported[name])
+    network = models.build_model(name, rng=np.random.default_rng(SEED)).network
+    assert header["layers"] == network.config()["layers"]
+    assert header["input_shape"] == {"mlp": [784], "lstm": [28, 28]}[name]
+    assert sorted(state) == sorted(network.state())
+    for key, value in network.state().items():
+        np.testing.assert_array_equal(state[key], value)
+
+
+@pytest.mark.parametrize("name", ["mlp", "lstm"])
+def test_both_sides_predict_the_same(exported, name):
+    """Before training, our runner and the PyTorch runner hold the same network: the benchmark
+    times the same computation on both sides.  One training step then moves both."""
+    pytest.importorskip("torch", reason="PyTorch (the test extra) is not installed")
+    from bench.runners import TorchRunner
+    images, labels = random_data()
+    ours = OursRunner(name, images, labels)
+    theirs = TorchRunner(exported[name], images, labels, threads=1)
+    p_ours, p_theirs = ours.predict(0, 16), theirs.predict(0, 16)
+    assert p_ours.shape == p_theirs.shape == (16, 10)
+    np.testing.assert_allclose(p_theirs.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(p_ours, p_theirs, atol=1e-5)
+    for runner in (ours, theirs):
+        runner.train_step(0, 16)
+    moved_ours, moved_theirs = ours.predict(0, 16), theirs.predict(0, 16)
+    assert np.abs(moved_ours - p_ours).max() > 1e-4
+    assert np.abs(moved_theirs - p_theirs).max() > 1e-4
+
+
+def test_serve_protocol(repo_root):
+    """A serve worker answers one JSON line per request, an error for a bad one, until quit."""
+    requests = [{"op": "train", "batch": 16, "seconds": 0.01}, {"op": "infer", "batch": 16, "seconds": 0.01},
+                {"op": "latency", "calls": 3, "seconds": 0.5}, {"op": "fly"}, {"op": "quit"}]
+    stdin = "".join(json.dumps(r) + "\n" for r in requests)
+    done = run_worker(repo_root, "serve", "--side", "ours", "--model", "mlp", "--threads", "1",
+                      stdin=stdin)
+    assert done.returncode == 0, done.stderr
+    ready, train, infer, latency, bad = [json.loads(line) for line in done.stdout.splitlines()]
+    assert ready["ready"] and ready["flops"] == models.build_model("mlp").flops()
+    assert ready["versions"]["numpy"] == np.__version__
+    assert train["images"] == 16 * train["steps"] and train["seconds"] >= 0.01
+    assert infer["images"] == 16 * infer["steps"]
+    assert len(latency["seconds"]) == 3 and min(latency["seconds"]) > 0
+    assert "error" in bad and "fly" in bad["error"]
+
+
+def test_torch_side_without_weights_reports_an_error(repo_root):
+    done = run_worker(repo_root, "serve", "--side", "torch", "--model", "mlp", stdin="")
+    assert done.returncode == 1
+    assert "--weights" in json.loads(done.stdout.strip())["error"]
+
+
+def test_report_of_the_saved_results(saved_results):
+    """The report renders bench/results.json (the format is unchanged): each model's medians
+    and their ratio, the sweep and the memory table."""
+    results = saved_results
+    settings = Settings(results["settings"]["quick"])
+    args = argparse.Namespace(batch=results["batch"], threads=results["threads"],
+                              models=list(results["models"]), skip=set())
+    text = report.report(results, args, settings)
+    for name, record in results["models"].items():
+        ours, torch = record["train"]["ours"]["median"], record["train"]["torch"]["median"]
+        row = next(line for line in text.splitlines() if line.split()[:1] == [name])
+        assert f"{ours:,.0f}" in row and f"{torch:,.0f}" in row and f"{ours / torch:.2f}" in row
+    assert "training images/s by threads and batch size" in text
+    assert "memory, MB" in text and "read-only install" in text
+
+
+def test_write_json_replaces_the_file_whole(tmp_path, saved_results):
+    path = tmp_path / "run.json"
+    path.write_text("old")
+    report.write_json(saved_results, path)
+    assert json.loads(path.read_text()) == saved_results
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_summarize_reads_the_saved_results(saved_results):
+    rows = list(summarize.rows([saved_results, saved_results]))
+    labels = [label for label, *_ in rows]
+    assert "CNN training, 2 threads, batch 64" in labels and "LSTM one image, ms" in labels
+    label, ours, torch, higher_is_better = next(r for r in rows if r[0] == "CNN one image, ms")
+    assert ours == [1e3 * saved_results["models"]["cnn"]["latency"]["ours"]["median"]] * 2
+    assert not higher_is_better
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda run: run["models"]["cnn"]["infer"].pop("torch"), "no PyTorch numbers"),
+    (None, "not a results file"),
+])
+def test_summarize_refuses_an_incomplete_run_in_one_line(repo_root, tmp_path, saved_results,
+                                                         change, message):
+    path = tmp_path / "run.json"
+    if change is None:
+        path.write_text("{ half a file")
+    else:
+        run = json.loads(json.dumps(saved_results))
+        change(run)
+        path.write_text(json.dumps(run))
+    done = subprocess.run([sys.executable, str(repo_root / "bench" / "summarize.py"), str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and message in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_summarize_without_the_sweep(saved_results):
+    """A run made with --skip sweep still gives its prediction and latency rows."""
+    run = json.loads(json.dumps(saved_results))
+    for record in run["models"].values():
+        record.pop("sweep")
+    labels = [label for label, *_ in summarize.rows([run])]
+    assert labels == [f"{name.upper()} {what}" for name in run["models"]
+                      for what in (f"prediction, {run['threads']} threads, batch {run['batch']}",
+                                   "one image, ms")]
