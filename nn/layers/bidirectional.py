@@ -18,6 +18,7 @@ from collections.abc import MutableMapping
 import numpy as np
 
 from nn.layers.base import Layer
+from nn.layers.registry import layer_class, type_name
 
 
 class PrefixedDicts(MutableMapping):
@@ -81,8 +82,8 @@ class Bidirectional(Layer):
         if dtype is None:
             dtype = next(iter(layer.params.values())).dtype
         self.forward_layer = layer
-        self.backward_layer = self._build({"type": type(layer).__name__, **layer.config()}, rng,
-                                          dtype)
+        self.backward_layer = self._build({"type": type_name(type(layer)), **layer.config()},
+                                          rng, dtype)
         layers = {"forward": self.forward_layer, "backward": self.backward_layer}
         self.params = PrefixedDicts({k: v.params for k, v in layers.items()})
         self.grads = PrefixedDicts({k: v.grads for k, v in layers.items()})
@@ -91,7 +92,7 @@ class Bidirectional(Layer):
     @staticmethod
     def _build(config, rng, dtype):
         config = dict(config)
-        cls = Layer.types[config.pop("type")]
+        cls = layer_class(config.pop("type"))
         if dtype is not None:
             config["dtype"] = dtype
         return cls(**config, rng=rng)
@@ -154,7 +155,7 @@ class Bidirectional(Layer):
         return self.forward_layer.flops(input_shape) + self.backward_layer.flops(input_shape)
 
     def config(self):
-        return {"layer": {"type": type(self.forward_layer).__name__, **self.forward_layer.config()}}
+        return {"layer": {"type": type_name(type(self.forward_layer)), **self.forward_layer.config()}}
 
     def __repr__(self):
         return f"Bidirectional({self.forward_layer!r})"

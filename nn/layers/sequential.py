@@ -8,6 +8,7 @@ import numpy as np
 from nn.init import is_placeholder
 from nn.layers.base import Layer
 from nn.layers.fused import ConvActivationPool, can_fuse
+from nn.layers.registry import type_name
 
 
 class Sequential(Layer):
@@ -89,7 +90,7 @@ class Sequential(Layer):
         return input_shape
 
     def config(self):
-        return {"layers": [{"type": type(layer).__name__, **layer.config()} for layer in self.layers]}
+        return {"layers": [{"type": type_name(type(layer)), **layer.config()} for layer in self.layers]}
 
     def summary(self, input_shape):
         """A table of layers, output shapes and parameter counts, like Keras' model.summary()."""
