@@ -285,7 +285,7 @@ def test_hidden_gradient_norms_match_central_differences():
         expected[t] = np.linalg.norm(grad, axis=1).mean()
     np.testing.assert_allclose(got, expected, rtol=2e-4)
     assert expected[0] < expected[-1] / 2  # the test is not of a flat curve
-    assert model.network.layers[0].record_hidden_grads is False  # switched off again
+    assert "hidden_grads" not in vars(model.network.layers[0])  # nothing left on the layer
 
 
 def test_blank_row_accuracy_matches_a_direct_forward_and_the_plain_accuracy_at_zero():

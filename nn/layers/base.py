@@ -5,6 +5,10 @@
 second call gives the same answer.  ``params`` and ``grads`` share keys; running statistics that
 are saved but not trained live in ``buffers``.
 
+A layer that can skip its input gradient (built with ``need_input_grad=False``, as a first layer
+is) also takes ``backward(dout, need_input_grad=True)``: that one call computes dL/dx anyway,
+without changing the layer (saliency maps need the image's gradient).
+
 A new layer is one subclass, and the class itself tells the rest of the library about it:
 - defining the class registers it by module and name (:mod:`nn.layers.registry`), so a weights
   file whose header names it can be rebuilt (:func:`nn.layers.build_layers`); a class that has
