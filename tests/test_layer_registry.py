@@ -255,3 +255,22 @@ def test_claiming_a_library_layers_qualified_name_is_refused():
 def test_names_that_are_no_buildable_layer_are_refused(name):
     with pytest.raises(ValueError, match="unknown layer type"):
         build_layers([{"type": name}])
+
+
+def test_the_layer_of_docs_extending_is_written_under_its_bare_name(repo_root):
+    """The example layer of docs/extending.md, defined as a user would (outside nn), keeps the
+    name "Scale" in a weights header and is rebuilt from it with its scales."""
+    text = (repo_root / "docs" / "extending.md").read_text()
+    code = text.split("## A layer", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    namespace = {"__name__": "extending_example", "np": np, "Layer": Layer}
+    exec(compile(code, "docs/extending.md", "exec"), namespace)
+    scale = namespace["Scale"](3)
+    scale.params["s"][...] = [0.5, 2.0, -1.0]
+    network = Sequential([scale, nn.layers.Dense(3, 2, rng=np.random.default_rng(8))])
+    layers = network.config()["layers"]
+    assert [layer["type"] for layer in layers] == ["Scale", "Dense"]
+    rebuilt = build_layers(layers, rng=np.random.default_rng(9))
+    rebuilt.load_state(network.state())
+    x = np.random.default_rng(10).standard_normal((4, 3)).astype(np.float32)
+    assert type(rebuilt.layers[0]) is namespace["Scale"]
+    np.testing.assert_array_equal(rebuilt.forward(x), network.forward(x))
