@@ -207,8 +207,10 @@ def test_a_header_naming_the_library_dense_with_the_users_arguments_is_refused(t
     header["layers"][1] = {"type": "Dense", "units": 3, "inputs": 4}
     path = tmp_path / "bad.npz"
     save_weights(path, model.network.state(), header)
-    with pytest.raises(WeightsError, match="architecture in the file is invalid"):
+    with pytest.raises(WeightsError, match="architecture in the file is invalid") as refused:
         load_model(path)
+    assert "layer 1, 'Dense' = nn.layers.dense.Dense" in str(refused.value)
+    assert "\n" not in str(refused.value)
 
 
 def make_layer_class(name, module):

@@ -27,7 +27,7 @@ def build_layers(layer_configs, rng=None):
     other layer has it, or a qualified name ("__main__.Dense").
     """
     layers = []
-    for config in layer_configs:
+    for index, config in enumerate(layer_configs):
         config = dict(config)
         name = config.pop("type")
         cls = layer_class(name)
@@ -35,7 +35,11 @@ def build_layers(layer_configs, rng=None):
             raise ValueError(f"unknown layer type {name!r}")
         if cls.uses_rng:
             config["rng"] = rng
-        layers.append(cls(**config))
+        try:
+            layers.append(cls(**config))
+        except TypeError as error:   # say which class the name meant: "Dense" is the library's
+            raise TypeError(f"layer {index}, {name!r} = {registry.qualified_name(cls)}: "
+                            f"{error}") from None
     return Sequential(layers)
 
 
