@@ -15,6 +15,7 @@ from models import registry
 from nn.errors import UserError, WeightsError
 from nn.flops import network_flops
 from nn.layers import Sequential, build_layers
+from nn.layers.registry import canonical_name
 from nn.losses import softmax
 from nn.init import shapes_only
 from nn.serialize import WeightsArchive, check_state, save_weights, weights_header
@@ -253,13 +254,12 @@ def _checked_architecture(path, meta, arrays, expect):
         except (TypeError, ValueError, OverflowError, MemoryError) as error:
             raise WeightsError(f"{path}: the {spec.title} model cannot be built with the "
                                f"header's options {options} ({_one_line(error)})") from None
-    expected = _architecture(json.loads(json.dumps(reference.config()["layers"])))
-    layers = _architecture(layers)
-    if layers != expected:
-        where = next((i for i, (a, b) in enumerate(zip(layers, expected)) if a != b),
-                     min(len(layers), len(expected)))
-        found = layers[where] if where < len(layers) else "nothing"
-        builds = expected[where] if where < len(expected) else "nothing"
+    expected = json.loads(json.dumps(reference.config()["layers"]))
+    if _architecture(layers) != _architecture(expected):
+        where = next((i for i, (a, b) in enumerate(zip(layers, expected))
+                      if _architecture(a) != _architecture(b)), min(len(layers), len(expected)))
+        found = _architecture(layers[where], False) if where < len(layers) else "nothing"
+        builds = _architecture(expected[where], False) if where < len(expected) else "nothing"
         raise WeightsError(f"{path}: the header's layers are not what the {spec.title} model "
                            f"builds with options {options}: layer {where} is {found}, "
                            f"expected {builds}")
@@ -272,12 +272,16 @@ def _checked_architecture(path, meta, arrays, expect):
 NOT_ARCHITECTURE = frozenset({"need_input_grad"})
 
 
-def _architecture(value):
-    """``value`` (layer configs, nested) without the NOT_ARCHITECTURE keys."""
+def _architecture(value, canonical=True):
+    """``value`` (layer configs, nested) without the NOT_ARCHITECTURE keys; with ``canonical``
+    each layer type by the qualified name of its class, so that "Dense" and
+    "nn.layers.dense.Dense" are one type, and so are a user layer's bare and qualified names
+    (:mod:`nn.layers.registry`)."""
     if isinstance(value, dict):
-        return {k: _architecture(v) for k, v in value.items() if k not in NOT_ARCHITECTURE}
+        return {k: canonical_name(v) if k == "type" and canonical else _architecture(v, canonical)
+                for k, v in value.items() if k not in NOT_ARCHITECTURE}
     if isinstance(value, list):
-        return [_architecture(v) for v in value]
+        return [_architecture(v, canonical) for v in value]
     return value
 
 

@@ -8,7 +8,7 @@ gradient norms   how strongly the loss depends on the hidden state after each ro
                  where L_n is image n's cross-entropy and h_t (H,) the recurrent layer's state
                  after reading row t.  The backward pass computes every dL/dh_t anyway (the
                  total of the gradient from the output and the one handed back by step t + 1);
-                 the layer keeps them when ``record_hidden_grads`` is set.  With the last state
+                 the layer returns them from ``backward_with_hidden_grads``.  With the last state
                  feeding the classifier, g_T is where the gradient enters, and g_t / g_T for
                  small t is how much of it is left after travelling back T - t steps: a vanishing
                  gradient is a ratio many orders of magnitude below 1.  Measured in inference
@@ -32,9 +32,9 @@ MEMORY_BAR = 0.90                     # "falls below 90 %" in the generated sent
 
 
 def recurrent_layer(model):
-    """The first layer of ``model`` whose backward can record dL/dh_t, or None."""
+    """The first layer of ``model`` whose backward can return dL/dh_t, or None."""
     for layer in model.network.layers:
-        if hasattr(layer, "record_hidden_grads"):
+        if hasattr(layer, "backward_with_hidden_grads"):
             return layer
     return None
 
@@ -67,22 +67,22 @@ def hidden_gradient_norms(model, images, labels, batch_size=500):
     if layer is None:
         raise ValueError(f"the {model.title} has no recurrent layer that records dL/dh_t")
     labels = np.asarray(labels)
+    steps = model.network.steps()
+    above = steps[steps.index(layer) + 1:]          # the layers between h_t and the logits
     total, count = None, 0
-    layer.record_hidden_grads = True
-    try:
-        for start in range(0, len(images), batch_size):
-            x = model.to_network_input(images[start:start + batch_size])
-            y = labels[start:start + batch_size]
-            logits = model.network.forward(x, training=False)
-            dlogits = softmax(logits)
-            dlogits[np.arange(len(y)), y] -= 1                       # dL_n/dlogits_n
-            model.network.backward(dlogits)
-            norms = np.linalg.norm(layer.hidden_grads.astype(np.float64), axis=2)   # (T, N)
-            total = norms.sum(axis=1) if total is None else total + norms.sum(axis=1)
-            count += len(y)
-    finally:
-        layer.record_hidden_grads = False
-        layer.hidden_grads = None
+    for start in range(0, len(images), batch_size):
+        x = model.to_network_input(images[start:start + batch_size])
+        y = labels[start:start + batch_size]
+        logits = model.network.forward(x, training=False)
+        dlogits = softmax(logits)
+        dlogits[np.arange(len(y)), y] -= 1                           # dL_n/dlogits_n
+        dout = dlogits
+        for step in reversed(above):
+            dout = step.backward(dout)
+        _, hidden_grads = layer.backward_with_hidden_grads(dout)      # (T, N, H) dL/dh_t
+        norms = np.linalg.norm(hidden_grads.astype(np.float64), axis=2)   # (T, N)
+        total = norms.sum(axis=1) if total is None else total + norms.sum(axis=1)
+        count += len(y)
     return total / count
 
 
