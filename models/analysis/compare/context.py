@@ -1,7 +1,7 @@
 """What every section of the comparison report reads: the models, the test images, the seed.
 
-The command line (:mod:`.cli`) builds one :class:`Context` per run; the sections compute from it
-and never change it.
+The command line (:mod:`models.analysis.compare.cli`) builds one :class:`Context` per run; the
+sections compute from it.
 """
 import os
 from dataclasses import dataclass, field
@@ -10,7 +10,6 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from models.analysis.compare.markdown import title_of
 from models.base import shipped_weights
 
 SEED = 20240611   # the sweep subset and the noise are drawn from generators seeded here
@@ -18,6 +17,8 @@ SEED = 20240611   # the sweep subset and the noise are drawn from generators see
 
 @dataclass
 class Context:
+    """One run's inputs, shared by every section (which reads them and changes nothing but
+    ``elapsed_seconds``, set by the report once the figures are drawn)."""
     models: dict                   # name -> Model, in the order of the report
     paths: dict                    # name -> the weights file it was loaded from
     pair: tuple                    # the two models whose disagreements are shown image by image
@@ -40,10 +41,6 @@ class Context:
     @property
     def names(self):
         return list(self.models)
-
-    def titles(self, names=None):
-        """{name: display title} of ``names`` (default: every model)."""
-        return {name: title_of(name) for name in (self.names if names is None else names)}
 
 
 def shown_path(path):
