@@ -9,6 +9,7 @@ import numpy as np
 
 from kit.images.augment import affine_maps, warp
 
+
 def shift(images, rows=0.0, cols=0.0):
     """Move the digits ``rows`` px down and ``cols`` px right (negative: up / left)."""
     if rows == 0 and cols == 0:

@@ -130,4 +130,3 @@ def run_sweeps(models, images, labels, sweeps=SWEEPS, seed=SEED, log=None):
         if log:
             log(f"  robustness: {sweep.title.lower()} done in {time.perf_counter() - started:.1f} s")
     return results
-

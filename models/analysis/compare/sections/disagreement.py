@@ -40,7 +40,6 @@ def error_overlap(evaluations):
                            for i, name in enumerate(names)} if len(names) > 2 else None}
 
 
-
 def describe_overlap(evaluations, overlap):
     names = list(evaluations)
     n = evaluations[names[0]].n_images
