@@ -19,7 +19,10 @@ class Section:
     title = ""   # the section's heading in report.md
 
     def compute(self, context):
-        """The section's numbers, measured on ``context`` (None when it only reads the context)."""
+        """The section's numbers, measured on ``context`` (None when it only reads the context).
+
+        Anything the figures need may be kept here (the robustness section keeps its example
+        digits); :meth:`json` chooses what of it goes into report.json."""
         return None
 
     def figures(self, context, result, folder):
