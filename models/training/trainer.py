@@ -31,6 +31,7 @@ import json
 import math
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -213,11 +214,15 @@ class Interrupt:
         self.previous = None
 
     def __enter__(self):
-        self.previous = signal.signal(signal.SIGINT, self._handle)
+        # Only the main thread may set a signal handler; a run in another thread (a Dask worker's
+        # task, a notebook's thread) stops through ``callbacks.stop_requested`` instead.
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self.previous)
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
     def _handle(self, signum, frame):
         if self.requested:
