@@ -10,7 +10,7 @@ The layers, from the bottom up (each may import those below it, never those abov
     models.commands    the command lines of train / evaluate / compare / export
     canvas             the drawing window, and ``cnn-vs-lstm`` (canvas.main) which starts everything
 
-``python -m models.train`` (and evaluate, compare, export) are kept for the README's commands as
+``python -m models.train`` (and evaluate, compare, export, study) are kept for the README's commands as
 thin entry modules inside ``models``; they are entry points like draw.py, allowed to import the
 layer that runs them, and nothing imports them.
 """
@@ -21,7 +21,7 @@ import pytest
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 LAYERS = ["nn", "kit", "models", "models.training", "models.analysis", "models.commands", "canvas"]
-ENTRY_MODULES = {"models.train", "models.evaluate", "models.compare", "models.export"}
+ENTRY_MODULES = {"models.train", "models.evaluate", "models.compare", "models.export", "models.study"}
 SHIPPED_PACKAGES = ("nn", "kit", "models", "canvas")
 MAX_LINES = 600
 

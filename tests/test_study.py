@@ -1,0 +1,306 @@
+"""Studies (models.analysis.studies, python -m models.study): the statistics against known values,
+the grid and its command line, the report, and small real studies on Dask - an embedded
+LocalCluster of 2 workers (interrupted and resumed), and a scheduler with two workers started as
+separate processes, one of them killed mid-study.
+"""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.analysis.studies import folder
+from models.analysis.studies.analysis import analyse, sentence
+from models.analysis.studies.cell import Cell
+from models.analysis.studies.report import write_report
+from models.analysis.studies.stats import holm, mcnemar_exact, paired_t, summary
+from models.commands.study import build_plan, main as study_main, make_parser, parse_seeds
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------- statistics, known values
+def test_t_interval_of_three_seeds():
+    """mean 0.99, sd 0.01, n 3: half width t(0.975, 2) * 0.01 / sqrt(3), t(0.975, 2) = 4.302653
+    (the t table)."""
+    result = summary([0.98, 0.99, 1.00])
+    half = 4.302652729749462 * 0.01 / math.sqrt(3)
+    assert result["n"] == 3 and result["mean"] == pytest.approx(0.99, abs=1e-12)
+    assert result["sd"] == pytest.approx(0.01, abs=1e-12)
+    assert result["low"] == pytest.approx(0.99 - half, abs=1e-9)
+    assert result["high"] == pytest.approx(0.99 + half, abs=1e-9)
+    assert round(half, 6) == 0.024841   # and not the normal approximation's 1.96 * ... = 0.011316
+
+
+def test_one_seed_has_no_interval():
+    assert summary([0.97]) == {"n": 1, "mean": 0.97, "sd": None, "low": None, "high": None}
+
+
+def test_paired_t_against_the_closed_form_for_three_degrees_of_freedom():
+    """d = (0.01, 0.02, 0.01, 0): t = sqrt(6); with 3 degrees of freedom the t CDF is
+    1/2 + (x / (1 + x^2) + atan x) / pi with x = t / sqrt(3), so p = 0.0917211."""
+    result = paired_t([0.90, 0.92, 0.94, 0.91], [0.89, 0.90, 0.93, 0.91])
+    x = math.sqrt(6) / math.sqrt(3)
+    p = 2 * (1 - (0.5 + (x / (1 + x * x) + math.atan(x)) / math.pi))
+    assert result["t"] == pytest.approx(math.sqrt(6), rel=1e-9)
+    assert result["p"] == pytest.approx(p, rel=1e-9)
+    assert result["p"] == pytest.approx(0.0917211, abs=1e-7)
+    assert result["mean_difference"] == pytest.approx(0.01)
+    assert paired_t([0.9], [0.8]) is None
+    assert paired_t([0.9, 0.8], [0.9, 0.8])["p"] == 1.0
+
+
+def test_mcnemar_exact_is_the_two_sided_binomial_of_the_discordant_images():
+    """2 images only A reads right, 10 only B: p = 2 (C(12,0) + C(12,1) + C(12,2)) / 2^12 = 158/4096."""
+    labels = np.arange(40) % 10
+    a, b = labels.copy(), labels.copy()
+    a[:10] = (labels[:10] + 1) % 10          # A wrong on 0..9 where B is right
+    b[10:12] = (labels[10:12] + 1) % 10      # B wrong on 10, 11 where A is right
+    a[20:25] = b[20:25] = (labels[20:25] + 3) % 10   # both wrong: not counted
+    result = mcnemar_exact(a, b, labels)
+    assert (result["only_a"], result["only_b"]) == (2, 10)
+    assert result["p"] == pytest.approx(158 / 4096, rel=1e-12)
+    assert mcnemar_exact(labels, labels, labels) == {"only_a": 0, "only_b": 0, "p": 1.0}
+
+
+def test_holm_step_down():
+    # sorted 0.01 * 3 = 0.03, 0.03 * 2 = 0.06, 0.04 * 1 = 0.04 -> raised to 0.06 (monotone)
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.6]) == [1.0, 1.0]
+    assert holm([0.01, 0.02]) == pytest.approx([0.02, 0.02])
+    assert holm([]) == []
+
+
+# ---------------------------------------------------------------- the grid
+def test_seeds_and_settings_make_the_grid(tmp_path):
+    args = make_parser().parse_args(["run", str(tmp_path), "--models", "cnn,mlp", "--seeds", "2",
+                                     "--set", "lr=1e-3,3e-3", "--epochs", "1", "--limit", "300"])
+    plan = build_plan(args, "python -m models.study")
+    assert [cell.name for cell, _ in plan] == [
+        "cnn-lr=0.001-seed0", "cnn-lr=0.001-seed1", "cnn-lr=0.003-seed0", "cnn-lr=0.003-seed1",
+        "mlp-lr=0.001-seed0", "mlp-lr=0.001-seed1", "mlp-lr=0.003-seed0", "mlp-lr=0.003-seed1"]
+    cell, config = plan[3]
+    assert (config.model, config.seed, config.lr, config.epochs, config.limit) == ("cnn", 1, 0.003, 1, 300)
+    assert config.batch_size == 64 and config.val_fraction == 0.2   # the train command's defaults
+    assert parse_seeds("0,3,7") == [0, 3, 7]
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--set", "colour=red"], "colour is neither a training flag"),
+    (["--set", "lr"], "write KEY=VALUE"),
+    (["--seeds", "0"], "at least 1"),
+    (["--models", "nope"], "nope"),
+    (["--set", "lr=-1"], "--lr"),
+])
+def test_bad_study_flags_give_one_line(tmp_path, capsys, flags, expected):
+    with pytest.raises(SystemExit) as exit:
+        study_main(["run", str(tmp_path / "s"), "--models", "mlp", *flags])
+    assert exit.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error:") and len(error.splitlines()) == 1 and expected in error
+    assert not (tmp_path / "s").exists()
+
+
+# ---------------------------------------------------------------- the report, on made-up cells
+def fake_cell(study, model, seed, accuracy, wrong, n=100):
+    """A finished cell with ``wrong`` the indices of the test images it misreads."""
+    labels = np.arange(n) % 10
+    predictions = labels.copy()
+    predictions[list(wrong)] = (labels[list(wrong)] + 1) % 10
+    cell = Cell(model, seed, {})
+    history = {"epochs": [{"epoch": 1, "val_accuracy": accuracy - 0.01, "train_accuracy": accuracy},
+                          {"epoch": 2, "val_accuracy": accuracy, "train_accuracy": accuracy}]}
+    folder.write_cell(study, cell, {
+        "weights": b"", "history": json.dumps(history), "predictions": predictions, "labels": labels,
+        "result": {"version": 1, "cell": cell.name, "model": model, "seed": seed, "settings": {},
+                   "test_accuracy": accuracy, "test_images": n, "best_epoch": 2, "seconds": 1.0,
+                   "config": {}}})
+
+
+def test_report_states_significance_per_pair(tmp_path):
+    """CNN beats MLP by 5 points on every seed (significant); GRU and CNN differ by noise."""
+    cnn = [0.95, 0.96, 0.94]
+    mlp = [0.90, 0.91, 0.89]
+    gru = [0.951, 0.955, 0.945]
+    for seed in range(3):
+        fake_cell(tmp_path, "cnn", seed, cnn[seed], range(seed, seed + 5))
+        fake_cell(tmp_path, "mlp", seed, mlp[seed], range(50, 60))
+        fake_cell(tmp_path, "gru", seed, gru[seed], range(seed + 1, seed + 6))
+    numbers = analyse(folder.load_results(tmp_path))
+    groups = {group["model"]: group for group in numbers["groups"]}
+    assert groups["cnn"]["accuracy_mean"] == pytest.approx(0.95)
+    assert groups["cnn"]["accuracy_low"] == pytest.approx(0.95 - 4.302652729749462 * 0.01 / math.sqrt(3))
+    pairs = {(pair["a"], pair["b"]): pair for pair in numbers["pairs"]}
+    assert set(pairs) == {("cnn", "gru"), ("cnn", "mlp"), ("gru", "mlp")}
+    cnn_mlp = pairs[("cnn", "mlp")]
+    # the differences are 0.05 on every seed: sd 0, so p = 0 and significant after Holm
+    assert cnn_mlp["significant"] and cnn_mlp["p_holm"] == 0.0
+    # McNemar per seed: the CNN misreads 5 images the MLP reads, the MLP 10 the CNN reads
+    assert [(e["only_a"], e["only_b"]) for e in cnn_mlp["mcnemar"]] == [(10, 5)] * 3
+    cnn_gru = pairs[("cnn", "gru")]
+    raw = paired_t(gru, cnn)["p"]
+    assert not cnn_gru["significant"]
+    assert cnn_gru["paired_t"]["p"] == pytest.approx(raw)
+    assert cnn_gru["p_holm"] == pytest.approx(min(1.0, 3 * raw)) or cnn_gru["p_holm"] >= raw
+    assert "significant at 5 %" in sentence(cnn_mlp) and "CNN is ahead of MLP by 5.00 points" in sentence(cnn_mlp)
+    assert "not distinguishable at 5 %" in sentence(cnn_gru)
+    path = write_report(tmp_path, figures=False)
+    text = path.read_text()
+    assert "| CNN | default | 3 | 95.00 | 1.000 | 92.52 - 97.48 | 100 |" in text
+    assert sentence(cnn_mlp) in text and sentence(cnn_gru) in text
+    assert str(tmp_path) not in text
+    table = (tmp_path / "results.csv").read_text().splitlines()
+    assert table[0].startswith("model,setting,n,accuracy_mean") and len(table) == 4
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert len(saved["pairs"]) == 3 and len(saved["sentences"]) == 3
+
+
+def test_report_of_an_empty_folder_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        study_main(["report", str(tmp_path)])
+    assert exit.value.code == 2 and "no finished cell" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the trainer off the main thread
+def test_the_trainer_runs_in_a_thread_that_is_not_the_main_one(tmp_path, mnist_dir):
+    """A Dask worker runs tasks in a thread; the trainer's Ctrl-C handler must not stop it there."""
+    from models import registry
+    from models.training.trainer import RunPlace, train
+    plan = build_plan(make_parser().parse_args(["run", str(tmp_path), "--models", "mlp", "--seeds", "1",
+                                                "--epochs", "1", "--limit", "200"]), "study")
+    (cell, config), = plan
+    outcome = {}
+
+    def target():
+        try:
+            outcome["status"] = train(registry.get("mlp"), config,
+                                      RunPlace(out=tmp_path / "mlp.npz", data=str(mnist_dir), quiet=True))
+        except Exception as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(120)
+    assert outcome == {"status": 0}
+    assert json.loads((tmp_path / "mlp.history.json").read_text())["test"]["images"] == 200
+
+
+# ---------------------------------------------------------------- real studies on Dask
+SMALL = ["--models", "cnn,mlp", "--seeds", "2", "--epochs", "1", "--limit", "300"]
+
+
+def small_plan(study):
+    return build_plan(make_parser().parse_args(["run", str(study), *SMALL]), "study")
+
+
+def check_complete(study, plan):
+    for cell, config in plan:
+        result = json.loads((study / cell.name / "result.json").read_text())
+        history = json.loads((study / cell.name / "model.history.json").read_text())
+        with np.load(study / cell.name / "predictions.npz") as arrays:
+            predictions, labels = arrays["predictions"], arrays["labels"]
+        assert result["config"] == config.to_json() and len(labels) == 300
+        assert result["test_accuracy"] == pytest.approx(np.mean(predictions == labels))
+        assert result["test_accuracy"] == pytest.approx(history["test"]["accuracy"])
+        assert (study / cell.name / "model.npz").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_local_cluster_study_interrupted_then_resumed_runs_only_the_missing_cells(tmp_path, mnist_dir):
+    from models.analysis.studies.engine import run_study
+    study, plan = tmp_path / "study", small_plan(tmp_path / "study")
+    finished = []
+
+    def interrupt_after_first(kind, cell):
+        finished.append((kind, cell.name))
+        raise KeyboardInterrupt   # as a Ctrl-C during the study
+
+    assert run_study(study, plan, workers=2, data=str(mnist_dir), on_event=interrupt_after_first) == 130
+    done = sorted(path.parent.name for path in study.glob("*/result.json"))
+    assert finished and done == [finished[0][1]]
+    first_result = study / done[0] / "result.json"
+    stamp = first_result.stat().st_mtime_ns
+    ran = []
+    assert run_study(study, plan, workers=2, data=str(mnist_dir),
+                     on_event=lambda kind, cell: ran.append((kind, cell.name))) == 0
+    assert sorted(name for _, name in ran) == sorted(cell.name for cell, _ in plan if cell.name != done[0])
+    assert {kind for kind, _ in ran} == {"done"}
+    assert first_result.stat().st_mtime_ns == stamp
+    check_complete(study, plan)
+    text = write_report(study).read_text()
+    assert ("significant at 5 %" in text) or ("not distinguishable at 5 %" in text)
+    assert (study / "curves.png").stat().st_size > 0 and (study / "accuracy.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_a_cell_that_keeps_failing_is_retried_then_reported(tmp_path, capsys):
+    from models.analysis.studies.engine import run_study
+    study = tmp_path / "study"
+    plan = build_plan(make_parser().parse_args(["run", str(study), "--models", "mlp", "--seeds", "1",
+                                                "--epochs", "1", "--limit", "100"]), "study")
+    events = []
+    status = run_study(study, plan, workers=1, data=str(tmp_path / "no-data"), retries=1,
+                       on_event=lambda kind, cell: events.append(kind))
+    assert status == 1 and events == ["failed", "failed"]
+    err = capsys.readouterr().err
+    assert "mlp-seed0 FAILED after 2 attempts" in err and "no-data" in err
+    assert "no-data" in (study / "mlp-seed0" / "error.txt").read_text()
+    assert not (study / "mlp-seed0" / "result.json").exists()
+
+
+def start(command, env, log):
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_scheduler_and_two_worker_processes_survive_a_killed_worker(tmp_path, mnist_dir):
+    """``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1; a worker is killed
+    (SIGKILL) as soon as the first cell is in, and the study still completes every cell."""
+    from models.analysis.studies.engine import run_study
+    dask = str(Path(sys.executable).with_name("dask"))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MNIST_DIR": str(mnist_dir)}
+    scheduler_file = tmp_path / "scheduler.json"
+    log = open(tmp_path / "dask.log", "w")
+    processes = [start([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                        "--scheduler-file", str(scheduler_file)], env, log)]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for index in range(2):
+            processes.append(start([dask, "worker", address, "--nthreads", "1", "--no-nanny",
+                                    "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{index}",
+                                    "--local-directory", str(tmp_path / f"w{index}")], env, log))
+        from distributed import Client
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        killed = []
+
+        def kill_one_worker(kind, cell):
+            if not killed:
+                processes[1].send_signal(signal.SIGKILL)
+                killed.append(cell.name)
+
+        study, plan = tmp_path / "study", small_plan(tmp_path / "study")
+        # no data folder given: each worker reads its own $MNIST_DIR
+        assert run_study(study, plan, scheduler=address, on_event=kill_one_worker) == 0
+        assert killed and processes[1].wait(10) == -signal.SIGKILL
+        check_complete(study, plan)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        log.close()
