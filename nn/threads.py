@@ -49,6 +49,7 @@ class ThreadLimit:
         import numba
         from threadpoolctl import threadpool_limits
 
+        _load_numbas_blas()
         self._previous_numba = numba.get_num_threads()
         # Numba first: starting its pool loads its OpenMP library, which threadpoolctl then sees.
         self.count = min(count, numba.config.NUMBA_NUM_THREADS)
@@ -70,6 +71,16 @@ class ThreadLimit:
 
     def __exit__(self, *exc_info):
         self.restore()
+
+
+def _load_numbas_blas():
+    """Load the BLAS Numba's compiled ``np.dot`` calls (SciPy's, a copy apart from NumPy's), so
+    that a limit set now covers it: threadpoolctl limits the pools loaded when it is called, and
+    Numba would otherwise load this one at the first such kernel, with a thread per core."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:
+        pass
 
 
 def set_threads(count):
