@@ -6,3 +6,8 @@ The pure computations the app relies on need no pygame: turning a drawing into M
 images (:mod:`kit.images.preprocess`), splitting a number into digits (:mod:`kit.images.segment`),
 saliency and occlusion (:mod:`models.analysis.saliency`) and teaching (:mod:`models.training.teaching`).
 """
+import os
+
+# pygame prints a banner when imported unless this is set; the package runs first, before any
+# of its modules imports pygame.
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")

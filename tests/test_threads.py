@@ -100,26 +100,38 @@ def small_weights(tmp_path_factory):
     return path
 
 
+def recording(function, seen):
+    """``function``, noting the thread counts in effect each time it is called."""
+    def wrapper(*args, **kwargs):
+        seen.append(nn.thread_counts())
+        return function(*args, **kwargs)
+    return wrapper
+
+
 @pytest.mark.parametrize("count", COUNTS)
-def test_evaluate_threads_flag_sets_the_count(count, small_weights, mnist_dir, capsys, thread_counts_restored):
-    from models.analysis.evaluate import main
-    nn.set_threads(3 - count if CORES >= 2 else 1)                  # the other count first
-    assert main([str(arg) for arg in ("--weights", small_weights, "--data", mnist_dir, "--limit", 50,
-                                      "--json", "--threads", count)]) == 0
+def test_evaluate_runs_on_the_threads_its_flag_names(count, small_weights, mnist_dir, capsys, monkeypatch):
+    from models.analysis import evaluate
+    seen = []
+    monkeypatch.setattr(evaluate, "evaluate", recording(evaluate.evaluate, seen))
+    before = nn.thread_counts()
+    with nn.set_threads(3 - count if CORES >= 2 else 1):           # the other count before
+        assert evaluate.main([str(arg) for arg in ("--weights", small_weights, "--data", mnist_dir,
+                                                   "--limit", 50, "--json", "--threads", count)]) == 0
     assert json.loads(capsys.readouterr().out)["n_images"] == 50
-    counts = nn.thread_counts()
-    assert counts["numba"] == count and set(counts["blas"]) == {count}
+    assert [counts["numba"] for counts in seen] == [count] and set(seen[0]["blas"]) == {count}
+    assert nn.thread_counts() == before                              # given back on return
 
 
 @pytest.mark.parametrize("count", COUNTS)
-def test_export_threads_flag_sets_the_count(count, small_weights, tmp_path, capsys, thread_counts_restored):
-    from models.commands.export import main
-    nn.set_threads(3 - count if CORES >= 2 else 1)
-    assert main([str(arg) for arg in ("--weights", small_weights, "--out", tmp_path / "mlp.safetensors",
-                                      "--threads", count)]) == 0
+def test_export_runs_on_the_threads_its_flag_names(count, small_weights, tmp_path, monkeypatch):
+    from models.commands import export
+    seen = []
+    monkeypatch.setattr(export, "load_model", recording(export.load_model, seen))
+    with nn.set_threads(3 - count if CORES >= 2 else 1):
+        assert export.main([str(arg) for arg in ("--weights", small_weights, "--out",
+                                                 tmp_path / "mlp.safetensors", "--threads", count)]) == 0
     assert (tmp_path / "mlp.safetensors").is_file()
-    counts = nn.thread_counts()
-    assert counts["numba"] == count and set(counts["blas"]) == {count}
+    assert [counts["numba"] for counts in seen] == [count] and set(seen[0]["blas"]) == {count}
 
 
 def test_the_dispatcher_passes_flags_and_its_name_to_every_command(capsys):
@@ -136,11 +148,14 @@ def test_the_dispatcher_passes_flags_and_its_name_to_every_command(capsys):
         assert "--benchmark" not in usage and "--interrupt" not in usage, command
 
 
-def test_the_dispatcher_runs_export_with_threads(small_weights, tmp_path, thread_counts_restored, capsys):
+def test_the_dispatcher_runs_export_with_threads(small_weights, tmp_path, monkeypatch, capsys):
+    from models.commands import export
+    seen = []
+    monkeypatch.setattr(export, "load_model", recording(export.load_model, seen))
     out = tmp_path / "mlp.npz"
     assert dispatcher.main(["export", "--weights", str(small_weights), "--out", str(out),
                             "--threads", "1"]) == 0
-    assert out.is_file() and nn.thread_counts()["numba"] == 1
+    assert out.is_file() and seen[0]["numba"] == 1
     with pytest.raises(SystemExit) as exit_:
         dispatcher.main(["export", "--threads", "0", "--out", str(out)])
     assert exit_.value.code == 2

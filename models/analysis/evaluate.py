@@ -203,7 +203,12 @@ def make_parser(prog="python -m models.evaluate"):
 @exit_on_user_error
 def main(argv=None, prog="python -m models.evaluate"):
     args = make_parser(prog).parse_args(argv)
-    nn.set_threads(args.threads)
+    with nn.set_threads(args.threads):      # restored on return, for a caller in the same process
+        return run(args)
+
+
+def run(args):
+    """The command with parsed flags: evaluate, print, write the plots; returns the exit status."""
     if args.plots:
         from models.analysis.plots import require_matplotlib
         require_matplotlib()

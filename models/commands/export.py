@@ -49,7 +49,12 @@ def make_parser(prog="python -m models.export"):
 @exit_on_user_error
 def main(argv=None, prog="python -m models.export"):
     args = make_parser(prog).parse_args(argv)
-    nn.set_threads(args.threads)
+    with nn.set_threads(args.threads):      # restored on return, for a caller in the same process
+        return run(args)
+
+
+def run(args):
+    """The command with parsed flags: convert and write; returns the exit status."""
     if args.model_file:
         spec = registry.load_model_file(args.model_file)
         args.model = args.model or spec.name
