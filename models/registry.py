@@ -87,11 +87,16 @@ class ModelSpec:
 
 def shipped_weights(name) -> Path:
     """The path of model ``name``'s shipped weights (inside the installed package, or the
-    repository's weights/ folder when running from a checkout); it need not exist."""
+    repository's weights/ folder when running from a checkout); it need not exist.
+
+    Only the weights of *this* copy of the kit count: the package data ``models.weights`` is
+    used when it lies inside this package (a wheel install), not when it belongs to another
+    checkout (an editable install of it elsewhere would hand one checkout another's weights).
+    """
     try:
         folder = resources.files("models.weights")
         candidate = Path(str(folder / f"{name}.npz"))
-        if candidate.is_file():
+        if candidate.is_file() and PACKAGE_DIR in candidate.resolve().parents:
             return candidate
     except (ModuleNotFoundError, TypeError):
         pass

@@ -74,6 +74,19 @@ def test_shipped_follows_the_weights_file_through_the_shipped_weights_lookup(tmp
     assert opted_out.shipped is False and "tiny_opts_out" not in registry.shipped()
 
 
+def test_another_copy_of_the_kits_weights_is_not_this_ones(tmp_path, monkeypatch):
+    """models.weights found elsewhere (an editable install of another checkout) is not used:
+    the checkout's own weights/ is, and a model is shipped only by that folder."""
+    elsewhere = tmp_path / "other-checkout" / "weights"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "cnn.npz").write_bytes(b"another copy")
+    (elsewhere / "tiny_elsewhere.npz").write_bytes(b"another copy")
+    monkeypatch.setattr(registry.resources, "files", lambda package: elsewhere)
+    assert shipped_weights("cnn") == registry.REPOSITORY_WEIGHTS / "cnn.npz"
+    spec = registry.load_model_file(model_file(tmp_path / "d", "tiny_elsewhere"))
+    assert spec.shipped is False
+
+
 def test_a_model_file_without_weights_is_told_the_model_file_form(tmp_path):
     path = model_file(tmp_path / "mine", "tiny_advice")
     registry.load_model_file(path)
