@@ -6,24 +6,21 @@ initialised models, which are enough to exercise the app.  Every test runs with 
 data folder ($CNN_VS_LSTM_HOME), so teaching never touches a real personal set.
 """
 import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
-os.environ["SDL_VIDEODRIVER"] = "dummy"          # before pygame opens any display
-os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+import numpy as np
+import pygame
+import pytest
 
-import re  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+from canvas import cli as draw  # the program behind draw.py
+from canvas.app import CANVAS_RECT, EMPTY_MESSAGE, PANEL_RECT, WINDOW_SIZE, DrawApp
+from canvas.demo import digit_events, key_event, number_boxes, number_events, stroke_events
+from models import build_model, load_model
 
-import nn  # noqa: E402,F401  (before numpy, as in the entry points)
-import numpy as np  # noqa: E402
-import pygame  # noqa: E402
-import pytest  # noqa: E402
-
-from canvas import cli as draw  # noqa: E402  (the program behind draw.py)
-from canvas.app import CANVAS_RECT, EMPTY_MESSAGE, PANEL_RECT, WINDOW_SIZE, DrawApp  # noqa: E402
-from canvas.demo import digit_events, key_event, number_boxes, number_events, stroke_events  # noqa: E402
-from models import build_model, load_model  # noqa: E402
+os.environ["SDL_VIDEODRIVER"] = "dummy"          # read when a display opens, not at import
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ANSWER = re.compile(r"^([A-Z]+): (\d+) \((\d+\.\d) %\)$", re.M)
