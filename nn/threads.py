@@ -54,7 +54,12 @@ class ThreadLimit:
         # Numba first: starting its pool loads its OpenMP library, which threadpoolctl then sees.
         self.count = min(count, numba.config.NUMBA_NUM_THREADS)
         numba.set_num_threads(self.count)
-        self._blas_limits = threadpool_limits(limits=count)
+        try:
+            self._blas_limits = threadpool_limits(limits=count)
+        except OSError:
+            # threadpoolctl finds the libraries through /proc/self/maps on Linux; without it
+            # (a sandbox) the BLAS keeps its count, as blas_threads() does, and Numba's is set.
+            self._blas_limits = None
 
     def restore(self):
         """Back to the counts in effect before this limit was set."""
@@ -102,8 +107,12 @@ def thread_counts():
     import numba
     from threadpoolctl import threadpool_info
 
+    try:
+        pools = threadpool_info()
+    except OSError:           # no /proc/self/maps to find them by (see ThreadLimit)
+        pools = []
     return {"numba": numba.get_num_threads(),
-            "blas": [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]}
+            "blas": [pool["num_threads"] for pool in pools if pool["user_api"] == "blas"]}
 
 
 def threads_from_argv(argv):
