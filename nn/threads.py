@@ -22,6 +22,7 @@ practice (BLAS splits the output, not the sums, and our kernels never share an o
 between threads), but the guarantee that holds everywhere is: same seed, same flags, same
 --threads -> identical weights.
 """
+import numbers
 import os
 import sys
 from contextlib import contextmanager
@@ -44,7 +45,7 @@ class ThreadLimit:
         self._blas_limits = None
         if count is None:
             return
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
             raise ValueError(f"the thread count must be a positive integer, not {count!r}")
         import numba
         from threadpoolctl import threadpool_limits
@@ -52,6 +53,7 @@ class ThreadLimit:
         _load_numbas_blas()
         self._previous_numba = numba.get_num_threads()
         # Numba first: starting its pool loads its OpenMP library, which threadpoolctl then sees.
+        count = int(count)
         self.count = min(count, numba.config.NUMBA_NUM_THREADS)
         numba.set_num_threads(self.count)
         try:

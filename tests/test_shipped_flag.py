@@ -30,6 +30,16 @@ MODEL = ModelSpec(name="{name}", title="Tiny", description="784-8-10, for a test
 '''
 
 
+@pytest.fixture(autouse=True)
+def registry_as_before():
+    """The models these tests register leave the registry with them (this process's other tests
+    list the shipped models)."""
+    before = dict(registry._specs)
+    yield
+    registry._specs.clear()
+    registry._specs.update(before)
+
+
 def model_file(folder, name, extra="", note=""):
     path = folder / f"{name}.py"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -87,6 +87,10 @@ def test_a_bad_thread_count_is_refused(bad):
         nn.set_threads(bad)
 
 
+def test_a_numpy_integer_is_a_count(thread_counts_restored):
+    assert nn.set_threads(np.int64(1)).count == 1 and nn.thread_counts()["numba"] == 1
+
+
 def test_none_changes_nothing(thread_counts_restored):
     before = nn.thread_counts()
     assert nn.set_threads(None).count is None
