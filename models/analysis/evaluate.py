@@ -4,6 +4,7 @@
     python -m models.evaluate --model gru --json               # the same numbers as one JSON object
     python -m models.evaluate --model cnn --plots plots/       # + PNG figures (needs matplotlib)
     python -m models.evaluate --weights runs/my.npz            # any weights file (it names its model)
+    python -m models.evaluate --model lstm --threads 1         # BLAS and Numba on one thread
 
 What it prints (text mode): the test accuracy and mean cross-entropy, a per-digit table of
 precision, recall, F1 and support (see :mod:`models.analysis.metrics` for the definitions), and the
@@ -15,19 +16,16 @@ heatmap, and grids of correctly and wrongly classified test digits.
 A weights file that is missing, damaged or of the other model, a missing data folder or a bad
 flag gives one line ``error: ...`` and exit status 2, before anything is written.
 """
-import nn
-
-if __name__ == "__main__":
-    nn.configure_threads()  # before NumPy loads BLAS
-
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+import nn
 from models.analysis import metrics
-from kit.cli import CommandLineParser, exit_on_user_error, positive_int
+from kit.cli import (CommandLineParser, add_data_flag, add_download_flag, add_json_flag, add_model_file_flag,
+                     add_model_flag, add_threads_flag, add_weights_flag, exit_on_user_error, positive_int)
 from kit.data import ensure_mnist, resolve_data_dir
 from kit.mnist import load_dataset
 from models import registry
@@ -189,23 +187,28 @@ def make_parser(prog="python -m models.evaluate"):
         prog=prog,
         description="Evaluate a trained model on the MNIST test images: accuracy, per-class "
                     "precision/recall/F1 and the confusion matrix.")
+    add_model_flag(parser, registry.names())
+    add_model_file_flag(parser)
+    add_weights_flag(parser)
+    add_data_flag(parser)
+    add_download_flag(parser)
+    add_json_flag(parser)
     add = parser.add_argument
-    add("--model", metavar="NAME", help="a model: " + ", ".join(registry.names())
-        + " (its shipped weights unless --weights is given)")
-    add("--model-file", metavar="PATH", help="a Python file defining MODEL = ModelSpec(...)")
-    add("--weights", metavar="PATH", help="weights file (default: the model's shipped weights)")
-    add("--data", metavar="DIR",
-        help="folder with the IDX files (default: $MNIST_DIR, else ./data/mnist, else the user data folder)")
-    add("--download", action="store_true", help="fetch MNIST into the data folder if it is missing")
-    add("--json", action="store_true", help="print the results as one JSON object")
     add("--limit", type=positive_int, metavar="N", help="evaluate only the first N test images")
     add("--plots", metavar="DIR", help="also write PNG figures into DIR (needs matplotlib: the plot extra)")
+    add_threads_flag(parser)
     return parser
 
 
 @exit_on_user_error
 def main(argv=None, prog="python -m models.evaluate"):
     args = make_parser(prog).parse_args(argv)
+    with nn.set_threads(args.threads):      # restored on return, for a caller in the same process
+        return run(args)
+
+
+def run(args):
+    """The command with parsed flags: evaluate, print, write the plots; returns the exit status."""
     if args.plots:
         from models.analysis.plots import require_matplotlib
         require_matplotlib()
