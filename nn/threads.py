@@ -159,74 +159,55 @@ def one_numba_thread():
         numba.set_num_threads(previous)
 
 
-# Names of OpenBLAS's thread-count functions: NumPy's wheels bundle a build whose symbols carry
-# a scipy_ prefix and a 64_ suffix (64-bit integers); a system OpenBLAS has the plain names.
-_OPENBLAS_PREFIXES = ("scipy_openblas", "openblas")
-_OPENBLAS_SUFFIXES = ("64_", "")
-_openblas_functions = None   # (set, get) once looked up; False when there is no OpenBLAS
+_blas_controllers = None   # threadpoolctl's controllers of the loaded BLAS libraries, once found
 
 
-def _openblas_thread_functions():
-    """OpenBLAS's (set_num_threads, get_num_threads) for the library NumPy loaded, or None.
-
-    Found through the shared objects mapped into this process (Linux), so it is the very copy
-    NumPy calls; elsewhere (or with another BLAS) there is nothing to change and this is None.
-    """
-    global _openblas_functions
-    if _openblas_functions is None:
-        _openblas_functions = False
-        import ctypes
-
-        import numpy  # noqa: F401  (loads the BLAS whose functions we look for)
+def _blas_libraries():
+    """threadpoolctl's controllers of every BLAS loaded: NumPy's, and SciPy's, which our Numba
+    kernels call (nn.kernels.blas).  Both are loaded first, so the list is complete; found once,
+    since looking them up walks every shared library of the process."""
+    global _blas_controllers
+    if _blas_controllers is None:
+        import numpy  # noqa: F401  (loads NumPy's BLAS)
+        import scipy.linalg.cython_blas  # noqa: F401  (loads SciPy's, the one the kernels call)
+        from threadpoolctl import ThreadpoolController
         try:
-            with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-                paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
-        except OSError:
-            paths = set()
-        for path in sorted(paths):
-            try:
-                library = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for prefix in _OPENBLAS_PREFIXES:
-                for suffix in _OPENBLAS_SUFFIXES:
-                    setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
-                    getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
-                    if setter is not None and getter is not None:
-                        setter.argtypes, setter.restype = [ctypes.c_int], None
-                        getter.argtypes, getter.restype = [], ctypes.c_int
-                        _openblas_functions = (setter, getter)
-                        return _openblas_functions
-    return _openblas_functions or None
+            libraries = ThreadpoolController().lib_controllers
+        except Exception:   # noqa: BLE001 - a library it cannot inspect: leave the counts alone
+            libraries = []
+        _blas_controllers = [library for library in libraries if library.user_api == "blas"]
+    return _blas_controllers
 
 
 def blas_thread_count():
-    """How many threads NumPy's OpenBLAS uses now, or None if that cannot be read."""
-    functions = _openblas_thread_functions()
-    return functions[1]() if functions else None
+    """The most threads any loaded BLAS uses now, or None if no BLAS reports it."""
+    counts = [library.get_num_threads() for library in _blas_libraries()]
+    counts = [count for count in counts if count is not None]
+    return max(counts) if counts else None
 
 
 @contextmanager
 def blas_threads(count):
-    """Run NumPy's matrix products on at most ``count`` threads inside the block.
+    """Run matrix products (NumPy's and our kernels', through SciPy's BLAS) on at most ``count``
+    threads inside the block.
 
     For loops of many tiny products (a recurrent layer's 28 steps of (64, 64) @ (64, 256)):
     splitting each between two threads costs more in hand-offs than it saves, and it keeps the
     BLAS workers spinning against the Numba kernels in between.  Measured on 2 cores, the LSTM's
     forward pass at batch 64: 2.9 ms with both BLAS threads, 1.8 ms with one.  The setting is
-    process-wide, so use it from the main thread; it is restored on exit.  Without OpenBLAS
-    (another BLAS, or no /proc) the block runs unchanged.
+    process-wide, so use it from the main thread; it is restored on exit.
     """
-    functions = _openblas_thread_functions()
-    previous = functions[1]() if functions else None
-    if previous is None or previous <= count:
-        yield
-        return
-    functions[0](count)
+    changed = []
+    for library in _blas_libraries():
+        previous = library.get_num_threads()
+        if previous is not None and previous > count:
+            library.set_num_threads(count)
+            changed.append((library, previous))
     try:
         yield
     finally:
-        functions[0](previous)
+        for library, previous in changed:
+            library.set_num_threads(previous)
 
 
 def _calm_blas_threads() -> None:
