@@ -29,18 +29,18 @@ def draw(argv, prog):
 
 
 def train(argv, prog):
-    from models.training.trainer import run
+    from models.commands.train import run
     return run(argv, prog=prog)
 
 
 def evaluate(argv, prog):
-    from models.analysis.evaluate import main
+    from models.commands.evaluate import main
     return main(argv, prog)
 
 
 def compare(argv, prog):
-    from models.analysis.compare import main
-    return main(argv)          # its messages name python -m models.compare for now
+    from models.commands.compare import main
+    return main(argv, prog)
 
 
 def export(argv, prog):

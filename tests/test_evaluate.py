@@ -129,7 +129,7 @@ def run_module(repo_root, module, *args, pythonpath_first=None):
 
 
 def run_evaluate(repo_root, *args, **kwargs):
-    return run_module(repo_root, "models.analysis.evaluate", *args, **kwargs)
+    return run_module(repo_root, "models.evaluate", *args, **kwargs)
 
 
 def without_matplotlib(tmp_path):

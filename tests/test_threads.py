@@ -114,7 +114,7 @@ def recording(function, seen):
 
 @pytest.mark.parametrize("count", COUNTS)
 def test_evaluate_runs_on_the_threads_its_flag_names(count, small_weights, mnist_dir, capsys, monkeypatch):
-    from models.analysis import evaluate
+    from models.commands import evaluate
     seen = []
     monkeypatch.setattr(evaluate, "evaluate", recording(evaluate.evaluate, seen))
     before = nn.thread_counts()
@@ -145,7 +145,7 @@ def test_the_dispatcher_passes_flags_and_its_name_to_every_command(capsys):
             dispatcher.main([command, "--help"])
         assert exit_.value.code == 0
         usage = capsys.readouterr().out
-        prog = "python -m models.compare" if command == "compare" else f"cnn-vs-lstm {command}"
+        prog = f"cnn-vs-lstm {command}"
         assert usage.startswith(f"usage: {prog} "), (command, usage[:200])
         if command != "data":
             assert "--threads" in usage, command
@@ -172,8 +172,10 @@ def test_shared_flags_are_defined_once():
     same help, type and default wherever they appear."""
     from canvas.cli import make_parser as draw_parser
     from kit.data import _parser as data_parser
-    from models.analysis.evaluate import make_parser as evaluate_parser
+    from models.commands.evaluate import make_parser as evaluate_parser
+    from models.commands.compare import make_parser as compare_parser
     from models.commands.export import make_parser as export_parser
+    from models.commands.train import make_parser as train_parser
 
     def actions(parser):
         return {option: action for action in parser._actions for option in action.option_strings}
@@ -182,7 +184,8 @@ def test_shared_flags_are_defined_once():
     reference = CommandLineParser(prog="x")
     add_threads_flag(reference)
     threads = actions(reference)["--threads"]
-    for command in (evaluate, export):
+    train, compare = actions(train_parser()), actions(compare_parser())
+    for command in (evaluate, export, train, compare):
         assert (command["--threads"].help, command["--threads"].type, command["--threads"].default) == (
             threads.help, threads.type, None)
     assert draw["--threads"].type is threads.type and draw["--threads"].default == 1
@@ -190,3 +193,6 @@ def test_shared_flags_are_defined_once():
         assert evaluate[flag].help == export[flag].help
     download = actions(data_parser()._subparsers._group_actions[0].choices["download"])
     assert download["--dir"].help == evaluate["--data"].help
+    for command in (train, compare):
+        assert command["--data"].help == evaluate["--data"].help
+    assert train["--model-file"].type is evaluate["--model-file"].type
