@@ -6,12 +6,12 @@
 """
 import json
 from contextlib import nullcontext
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from models import registry
+from models.registry import REPOSITORY_WEIGHTS, shipped_weights  # noqa: F401  (models.shipped_weights)
 from nn.errors import UserError, WeightsError
 from nn.flops import network_flops
 from nn.layers import Sequential, build_layers
@@ -23,7 +23,6 @@ from nn.threads import one_numba_thread
 
 IMAGE_SHAPE = (28, 28)   # MNIST's, the default for a model built without data
 SERIAL_BELOW = 8         # images; smaller batches run the Numba kernels on one thread
-REPOSITORY_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 HEADER_KEY = "cnn-vs-lstm-numpy"  # the safetensors metadata entry holding our JSON header
 
 
@@ -153,30 +152,18 @@ def build_model(name, rng=None, num_classes=10, image_shape=IMAGE_SHAPE, **optio
     return Model(spec, network, options, num_classes, image_shape)
 
 
-def shipped_weights(name):
-    """The path of model ``name``'s shipped weights (inside the installed package, or the
-    repository's weights/ folder when running from a checkout)."""
-    try:
-        folder = resources.files("models.weights")
-        candidate = Path(str(folder / f"{name}.npz"))
-        if candidate.is_file():
-            return candidate
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return REPOSITORY_WEIGHTS / f"{name}.npz"
-
-
 def resolve_weights(source):
     """A weights path from a path or a model name ('cnn' -> its shipped weights)."""
     text = str(source)
     looks_like_name = ("/" not in text and "\\" not in text
                        and not text.endswith((".npz", ".safetensors")))
     if looks_like_name and not Path(text).exists():
-        registry.get(text)  # an unknown name: one line listing the known ones
+        spec = registry.get(text)  # an unknown name: one line listing the known ones
         path = shipped_weights(text)
         if not path.is_file():
-            raise WeightsError(f"model {text!r} has no shipped weights ({path}); train it with: "
-                               f"python -m models.train --model {text}")
+            origin = f" (from {spec.source})" if spec.from_model_file else ""
+            raise WeightsError(f"model {text!r}{origin} has no shipped weights ({path}); train it "
+                               f"with: {spec.train_command}")
         return path
     return Path(source)
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from models.analysis import memory
-from models.analysis.compare import cli, perturbations, sweeps, timing
+from models.analysis.compare import perturbations, sweeps, timing
+from models.commands import compare as cli
 from models.analysis.compare.context import shown_data_folder, shown_weights
 from models.analysis.compare.report import check_sections
 from models.analysis.compare.section import Section
@@ -418,7 +419,7 @@ def weights(tmp_path_factory):
 
 
 def run_compare(repo_root, mnist_dir, weights, out, *extra, names=THREE, **kwargs):
-    return run_module(repo_root, "models.analysis.compare", "--models", ",".join(str(weights[n]) for n in names),
+    return run_module(repo_root, "models.compare", "--models", ",".join(str(weights[n]) for n in names),
                       "--data", mnist_dir, "--out", out, *extra, **kwargs)
 
 
@@ -531,7 +532,7 @@ def test_bad_model_lists_give_one_line_and_write_nothing(repo_root, mnist_dir, w
              (("--models", f"{weights['cnn']},{weights['lstm']}", "--pair", "cnn,rnn"), "--pair cnn,rnn"),
              (("--models", f"{weights['cnn']},{tmp_path / 'missing.npz'}"), "missing.npz")]
     for arguments, expected in cases:
-        line = assert_one_line_error(run_module(repo_root, "models.analysis.compare", *arguments, "--data", mnist_dir,
+        line = assert_one_line_error(run_module(repo_root, "models.compare", *arguments, "--data", mnist_dir,
                                                 "--out", out))
         assert expected in line, line
         assert not out.exists()
@@ -564,7 +565,7 @@ def test_a_model_defined_outside_the_kit_is_compared_and_measured(repo_root, mni
     tiny_weights = tmp_path / "tinygru.npz"
     build_model("tinygru", np.random.default_rng(4)).save(tiny_weights)
     out = tmp_path / "report"
-    result = run_module(repo_root, "models.analysis.compare", "--model-file", model_file, "--models",
+    result = run_module(repo_root, "models.compare", "--model-file", model_file, "--models",
                         f"{weights['rnn']},{tiny_weights}", "--data", mnist_dir, "--out", out, "--limit", 100,
                         "--sweep-images", 20, "--latency-calls", 3, "--speed-seconds", 0.05, "--quiet",
                         pythonpath_first=without_matplotlib(tmp_path))

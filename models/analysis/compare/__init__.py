@@ -35,16 +35,15 @@ The package, one idea per module (a section reads the context and writes its own
     section.py        Section: compute, figures, markdown, json - the one interface
     sections/         one module per section, in report order (sections.SECTIONS)
     report.py         runs the sections and writes report.md, report.json, the PNGs
-    cli.py            the flags (make_parser) and main()
+
+Its command line (flags, checks, main) is :mod:`models.commands.compare`.
 
 May import what :mod:`models.analysis` may (``models.training``, ``models``, ``kit``, ``nn``) and
 the rest of ``models.analysis``.
 
-Importing the package is light (no NumPy), so ``python -m models.analysis.compare`` can set the
-thread count before NumPy loads; the names below are imported on first use.
+Importing the package is light (no NumPy); the names below are imported on first use.
 """
-_EXPORTS = {"main": "cli", "make_parser": "cli", "load_models": "cli",
-            "Context": "context", "SEED": "context", "Section": "section",
+_EXPORTS = {"Context": "context", "SEED": "context", "Section": "section",
             "SECTIONS": "sections", "default_sections": "sections", "write_report": "report"}
 __all__ = sorted(_EXPORTS)
 

@@ -1,5 +1,5 @@
-"""``python -m models.compare``: the flags, their checks, and the run that builds the report's
-context and hands it to :func:`models.analysis.compare.report.write_report`."""
+"""``python -m models.compare`` (``cnn-vs-lstm compare``): the flags, their checks, and the run that
+builds the report's context and hands it to :func:`models.analysis.compare.report.write_report`."""
 import math
 import os
 import platform
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.cli import CommandLineParser, exit_on_user_error, positive_int
+from kit.cli import CommandLineParser, add_data_flag, add_threads_flag, exit_on_user_error, positive_int
 from models import registry
 from models.analysis.compare.context import Context, shown_data_folder
 from models.analysis.compare.report import write_report
@@ -19,11 +19,15 @@ from models.analysis.compare.timing import LATENCY_CALLS, SPEED_SECONDS
 from models.analysis.evaluate import evaluate, load_test_set, read_history
 from models.base import load_model, resolve_weights
 from nn.errors import UserError
+from nn.threads import set_threads
 
 
-def make_parser():
+DEFAULT_PROG = "python -m models.compare"
+
+
+def make_parser(prog=DEFAULT_PROG):
     parser = CommandLineParser(
-        prog="python -m models.compare",
+        prog=prog,
         description="Compare trained models on the MNIST test images and write a Markdown report "
                     "with figures.")
     add = parser.add_argument
@@ -35,7 +39,7 @@ def make_parser():
              "the kit (may be repeated)")
     add("--pair", metavar="A,B", help="the two models whose disagreements are shown digit by digit "
                                       "(default: the first two)")
-    add("--data", metavar="DIR", help="folder with the MNIST IDX files (default: $MNIST_DIR, else ./data/mnist)")
+    add_data_flag(parser)
     add("--out", metavar="DIR", default="reports/compare", help="folder for report.md, report.json and the PNGs "
                                                                 "(default: reports/compare)")
     add("--limit", type=positive_int, metavar="N", help="use only the first N test images")
@@ -46,7 +50,7 @@ def make_parser():
         help=f"single-image predictions timed per model (default: {LATENCY_CALLS})")
     add("--speed-seconds", type=float, metavar="S", default=SPEED_SECONDS,
         help=f"seconds of timed training steps per model (default: {SPEED_SECONDS:g})")
-    add("--threads", type=positive_int, metavar="N", help="CPU threads for BLAS and Numba (default: all cores)")
+    add_threads_flag(parser)
     add("--quiet", action="store_true", help="print only the summary table")
     return parser
 
@@ -76,21 +80,24 @@ def load_models(models_arg, pair_arg):
 
 
 @exit_on_user_error
-def main(argv=None, sections=None):
+def main(argv=None, prog=DEFAULT_PROG, sections=None):
     """Run the comparison; ``sections`` (default: every section of
     :mod:`models.analysis.compare.sections`, in order) are the report's sections."""
     started = time.perf_counter()
     argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
-    args = make_parser().parse_args(argv)
+    args = make_parser(prog).parse_args(argv)
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
     if not (args.speed_seconds > 0 and math.isfinite(args.speed_seconds)):
         raise UserError(f"--speed-seconds {args.speed_seconds:g}: must be a positive number of seconds")
-    if args.threads:
-        from nn.threads import limit_threads
-        limit_threads(args.threads)
+    with set_threads(args.threads):      # restored on return, for a caller in the same process
+        return run(args, argv, sections, started, log, out)
+
+
+def run(args, argv, sections, started, log, out):
+    """The comparison with parsed and checked flags; returns the exit status."""
     for path in args.model_file:
         registry.load_model_file(path)
     models, paths, pair = load_models(args.models, args.pair)
