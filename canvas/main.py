@@ -5,6 +5,7 @@
     cnn-vs-lstm evaluate [flags]    test accuracy, per class, confusion (python -m models.evaluate)
     cnn-vs-lstm compare [flags]     the comparison report (python -m models.compare)
     cnn-vs-lstm export [flags]      weights as safetensors or .npz (python -m models.export)
+    cnn-vs-lstm study run|report    many seeds on Dask, intervals and significance (python -m models.study)
     cnn-vs-lstm data download|verify [flags]   MNIST into the user data folder (python -m kit.data)
     cnn-vs-lstm models              the registered models, one line each
 
@@ -48,6 +49,11 @@ def export(argv, prog):
     return main(argv, prog)
 
 
+def study(argv, prog):
+    from models.commands.study import main
+    return main(argv, prog)
+
+
 def data(argv, prog):
     from kit.data import main
     return main(argv, prog)
@@ -65,7 +71,7 @@ def list_models(argv, prog):
 
 
 COMMANDS = {"draw": draw, "train": train, "evaluate": evaluate, "compare": compare,
-            "export": export, "data": data}
+            "export": export, "study": study, "data": data}
 
 
 def main(argv=None):

@@ -1,11 +1,9 @@
-"""``python -m models.study``: the study runner's command line, :mod:`models.commands.study`
-(the grid on Dask and its statistics: :mod:`models.analysis.studies`)."""
+"""``python -m models.study``: kept beside the other entry modules for the README's commands; the
+program is :mod:`models.commands.study` (the grid on Dask and its statistics:
+:mod:`models.analysis.studies`)."""
 import sys
 
+from models.commands.study import main
+
 if __name__ == "__main__":
-    import nn
-
-    nn.configure_threads()  # before NumPy loads BLAS
-    from models.commands.study import main
-
     sys.exit(main())

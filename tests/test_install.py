@@ -114,7 +114,7 @@ def test_console_command_lists_models_and_refuses_unknown(tmp_path):
     unknown = run_command("paint", cwd=tmp_path)
     assert unknown.returncode == 2
     assert unknown.stderr.strip().splitlines() == [
-        "error: unknown command 'paint'; choose one of draw, train, evaluate, compare, export, data, "
+        "error: unknown command 'paint'; choose one of draw, train, evaluate, compare, export, study, data, "
         "models (see cnn-vs-lstm --help)"]
 
 

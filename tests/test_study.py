@@ -22,6 +22,7 @@ from models.analysis.studies.cell import Cell
 from models.analysis.studies.report import write_report
 from models.analysis.studies.stats import holm, mcnemar_exact, paired_t, summary
 from models.commands.study import build_plan, main as study_main, make_parser, parse_seeds
+from test_layout import imported_modules
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -192,8 +193,48 @@ def test_the_trainer_runs_in_a_thread_that_is_not_the_main_one(tmp_path, mnist_d
     assert json.loads((tmp_path / "mlp.history.json").read_text())["test"]["images"] == 200
 
 
+# ---------------------------------------------------------------- who imports Dask
+def test_only_the_engine_imports_dask():
+    """The canvas, the trainer and every other module run without the study extra."""
+    offenders = []
+    for package in ("nn", "kit", "models", "canvas"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            if path == REPO / "models" / "analysis" / "studies" / "engine.py":
+                continue
+            imported = [module for _, module in imported_modules(path)]
+            if any(module.split(".")[0] in ("dask", "distributed") for module in imported):
+                offenders.append(str(path.relative_to(REPO)))
+    assert offenders == []
+    engine = [module for _, module in imported_modules(REPO / "models/analysis/studies/engine.py")]
+    assert "distributed" in engine   # the walk above sees an import of it where there is one
+
+
+def test_the_canvas_and_the_trainer_load_without_dask():
+    code = ("import sys, canvas.main, canvas.app, models.commands.train, models.commands.study, "
+            "models.training.trainer; canvas.main.COMMANDS['study']; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "SDL_VIDEODRIVER": "dummy"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_cnn_vs_lstm_study_is_the_same_program(tmp_path, capsys):
+    from canvas.main import main
+    with pytest.raises(SystemExit) as exit:
+        main(["study", "report", str(tmp_path)])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path}: holds no finished cell (no */result.json); run the study first"
+
+
 # ---------------------------------------------------------------- real studies on Dask
 SMALL = ["--models", "cnn,mlp", "--seeds", "2", "--epochs", "1", "--limit", "300"]
+
+
+@pytest.fixture(autouse=False)
+def dask_distributed():
+    return pytest.importorskip("distributed", reason="Dask distributed (the study extra: "
+                               "pip install -e '.[study]') is not installed")
 
 
 def small_plan(study):
@@ -213,7 +254,7 @@ def check_complete(study, plan):
 
 
 @pytest.mark.slow
-def test_local_cluster_study_interrupted_then_resumed_runs_only_the_missing_cells(tmp_path, mnist_dir):
+def test_local_cluster_study_interrupted_then_resumed_runs_only_the_missing_cells(tmp_path, mnist_dir, dask_distributed):
     from models.analysis.studies.engine import run_study
     study, plan = tmp_path / "study", small_plan(tmp_path / "study")
     finished = []
@@ -240,7 +281,7 @@ def test_local_cluster_study_interrupted_then_resumed_runs_only_the_missing_cell
 
 
 @pytest.mark.slow
-def test_a_cell_that_keeps_failing_is_retried_then_reported(tmp_path, capsys):
+def test_a_cell_that_keeps_failing_is_retried_then_reported(tmp_path, capsys, dask_distributed):
     from models.analysis.studies.engine import run_study
     study = tmp_path / "study"
     plan = build_plan(make_parser().parse_args(["run", str(study), "--models", "mlp", "--seeds", "1",
@@ -260,7 +301,7 @@ def start(command, env, log):
 
 
 @pytest.mark.slow
-def test_scheduler_and_two_worker_processes_survive_a_killed_worker(tmp_path, mnist_dir):
+def test_scheduler_and_two_worker_processes_survive_a_killed_worker(tmp_path, mnist_dir, dask_distributed):
     """``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1; a worker is killed
     (SIGKILL) as soon as the first cell is in, and the study still completes every cell."""
     from models.analysis.studies.engine import run_study
@@ -279,8 +320,7 @@ def test_scheduler_and_two_worker_processes_survive_a_killed_worker(tmp_path, mn
             processes.append(start([dask, "worker", address, "--nthreads", "1", "--no-nanny",
                                     "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{index}",
                                     "--local-directory", str(tmp_path / f"w{index}")], env, log))
-        from distributed import Client
-        with Client(address, timeout="30s") as client:
+        with dask_distributed.Client(address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=60)
         killed = []
 

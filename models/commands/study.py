@@ -13,7 +13,7 @@ its retries, 2 a bad flag, 130 interrupted (Ctrl-C; the finished cells are kept)
 """
 import sys
 
-from kit.cli import CommandLineParser, exit_on_user_error, positive_int
+from kit.cli import CommandLineParser, add_data_flag, exit_on_user_error, positive_int
 from models import registry
 from models.commands.train import make_parser as train_parser
 from models.training.config import RECIPE_FLAGS, TrainingConfig
@@ -42,9 +42,7 @@ def make_parser(prog=DEFAULT_PROG):
     run.add_argument("--epochs", type=positive_int, help="epochs of every run (default: each model's recipe)")
     run.add_argument("--limit", type=positive_int, metavar="N",
                      help="only the first N training and test images (quick studies)")
-    run.add_argument("--data", metavar="DIR",
-                     help="the IDX folder, as every worker sees it (default: each worker's own "
-                          "$MNIST_DIR or the kit's default folder)")
+    add_data_flag(run)   # passed to the workers as given: without it each reads its own folder
     run.add_argument("--workers", type=positive_int, default=2,
                      help="worker processes of the embedded LocalCluster, one thread each (default 2)")
     run.add_argument("--scheduler", metavar="tcp://HOST:PORT",

@@ -11,6 +11,7 @@ study was given ``--data``.
 """
 import contextlib
 import io
+import json
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+import nn
 from kit.data import resolve_data_dir
 from kit.mnist import load_dataset
 from models import registry
@@ -70,15 +72,15 @@ def run_cell(cell: Cell, config: TrainingConfig, data=None):
     CellFailed
         The trainer exited with a non-zero status or raised; the message has its last line.
     """
-    from nn.threads import limit_threads
-    limit_threads(1)   # one thread per worker process: the workers share the cores between them
     started = time.perf_counter()
     log = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="study-cell-") as folder:
         out = Path(folder) / f"{cell.model}.npz"
         place = RunPlace(out=out, data=data, quiet=True, prog=f"study cell {cell.name}")
         try:
-            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            # One thread per worker process (the workers share the cores); Numba's setting is per
+            # calling thread, and this is the thread that trains.
+            with nn.set_threads(1), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                 status = train(registry.get(cell.model), config, place)
         except Exception as error:   # UserError (data missing...), or a bug: reported, never dropped
             raise CellFailed(f"{cell.name}: {type(error).__name__}: {error}") from None
@@ -94,7 +96,6 @@ def run_cell(cell: Cell, config: TrainingConfig, data=None):
         if config.limit:
             images, labels = images[:config.limit], labels[:config.limit]
         predictions = model.predict(images)
-    import json
     history = json.loads(history_text)
     accuracy = float(np.mean(predictions == labels))
     result = {"version": RESULT_VERSION, "cell": cell.name, "model": cell.model, "seed": cell.seed,
