@@ -14,6 +14,7 @@ one, and returns 130; the same command resumes.
 Dask is imported in this module only (the ``study`` extra), never by the trainer or the canvas.
 """
 import logging
+import signal
 import sys
 import time
 
@@ -46,9 +47,20 @@ def connect(workers=None, scheduler=None):
             return distributed.Client(scheduler, timeout="20s"), None
         except (OSError, TimeoutError) as error:
             raise UserError(f"--scheduler {scheduler}: cannot connect ({error})") from None
-    cluster = distributed.LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
-                                       dashboard_address=None,
-                                       silence_logs=logging.CRITICAL)  # task errors come back as results
+    # The worker processes start with Ctrl-C ignored (an ignored signal stays ignored in a child):
+    # a terminal's Ctrl-C reaches the whole process group, and it is this process that stops the
+    # study and closes the cluster; the workers would otherwise die printing tracebacks.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        cluster = distributed.LocalCluster(
+            n_workers=workers or 1, threads_per_worker=1, processes=True, dashboard_address=None,
+            # no dashboard; the scheduler's small HTTP server on a free port, not 8787 (maybe taken)
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.CRITICAL)   # a task's error comes back as its result
+    except (RuntimeError, OSError) as error:
+        raise UserError(f"could not start a local Dask cluster of {workers or 1} worker(s): {error}") from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return distributed.Client(cluster), cluster
 
 
