@@ -335,17 +335,29 @@ def test_scheduler_and_two_worker_processes_survive_a_killed_worker(tmp_path, mn
         with dask_distributed.Client(address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=60)
         killed = []
+        watcher = dask_distributed.Client(address, timeout="30s")
 
         def kill_one_worker(kind, cell):
-            if not killed:
-                processes[1].send_signal(signal.SIGKILL)
-                killed.append(cell.name)
+            """At the first finished cell, wait until worker w0 is training a cell, then kill it."""
+            if killed:
+                return
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                workers = watcher.scheduler_info()["workers"]
+                address_w0 = next(a for a, info in workers.items() if info.get("name") == "w0")
+                busy = watcher.processing().get(address_w0, [])
+                if busy:
+                    processes[1].send_signal(signal.SIGKILL)
+                    killed.append(list(busy))
+                    return
+                time.sleep(0.05)
 
         study, plan = tmp_path / "study", small_plan(tmp_path / "study")
         # no data folder given: each worker reads its own $MNIST_DIR
         assert run_study(study, plan, scheduler=address, on_event=kill_one_worker) == 0
-        assert killed and processes[1].wait(10) == -signal.SIGKILL
+        assert killed and killed[0] and processes[1].wait(10) == -signal.SIGKILL   # it held a cell
         check_complete(study, plan)
+        watcher.close()
     finally:
         for process in processes:
             if process.poll() is None:
