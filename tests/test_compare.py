@@ -368,7 +368,7 @@ def test_sections_need_distinct_keys():
     with pytest.raises(ValueError, match="'one'"):
         check_sections([One(), Again()])
     keys = [section.key for section in default_sections()]
-    assert keys == ["models", "glance", "training", "per_class", "confusion", "disagreement", "robustness",
+    assert keys == ["models", "glance", "certainty", "training", "per_class", "confusion", "disagreement", "robustness",
                     "memory", "reproduce"]
 
 
@@ -605,7 +605,7 @@ def test_a_section_defined_in_one_new_module_reaches_the_markdown_and_the_json(m
     section is still there."""
     from tests.support.confidence_section import ConfidenceSection
     sections = default_sections()
-    sections.insert(2, ConfidenceSection())
+    sections.insert(2, ConfidenceSection())   # before "How sure are we?"
     out = tmp_path / "report"
     code = cli.main(["--models", f"{weights['lstm']},{weights['rnn']}", "--data", mnist_dir, "--out", out,
                      "--limit", 100, "--sweep-images", 20, "--latency-calls", 3, "--speed-seconds", 0.05,
@@ -614,7 +614,7 @@ def test_a_section_defined_in_one_new_module_reaches_the_markdown_and_the_json(m
     report = (out / "report.md").read_text()
     numbers = json.loads((out / "report.json").read_text())
     assert re.findall(r"^## (.+)$", report, re.M) == [
-        "The models", "At a glance", "How sure is each model?", "Training curves", "Per class",
+        "The models", "At a glance", "How sure is each model?", "How sure are we?", "Training curves", "Per class",
         "Confusion matrices", "Where they disagree", "Robustness", "Does the LSTM remember longer?", "Reproduce"]
     images, labels, _ = load_test_set(str(mnist_dir), 100)
     means = {}

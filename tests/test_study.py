@@ -20,7 +20,7 @@ from models.analysis.studies import folder
 from models.analysis.studies.analysis import analyse, sentence
 from models.analysis.studies.cell import Cell
 from models.analysis.studies.report import write_report
-from models.analysis.studies.stats import holm, mcnemar_exact, paired_t, summary
+from models.analysis.studies.stats import binomial_interval, holm, mcnemar_exact, paired_t, summary
 from models.commands.study import build_plan, main as study_main, make_parser, parse_seeds
 from test_layout import imported_modules
 
@@ -69,6 +69,16 @@ def test_mcnemar_exact_is_the_two_sided_binomial_of_the_discordant_images():
     assert (result["only_a"], result["only_b"]) == (2, 10)
     assert result["p"] == pytest.approx(158 / 4096, rel=1e-12)
     assert mcnemar_exact(labels, labels, labels) == {"only_a": 0, "only_b": 0, "p": 1.0}
+
+
+def test_exact_binomial_interval_at_the_ends():
+    """k = n: the lower end solves p^n = 0.025, so 0.025^(1/n); k = 0: 1 - 0.025^(1/n)."""
+    assert binomial_interval(10, 10)["low"] == pytest.approx(0.025 ** 0.1, rel=1e-9)
+    assert binomial_interval(10, 10)["high"] == 1.0
+    assert binomial_interval(0, 10)["high"] == pytest.approx(1 - 0.025 ** 0.1, rel=1e-9)
+    assert binomial_interval(0, 10)["low"] == 0.0
+    middle = binomial_interval(9940, 10000)
+    assert middle["accuracy"] == 0.994 and middle["low"] < 0.994 < middle["high"]
 
 
 def test_holm_step_down():
@@ -161,6 +171,62 @@ def test_report_states_significance_per_pair(tmp_path):
     assert table[0].startswith("model,setting,n,accuracy_mean") and len(table) == 4
     saved = json.loads((tmp_path / "results.json").read_text())
     assert len(saved["pairs"]) == 3 and len(saved["sentences"]) == 3
+
+
+def test_the_comparison_section_how_sure_are_we(tmp_path):
+    """The comparison report's section: single-run intervals and McNemar always, the study's
+    intervals over seeds and its verdicts with --study."""
+    from types import SimpleNamespace
+    from models.analysis.compare.sections.certainty import CertaintySection
+    from models.analysis.evaluate import Evaluation
+    labels = np.arange(12) % 10
+    right = np.eye(10)[labels] * 5
+    wrong = np.eye(10)[(labels + 1) % 10] * 5
+    a = np.where(np.isin(np.arange(12), [0, 1])[:, None], right, wrong)   # A right on 2 images
+    b = np.where(np.isin(np.arange(12), [0, 1])[:, None], wrong, right)   # B on the other 10
+    context = SimpleNamespace(evaluations={"cnn": Evaluation(labels, a), "lstm": Evaluation(labels, b)},
+                              names=["cnn", "lstm"], study=None, log=lambda message: None)
+    section = CertaintySection()
+    result = section.compute(context)
+    pair, = result["single_run"]["pairs"]
+    assert (pair["only_a"], pair["only_b"]) == (2, 10) and pair["p"] == pytest.approx(158 / 4096)
+    assert result["single_run"]["accuracy"]["cnn"]["correct"] == 2
+    text = "\n".join(section.markdown(context, result, {}))
+    assert ("Single run, 12 test images: the LSTM is ahead of the CNN by 66.67 points (2 images only "
+            "the CNN reads right, 10 only the LSTM): significant at 5 % (McNemar's exact test, "
+            "Holm-adjusted p = 0.0386).") in text
+    assert "No study was given" in text
+    for seed in range(3):
+        fake_cell(tmp_path, "cnn", seed, [0.95, 0.96, 0.94][seed], range(seed, seed + 5))
+        fake_cell(tmp_path, "lstm", seed, [0.951, 0.955, 0.945][seed], range(seed + 1, seed + 6))
+    context.study = str(tmp_path)
+    result = section.compute(context)
+    text = "\n".join(section.markdown(context, result, {}))
+    assert "| CNN | default | 3 | 95.00 % | 1.000 | 92.52 % - 97.48 % |" in text
+    assert sentence(result["study"]["pairs"][0]) in text and "not distinguishable at 5 %" in text
+    shared = section.json(context, result)["certainty"]
+    assert set(shared) == {"single_run", "study", "study_folder"}   # the cells' arrays stay out
+    assert json.loads(json.dumps(shared))["study"]["pairs"][0]["significant"] is False
+
+
+@pytest.mark.slow
+def test_compare_with_a_study_reports_how_sure_we_are(tmp_path, mnist_dir):
+    """python -m models.compare --study DIR: the section with the study's verdicts and figures."""
+    from models.commands.compare import main as compare_main
+    study = tmp_path / "study"
+    for seed in range(3):
+        fake_cell(study, "cnn", seed, [0.95, 0.96, 0.94][seed], range(seed, seed + 5))
+        fake_cell(study, "mlp", seed, [0.90, 0.91, 0.89][seed], range(50, 60))
+    out = tmp_path / "report"
+    assert compare_main(["--models", "mlp,rnn", "--data", mnist_dir, "--out", out, "--limit", 100,
+                         "--sweep-images", 20, "--latency-calls", 3, "--speed-seconds", 0.05, "--quiet",
+                         "--study", study]) == 0
+    report = (out / "report.md").read_text()
+    assert "## How sure are we?" in report and "Single run, 100 test images:" in report
+    assert "- CNN is ahead of MLP by 5.00 points over 3 seeds: significant at 5 %" in report
+    assert "(certainty_curves.png)" in report and (out / "certainty_accuracy.png").stat().st_size > 0
+    numbers = json.loads((out / "report.json").read_text())
+    assert numbers["certainty"]["study"]["pairs"][0]["significant"] is True
 
 
 def test_report_of_an_empty_folder_is_one_line(tmp_path, capsys):

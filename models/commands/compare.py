@@ -50,6 +50,9 @@ def make_parser(prog=DEFAULT_PROG):
         help=f"single-image predictions timed per model (default: {LATENCY_CALLS})")
     add("--speed-seconds", type=float, metavar="S", default=SPEED_SECONDS,
         help=f"seconds of timed training steps per model (default: {SPEED_SECONDS:g})")
+    add("--study", metavar="DIR",
+        help="a study folder (python -m models.study run DIR ...): the accuracy over seeds with its "
+             "interval and, for each pair of models, whether the difference is significant")
     add_threads_flag(parser)
     add("--quiet", action="store_true", help="print only the summary table")
     return parser
@@ -119,7 +122,7 @@ def run(args, argv, sections, started, log, out):
         machine=(f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, "
                  f"Python {platform.python_version()}, NumPy {np.__version__}"),
         latency_calls=args.latency_calls, speed_seconds=args.speed_seconds, threads_flag=args.threads,
-        load_average=load_average, log=log)
+        load_average=load_average, log=log, study=args.study)
     sections = default_sections() if sections is None else list(sections)
     computed, figures, figure_note = write_report(context, out, sections, started)
 

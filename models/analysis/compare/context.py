@@ -37,6 +37,7 @@ class Context:
     seed: int = SEED
     log: Callable = field(default=lambda message: None)
     elapsed_seconds: Optional[float] = None  # set once the figures are drawn
+    study: Optional[str] = None    # --study: a study folder (python -m models.study run) for "How sure are we?"
 
     @property
     def names(self):

@@ -10,6 +10,9 @@
   gets right and the other wrong count: b (only A right) and c (only B right).  Under "equally
   good" each of those b + c images is A's with probability 1/2, so the exact two-sided p-value is
   the binomial test of b successes in b + c trials at p = 0.5 (``scipy.stats.binomtest``).
+- :func:`binomial_interval`: one run's accuracy k / n on n test images, with the exact
+  (Clopper-Pearson) 95 % interval of a binomial proportion (``BinomTestResult.proportion_ci``):
+  the spread of the test images, not of the seed.
 - :func:`holm`: Holm's step-down correction of m p-values: sort them, p_(i) * (m - i + 1)
   (i = 1..m), each at least the one before it, capped at 1.
 """
@@ -74,6 +77,12 @@ def mcnemar_exact(predictions_a, predictions_b, labels):
         return {"only_a": 0, "only_b": 0, "p": 1.0}
     p = _scipy_stats().binomtest(only_a, only_a + only_b, 0.5).pvalue
     return {"only_a": only_a, "only_b": only_b, "p": float(p)}
+
+
+def binomial_interval(correct, images, confidence=0.95):
+    """{accuracy, low, high}: ``correct`` right answers of ``images``, the exact interval."""
+    interval = _scipy_stats().binomtest(int(correct), int(images)).proportion_ci(confidence, method="exact")
+    return {"accuracy": correct / images, "low": float(interval.low), "high": float(interval.high)}
 
 
 def holm(p_values):

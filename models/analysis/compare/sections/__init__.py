@@ -3,6 +3,7 @@
 A new section is a module here with a :class:`models.analysis.compare.section.Section` subclass,
 and its class named in :data:`SECTIONS`.
 """
+from models.analysis.compare.sections.certainty import CertaintySection
 from models.analysis.compare.sections.confusion import ConfusionSection
 from models.analysis.compare.sections.disagreement import DisagreementSection
 from models.analysis.compare.sections.glance import GlanceSection
@@ -13,8 +14,8 @@ from models.analysis.compare.sections.reproduce import ReproduceSection
 from models.analysis.compare.sections.robustness import RobustnessSection
 from models.analysis.compare.sections.training import TrainingSection
 
-SECTIONS = (ModelsSection, GlanceSection, TrainingSection, PerClassSection, ConfusionSection,
-            DisagreementSection, RobustnessSection, MemorySection, ReproduceSection)
+SECTIONS = (ModelsSection, GlanceSection, CertaintySection, TrainingSection, PerClassSection,
+            ConfusionSection, DisagreementSection, RobustnessSection, MemorySection, ReproduceSection)
 
 
 def default_sections():
