@@ -119,6 +119,22 @@ def test_bad_study_flags_give_one_line(tmp_path, capsys, flags, expected):
     assert not (tmp_path / "s").exists()
 
 
+def test_a_folder_holding_another_studys_cell_is_refused(tmp_path, capsys):
+    """The same folder asked for another recipe (here 2 epochs, not 1): one line, nothing trained."""
+    plan = build_plan(make_parser().parse_args(["run", str(tmp_path), "--models", "mlp", "--seeds", "1",
+                                                "--epochs", "1", "--limit", "100"]), "study")
+    (cell, config), = plan
+    (tmp_path / cell.name).mkdir()
+    saved = {**config.to_json(), "epochs": 2}
+    (tmp_path / cell.name / "result.json").write_text(json.dumps({"config": saved}))
+    with pytest.raises(SystemExit) as exit:
+        study_main(["run", str(tmp_path), "--models", "mlp", "--seeds", "1", "--epochs", "1", "--limit", "100"])
+    assert exit.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error == (f"error: {tmp_path / cell.name / 'result.json'}: this cell was trained with another "
+                     "recipe than the one asked for now; a study folder holds one study (give another folder)")
+
+
 # ---------------------------------------------------------------- the report, on made-up cells
 def fake_cell(study, model, seed, accuracy, wrong, n=100):
     """A finished cell with ``wrong`` the indices of the test images it misreads."""
