@@ -22,6 +22,7 @@ def test_every_shipped_model_has_a_bar():
     assert sorted(models.registry.shipped()) == sorted(BARS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BARS))
 def test_shipped_weights_meet_the_accuracy_bar(name, test_set):
     images, labels = test_set
@@ -41,6 +42,7 @@ def test_shipped_weights_meet_the_accuracy_bar(name, test_set):
 README_ACCURACY = {"cnn": 0.9954, "lstm": 0.9940, "gru": 0.9934, "rnn": 0.9859, "mlp": 0.9894}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(README_ACCURACY))
 def test_shipped_weights_score_what_the_readme_says(name, test_set):
     images, labels = test_set
