@@ -403,6 +403,7 @@ def test_scheduler_and_two_worker_processes_survive_a_killed_worker(tmp_path, mn
     env = {**os.environ, "PYTHONPATH": str(REPO), "MNIST_DIR": str(mnist_dir)}
     scheduler_file = tmp_path / "scheduler.json"
     log = open(tmp_path / "dask.log", "w")
+    watcher = None
     processes = [start([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
                         "--scheduler-file", str(scheduler_file)], env, log)]
     try:
@@ -439,8 +440,9 @@ def test_scheduler_and_two_worker_processes_survive_a_killed_worker(tmp_path, mn
         assert run_study(study, plan, scheduler=address, on_event=kill_one_worker) == 0
         assert killed and killed[0] and processes[1].wait(10) == -signal.SIGKILL   # it held a cell
         check_complete(study, plan)
-        watcher.close()
     finally:
+        if watcher is not None:
+            watcher.close()
         for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

@@ -9,7 +9,9 @@ to ``retries`` more times, then reported by name with its error, and the study e
 1; nothing is dropped silently.  Dask reschedules the tasks of a worker that disappears by
 itself; after ``distributed.scheduler.allowed-failures`` such losses it raises ``KilledWorker``,
 which counts as one failed attempt here.  Ctrl-C cancels the running cells, keeps every finished
-one, and returns 130; the same command resumes.
+one, and returns 130; the same command resumes.  The cell is the unit of resumption: a cell
+stopped or lost mid-run starts again from its first epoch (its run lives on the worker until it
+is finished and sent back).
 
 Dask is imported in this module only (the ``study`` extra), never by the trainer or the canvas.
 """
@@ -73,16 +75,18 @@ class Progress:
         self.seconds = []   # wall time of the cells finished in this session
         self.started = time.perf_counter()
 
-    def time_left(self, workers):
+    def time_left(self):
+        """The cells left times the wall time per cell finished so far in this session (which
+        already counts the workers running side by side)."""
         remaining = self.total - self.done - self.failed
         if not self.seconds or remaining <= 0:
             return "unknown" if remaining > 0 else "00:00"
         per_cell = (time.perf_counter() - self.started) / len(self.seconds)
         return format_duration(per_cell * remaining)
 
-    def line(self, event, workers):
+    def line(self, event):
         print(f"[{self.done}/{self.total} done, {self.running} running, {self.failed} failed, "
-              f"about {self.time_left(workers)} left] {event}", file=self.stream, flush=True)
+              f"about {self.time_left()} left] {event}", file=self.stream, flush=True)
 
 
 def running_tasks(client):
@@ -129,7 +133,7 @@ def run_study(study, plan, workers=None, scheduler=None, data=None, retries=2, o
         pending = distributed.as_completed([submit(cell) for cell, _ in todo])
         workers_now = len(client.scheduler_info().get("workers", {}))
         progress.running = running_tasks(client)
-        progress.line(f"started on {workers_now} worker(s) at {client.scheduler.address}", workers_now)
+        progress.line(f"started on {workers_now} worker(s) at {client.scheduler.address}")
         for future in pending:
             cell = futures.pop(future)
             try:
@@ -146,7 +150,7 @@ def run_study(study, plan, workers=None, scheduler=None, data=None, retries=2, o
                     progress.failed += 1
                     event = f"{cell.name} FAILED after {attempts[cell]} attempts: {message}"
                 progress.running = running_tasks(client)
-                progress.line(event, workers_now)
+                progress.line(event)
                 if on_event is not None:
                     on_event("failed", cell)
                 continue
@@ -156,7 +160,7 @@ def run_study(study, plan, workers=None, scheduler=None, data=None, retries=2, o
             progress.seconds.append(payload["result"]["seconds"])
             progress.running = running_tasks(client)
             progress.line(f"{cell.name}: test accuracy {100 * payload['result']['test_accuracy']:.2f} % "
-                          f"in {format_duration(payload['result']['seconds'])}", workers_now)
+                          f"in {format_duration(payload['result']['seconds'])}")
             if on_event is not None:
                 on_event("done", cell)
     except KeyboardInterrupt:
