@@ -17,7 +17,7 @@ import numpy as np
 
 from nn.serialize import atomic_write_text
 
-from .analysis import analyse, sentence
+from .analysis import analyse, sentence, title_of
 from .folder import MANIFEST, load_results, read_json
 
 CSV_COLUMNS = ("model", "setting", "n", "accuracy_mean", "accuracy_sd", "accuracy_low",
@@ -92,7 +92,7 @@ def plot_curves(results, path):
     axes = figure.subplots()
     groups = {}
     for result in results:
-        label = result["model"] + ("" if not result["settings"] else " " + " ".join(
+        label = title_of(result["model"]) + ("" if not result["settings"] else " " + " ".join(
             f"{k}={v}" for k, v in sorted(result["settings"].items())))
         groups.setdefault(label, []).append([100 * (e["val_accuracy"] if e["val_accuracy"] is not None
                                                     else e["train_accuracy"]) for e in result["history"]])
@@ -102,10 +102,23 @@ def plot_curves(results, path):
             continue
         values = np.array([curve[:length] for curve in curves])
         epochs = np.arange(1, length + 1)
-        color = model_color(index)
-        axes.plot(epochs, values.mean(axis=0), color=color, marker=".", label=f"{label} ({len(curves)} seeds)")
+        color, mean = model_color(index), values.mean(axis=0)
+        label = f"{label} ({len(curves)} seeds)"
+        if length == 1:   # one epoch: a band has no width to show; the same range as an error bar
+            axes.errorbar(epochs, mean, yerr=[mean - values.min(axis=0), values.max(axis=0) - mean],
+                          fmt="o", color=color, capsize=6, label=label)
+            continue
+        axes.plot(epochs, mean, color=color, marker=".", label=label)
         axes.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=color, alpha=0.2)
-    axes.set(title="validation accuracy (%): mean over seeds, band = lowest to highest seed", xlabel="epoch")
+    longest = max((len(curve) for curves in groups.values() for curve in curves), default=1)
+    axes.set_xlim(0.5, longest + 0.5)
+    if longest <= 20:
+        axes.set_xticks(range(1, longest + 1))
+    else:
+        from matplotlib.ticker import MaxNLocator
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_title("validation accuracy (%): mean over seeds, band: lowest to highest seed", fontsize=10)
+    axes.set(xlabel="epoch")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
@@ -115,7 +128,7 @@ def plot_curves(results, path):
 def plot_accuracy(groups, path):
     """Test accuracy per model and setting: the mean with its 95 % interval, each seed a dot."""
     from models.analysis.plots import _figure, _save, model_color
-    figure = _figure(max(4, 1.2 * len(groups) + 2), 4)
+    figure = _figure(max(5.5, 1.2 * len(groups) + 2), 4)
     axes = figure.subplots()
     for index, group in enumerate(groups):
         mean = 100 * group["accuracy_mean"]
@@ -128,7 +141,8 @@ def plot_accuracy(groups, path):
     axes.set_xticks(range(len(groups)))
     axes.set_xticklabels([f"{g['title']}\n{g['setting']}" if g["setting"] != "default" else g["title"]
                           for g in groups], fontsize=8)
-    axes.set(title="test accuracy (%): mean and 95 % interval over seeds; dots: seeds")
+    axes.set_title("test accuracy (%): mean and 95 % interval over seeds\n(dots: one seed each)", fontsize=10)
+    axes.set_xlim(-0.5, len(groups) - 0.5)
     axes.grid(alpha=0.3, axis="y")
     figure.tight_layout()
     return _save(figure, path)
