@@ -390,6 +390,25 @@ def test_a_cell_that_keeps_failing_is_retried_then_reported(tmp_path, capsys, da
     assert not (study / "mlp-seed0" / "result.json").exists()
 
 
+@pytest.mark.slow
+def test_a_cell_that_cannot_be_written_stops_the_study_in_one_line(tmp_path, mnist_dir, monkeypatch,
+                                                                  dask_distributed):
+    from models.analysis.studies.engine import run_study
+    from nn.errors import UserError
+
+    def full_disk(study, cell, payload):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(folder, "write_cell", full_disk)
+    study = tmp_path / "study"
+    plan = build_plan(make_parser().parse_args(["run", str(study), "--models", "mlp", "--seeds", "1",
+                                                "--epochs", "1", "--limit", "100"]), "study")
+    with pytest.raises(UserError, match=r"^cannot write the cell mlp-seed0 into .*: No space left on "
+                                        r"device; the finished cells are kept"):
+        run_study(study, plan, workers=1, data=str(mnist_dir))
+    assert not list(study.glob("*/result.json"))
+
+
 def start(command, env, log):
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 

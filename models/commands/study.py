@@ -20,6 +20,7 @@ from models.training.config import RECIPE_FLAGS, TrainingConfig
 from nn.errors import UserError
 
 DEFAULT_PROG = "python -m models.study"
+EXIT_INTERRUPTED = 130
 # Recipe flags a study may vary with --set (the seed is --seeds, the data size --limit).
 SETTABLE = tuple(name for name in RECIPE_FLAGS if name not in ("seed", "limit", "num_classes"))
 
@@ -140,7 +141,13 @@ def build_plan(args, prog):
 
 
 def main(argv=None, prog=None):
-    return _main(sys.argv[1:] if argv is None else list(argv), prog or DEFAULT_PROG)
+    """Parse flags and run or report; returns the exit status."""
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv), prog or DEFAULT_PROG)
+    except KeyboardInterrupt:   # before the cells started, or a second Ctrl-C while stopping
+        print("error: interrupted; every finished cell on disk is whole (result.json is written "
+              "last), and the same command runs the rest", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 @exit_on_user_error

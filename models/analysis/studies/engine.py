@@ -154,7 +154,13 @@ def run_study(study, plan, workers=None, scheduler=None, data=None, retries=2, o
                 if on_event is not None:
                     on_event("failed", cell)
                 continue
-            folder.write_cell(study, cell, payload)
+            try:
+                folder.write_cell(study, cell, payload)
+            except OSError as error:   # a full disk, a folder gone read-only: stop, keep what is whole
+                client.cancel(list(futures))
+                raise UserError(f"cannot write the cell {cell.name} into {study}: "
+                                f"{error.strerror or error}; the finished cells are kept, and the "
+                                "same command runs the rest") from None
             errors.pop(cell, None)
             progress.done += 1
             progress.seconds.append(payload["result"]["seconds"])
