@@ -309,6 +309,27 @@ def test_cnn_vs_lstm_study_is_the_same_program(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: {tmp_path}: holds no finished cell (no */result.json); run the study first"
 
 
+def test_a_cell_trains_on_the_threads_asked_for_and_returns_its_files(tmp_path, mnist_dir, monkeypatch):
+    """run_cell in this process (what a worker runs): the run, its files and its thread count."""
+    import nn
+    from models.analysis.studies import cell as cell_module
+    args = make_parser().parse_args(["--threads", "2", "run", str(tmp_path), "--models", "mlp", "--seeds", "1",
+                                     "--epochs", "1", "--limit", "200"])
+    assert args.threads == 2
+    assert make_parser().parse_args(["run", str(tmp_path), "--threads", "1"]).threads == 1
+    (cell, config), = build_plan(args, "study")
+    seen = []
+    real_train = cell_module.train
+    monkeypatch.setattr(cell_module, "train", lambda *a: seen.append(nn.thread_counts()) or real_train(*a))
+    payload = cell_module.run_cell(cell, config, str(mnist_dir), threads=2)
+    assert seen[0]["numba"] == min(2, __import__("numba").config.NUMBA_NUM_THREADS)
+    history = json.loads(payload["history"])
+    assert payload["result"]["test_accuracy"] == pytest.approx(history["test"]["accuracy"])
+    assert payload["predictions"].shape == payload["labels"].shape == (200,)
+    assert payload["weights"][:2] == b"PK"   # an .npz is a zip archive
+    assert "mlp.npz" not in json.dumps(payload["result"])   # no temporary path in what is kept
+
+
 # ---------------------------------------------------------------- real studies on Dask
 SMALL = ["--models", "cnn,mlp", "--seeds", "2", "--epochs", "1", "--limit", "300"]
 

@@ -11,7 +11,10 @@ train, read by the train command's own parser (same defaults, same checks).  Rer
 ``run`` command skips the finished cells.  Exit status: 0 all cells done, 1 a cell failed after
 its retries, 2 a bad flag, 130 interrupted (Ctrl-C; the finished cells are kept).
 """
+import argparse
 import sys
+
+import nn
 
 from kit.cli import CommandLineParser, add_data_flag, exit_on_user_error, positive_int
 from models import registry
@@ -21,6 +24,8 @@ from nn.errors import UserError
 
 DEFAULT_PROG = "python -m models.study"
 EXIT_INTERRUPTED = 130
+THREADS_HELP = ("CPU threads for BLAS and Numba: with run, of each training run (each worker's; "
+                "default 1, the workers share the cores); with report, of this process (default: all cores)")
 # Recipe flags a study may vary with --set (the seed is --seeds, the data size --limit).
 SETTABLE = tuple(name for name in RECIPE_FLAGS if name not in ("seed", "limit", "num_classes"))
 
@@ -29,6 +34,7 @@ def make_parser(prog=DEFAULT_PROG):
     parser = CommandLineParser(prog=prog, description="Train a grid of models x seeds x settings on "
                                "Dask (each cell a run of the trainer) and report how sure the "
                                "comparison is.")
+    parser.add_argument("--threads", type=positive_int, metavar="N", help=THREADS_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="train the grid's unfinished cells into DIR")
     run.error = parser.error
@@ -50,11 +56,19 @@ def make_parser(prog=DEFAULT_PROG):
                      help="run on an existing Dask cluster instead (workers started with `dask worker`)")
     run.add_argument("--retries", type=int, default=2,
                      help="attempts after the first for a failed cell (default 2)")
+    add_subcommand_threads_flag(run)
     report = commands.add_parser("report", help="write DIR/report.md, the results table and figures")
     report.error = parser.error
     report.add_argument("dir", metavar="DIR", help="a study folder")
     report.add_argument("--no-figures", action="store_true", help="skip the PNG figures (no matplotlib needed)")
+    add_subcommand_threads_flag(report)
     return parser
+
+
+def add_subcommand_threads_flag(subparser):
+    """--threads after the subcommand too; absent there, it leaves the value given before it."""
+    subparser.add_argument("--threads", type=positive_int, metavar="N", default=argparse.SUPPRESS,
+                           help=THREADS_HELP)
 
 
 def parse_seeds(text):
@@ -158,7 +172,8 @@ def _main(argv, prog):
         parser.error("say what to do: run DIR [flags] or report DIR")
     if args.command == "report":
         from models.analysis.studies.report import write_report
-        written = write_report(args.dir, figures=not args.no_figures)
+        with nn.set_threads(args.threads):
+            written = write_report(args.dir, figures=not args.no_figures)
         print(f"report written: {written}")
         return 0
     if args.retries < 0:
@@ -171,4 +186,4 @@ def _main(argv, prog):
         "seeds": parse_seeds(args.seeds), "settings": args.settings, "epochs": args.epochs,
         "limit": args.limit, "cells": [cell.name for cell, _ in plan]})
     return run_study(args.dir, plan, workers=args.workers, scheduler=args.scheduler, data=args.data,
-                     retries=args.retries)
+                     retries=args.retries, threads=args.threads or 1)

@@ -57,8 +57,8 @@ class Cell:
         return hash(self.name)
 
 
-def run_cell(cell: Cell, config: TrainingConfig, data=None):
-    """Train ``cell`` with ``config`` and return its files.
+def run_cell(cell: Cell, config: TrainingConfig, data=None, threads=1):
+    """Train ``cell`` with ``config`` on ``threads`` CPU threads and return its files.
 
     Returns
     -------
@@ -78,9 +78,9 @@ def run_cell(cell: Cell, config: TrainingConfig, data=None):
         out = Path(folder) / f"{cell.model}.npz"
         place = RunPlace(out=out, data=data, quiet=True, prog=f"study cell {cell.name}")
         try:
-            # One thread per worker process (the workers share the cores); Numba's setting is per
-            # calling thread, and this is the thread that trains.
-            with nn.set_threads(1), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            # One thread per worker process by default (the workers share the cores); Numba's
+            # setting is per calling thread, and this is the thread that trains.
+            with nn.set_threads(threads), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                 status = train(registry.get(cell.model), config, place)
         except Exception as error:   # UserError (data missing...), or a bug: reported, never dropped
             raise CellFailed(f"{cell.name}: {type(error).__name__}: {error}") from None

@@ -102,12 +102,12 @@ def running_tasks(client):
 
 
 def run_study(study, plan, workers=None, scheduler=None, data=None, retries=2, on_event=None,
-              stream=None):
+              stream=None, threads=1):
     """Run every unfinished cell of ``plan`` into the folder ``study``; returns the exit status
     (0: every cell done; 1: some failed after all retries; 130: interrupted).
 
     ``on_event(kind, cell)`` is called after each ``done`` or ``failed`` attempt (tests use it
-    to interrupt a study or kill a worker at a known point)."""
+    to interrupt a study or kill a worker at a known point); ``threads``: each run's CPU threads."""
     stream = stream or sys.stderr
     todo = [(cell, config) for cell, config in plan if not folder.finished(study, cell, config)]
     progress = Progress(len(plan), len(plan) - len(todo), stream)
@@ -125,7 +125,7 @@ def run_study(study, plan, workers=None, scheduler=None, data=None, retries=2, o
     try:
         def submit(cell):
             attempts[cell] += 1
-            future = client.submit(run_cell, cell, configs[cell], data, pure=False,
+            future = client.submit(run_cell, cell, configs[cell], data, threads, pure=False,
                                    key=f"{cell.name}-attempt{attempts[cell]}")
             futures[future] = cell
             return future
