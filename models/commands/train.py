@@ -23,8 +23,8 @@ from pathlib import Path
 from kit.cli import CommandLineParser, exit_on_user_error, fraction, positive_float, positive_int
 from kit.paths import new_run_path
 from models import registry
-from models.training.checkpoint import (checkpoint_model_name, parse_checkpoint, read_checkpoint,
-                                        sibling_paths)
+from models.training.checkpoint import (check_files_are_its_own, checkpoint_model_name, parse_checkpoint,
+                                        read_checkpoint, sibling_paths)
 from models.training.config import RECIPE_FLAGS, TrainerCallbacks, TrainingConfig, seed_value
 from models.training.trainer import EXIT_INTERRUPTED, RunPlace, train
 from nn.errors import UserError
@@ -198,6 +198,7 @@ def resumed_run(path, spec, argv, prog, place):
             raise UserError(f"{flag} {shown}: the run being resumed trains with {flag} "
                             f"{saved.get(dest)}, and a resumed run keeps its flags; start a new "
                             "run (another --out) to change it")
+    check_files_are_its_own(checkpoint)
     place.resume, place.out = checkpoint, checkpoint.weights
     return spec, config
 
