@@ -145,6 +145,8 @@ def _run(argv, fixed_model, prog, callbacks):
                      "python -m models.train")
     place = RunPlace(out=None, data=args.data, download=args.download, quiet=args.quiet, prog=prog,
                      callbacks=callbacks if callbacks is not None else TrainerCallbacks())
+    if args.out is not None and not args.out.strip():
+        raise UserError("--out '': give the weights file to write, such as runs/model.npz")
     if args.resume:
         spec, config = resumed_run(args.resume, spec, argv, prog, place)
         check_output(place.out, True, prog)
