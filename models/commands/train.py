@@ -180,9 +180,10 @@ def resumed_run(path, spec, argv, prog, place):
             continue
         flag = "--" + dest.replace("_", "-")
         if dest == "epochs":
-            if value <= checkpoint.state.epoch:
-                raise UserError(f"--epochs {value}: the run being resumed has already finished "
-                                f"{checkpoint.state.epoch} epochs")
+            if value < config.epochs:  # README: a resumed run may be given a larger --epochs, never a smaller
+                raise UserError(f"--epochs {value}: the run being resumed trains {config.epochs} epochs "
+                                f"and has already finished {checkpoint.state.epoch} epochs; a resumed "
+                                "run may only be given a larger --epochs")
             print(f"note: training to {value} epochs instead of {config.epochs}"
                   + ("; the cosine schedule now decays over the new length"
                      if config.schedule == "cosine" else ""), file=sys.stderr)
