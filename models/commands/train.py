@@ -26,6 +26,7 @@ from models import registry
 from models.training.checkpoint import (check_files_are_its_own, checkpoint_model_name, parse_checkpoint,
                                         read_checkpoint, sibling_paths)
 from models.training.config import RECIPE_FLAGS, TrainerCallbacks, TrainingConfig, seed_value
+from models.training.lock import OutputLock
 from models.training.trainer import EXIT_INTERRUPTED, RunPlace, train
 from nn.errors import UserError
 
@@ -159,7 +160,12 @@ def _run(argv, fixed_model, prog, callbacks):
     if args.threads:
         from nn.threads import limit_threads
         limit_threads(args.threads)
-    return train(spec, config, place)
+    # One trainer per --out: a second one started meanwhile is refused here, and a run that
+    # finished meanwhile is seen by the check made again under the lock.
+    with OutputLock(place.out):
+        if not args.resume:
+            check_output(place.out, args.force, prog)
+        return train(spec, config, place)
 
 
 def resumed_run(path, spec, argv, prog, place):
