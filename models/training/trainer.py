@@ -122,6 +122,8 @@ def load_data(config, place):
     directory = resolve_data_dir(place.data)
     ensure_mnist(directory, download_if_missing=place.download)
     train_images, train_labels, num_classes = load_dataset(directory, "train", config.num_classes)
+    if config.num_classes is None:
+        check_no_stray_label(directory, train_labels)
     test_images, test_labels, _ = load_dataset(directory, "test", num_classes)
     if train_images.shape[1:] != test_images.shape[1:]:
         raise UserError(f"{directory}: training images are {train_images.shape[1:]} but test images "
@@ -138,6 +140,21 @@ def load_data(config, place):
         raise UserError("no training images left after the validation split; raise --limit or lower --val-fraction")
     return (train_images[train_index], train_labels[train_index], train_images[val_index],
             train_labels[val_index], test_images, test_labels, num_classes, identity)
+
+
+def check_no_stray_label(directory, labels):
+    """Refuse a highest label far above the others (more than twice the next one + 1): one stray
+    label of 200 among digits would otherwise make a 201-class model.  --num-classes says it is meant."""
+    present = np.unique(labels)
+    if len(present) < 2:
+        return
+    top, below = int(present[-1]), int(present[-2])
+    if top > 2 * (below + 1):
+        count = int(np.count_nonzero(labels == top))
+        raise UserError(f"{find_mnist_file(directory, 'train', 'labels')}: {count} training "
+                        f"label{'s' if count > 1 else ''} of {top}, far above the others (at most {below}), "
+                        f"would make a {top + 1}-class model; fix the labels, or pass --num-classes "
+                        f"{top + 1} if that is meant")
 
 
 def check_same_data(checkpoint, identity, place):
