@@ -31,7 +31,9 @@ import json
 import math
 import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
@@ -230,11 +232,13 @@ class Interrupt:
         self.previous = None
 
     def __enter__(self):
-        self.previous = signal.signal(signal.SIGINT, self._handle)
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self.previous)
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
     def _handle(self, signum, frame):
         if self.requested:
@@ -275,14 +279,31 @@ def history_from_version_0(old, option_names, data=None):
 
 def train(spec, config: TrainingConfig, place: RunPlace):
     """Train ``spec``'s model with ``config``, writing to ``place.out``; returns the exit status."""
+    with ctrl_c_handled():
+        try:
+            run = Run(spec, config, place)
+        except KeyboardInterrupt:
+            print("error: interrupted during start-up; nothing was written"
+                  + (f" (the checkpoint {place.resume.path} is unchanged)" if place.resume else ""),
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
+        return run.loop()
+
+
+@contextmanager
+def ctrl_c_handled():
+    """SIGINT raises KeyboardInterrupt for the whole run, from the start, even when the process
+    was started with SIGINT ignored (``&`` in a script, some job runners): the trainer always
+    honours an interrupt - a checkpoint and the --resume command - rather than having its
+    Ctrl-C handling vanish with the caller's setting.  The caller's handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach only the main thread; a run in another thread stops by its callbacks
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        run = Run(spec, config, place)
-    except KeyboardInterrupt:
-        print("error: interrupted during start-up; nothing was written"
-              + (f" (the checkpoint {place.resume.path} is unchanged)" if place.resume else ""),
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return run.loop()
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Run:
