@@ -46,6 +46,7 @@ from kit.images.augment import random_affine
 from kit.mnist import find_mnist_file, load_dataset
 from kit.progress import ProgressBar, format_duration
 from models.base import build_model, load_model
+from models.probe import check_model_spec
 from models.training.checkpoint import (Checkpoint, layer_rng_states, restore, save_checkpoint,
                                         sibling_paths)
 from models.training.config import TrainerCallbacks, TrainingConfig, TrainingState, config_from_flags
@@ -350,6 +351,8 @@ class Run:
         """Refuse, before allocating, a model far too large or a BatchNorm model fed one image."""
         spec, options, shape = self.spec, self.config.options, self.train_x.shape[1:]
         parameters, batchnorm = probe_model(spec, options, shape, num_classes)
+        if parameters is None or parameters <= MAX_PARAMETERS:  # small enough to build: one batch through it
+            batchnorm = has_batchnorm(check_model_spec(spec, options, shape, num_classes))
         if parameters is not None and parameters > MAX_PARAMETERS:
             given = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
             raise UserError(f"{given}: the {spec.title} would have about {parameters:,} parameters "
