@@ -85,6 +85,8 @@ def make_parser(spec=None, prog=DEFAULT_PROG):
         help="distort every training batch: shifts up to 2 px, rotations up to 10 deg, scaling 0.9-1.1")
     add("--seed", type=seed_value, default=0, help="seed for the split, the initial weights, dropout and data order")
     add("--val-fraction", type=fraction, default=0.2, help="share of the training images held out for validation")
+    add("--keep", choices=("best", "final"), default="best",
+        help="which epoch's weights --out keeps: the best validation accuracy, or the final epoch")
     add("--num-classes", type=positive_int, metavar="C",
         help="classes 0..C-1 (default: the highest training label + 1; e.g. 10 for a set of digits "
              "that lacks 8 and 9)")

@@ -478,7 +478,9 @@ class Run:
                 # A Ctrl-C from here on lets the epoch finish (validation, weights, checkpoint): the
                 # next check, at the top of the loop or after it, stops at the boundary.
                 callbacks.phase(f"validation:{epoch + 1}")
-                self.end_epoch(epoch, seconds, total_steps, validating)
+                if not self.end_epoch(epoch, seconds, total_steps, validating):
+                    print(self.diverged, file=sys.stderr)
+                    return EXIT_DIVERGED
                 callbacks.phase(f"checkpoint:{epoch + 1}")
                 self.checkpoint()
                 self.save_history()
@@ -486,12 +488,30 @@ class Run:
                 return self.stop()
         return self.test()
 
+    def diverged_by_epoch_end(self, epoch, train_loss, val_loss):
+        """The divergence guard at the end of every epoch, for runs too short for DIVERGED_STEPS
+        steps in a row: the epoch's mean training loss, or the validation loss after its last
+        update, not finite or above DIVERGED_FACTOR times the starting loss ends the run."""
+        reference = self.state.loss_reference
+        if reference is None:
+            return False
+        for what, loss in (("mean training loss", train_loss), ("validation loss", val_loss)):
+            if loss is not None and (not math.isfinite(loss) or loss > DIVERGED_FACTOR * reference):
+                self.diverged = (f"error: the {what} of epoch {epoch + 1} is {loss:.3g}, above "
+                                 f"{DIVERGED_FACTOR:g} times the starting loss {reference:.3g}: training "
+                                 f"diverged (try a lower --lr); {self.kept()}")
+                return True
+        return False
+
     def end_epoch(self, epoch, seconds, total_steps, validating):
-        """Validate, record the epoch, write the weights if they are the best so far."""
+        """Validate, record the epoch, write the weights if they are the ones to keep (the best
+        so far, or every epoch's with --keep final); False if the epoch shows divergence."""
         config, state, out = self.config, self.state, self.out
         # No validation images (--val-fraction 0): null in the history, every epoch the best.
         val_loss, val_accuracy = (evaluate_batches(self.model, self.val_x, self.val_y) if validating
                                   else (None, None))
+        if self.diverged_by_epoch_end(epoch, state.epoch_loss_sum / state.epoch_seen, val_loss):
+            return False
         record = dict(epoch=epoch + 1,
                       train_loss=state.epoch_loss_sum / state.epoch_seen,
                       train_accuracy=state.epoch_correct / state.epoch_seen,
@@ -499,7 +519,7 @@ class Run:
                       lr=learning_rate(config, state.global_step - 1, total_steps),
                       seconds=seconds, images_per_second=state.epoch_seen / seconds)
         state.history.append(record)
-        improved = not validating or val_accuracy > state.best_val_accuracy
+        improved = not validating or config.keep == "final" or val_accuracy > state.best_val_accuracy
         if improved:
             state.best_val_accuracy = val_accuracy
             state.best_epoch = epoch + 1
@@ -511,9 +531,10 @@ class Run:
         print(f"epoch {epoch + 1}/{config.epochs}: loss {record['train_loss']:.4f}  "
               f"acc {100 * record['train_accuracy']:.2f}%  {validation}  lr {record['lr']:.2e}  "
               f"{format_duration(seconds)} ({record['images_per_second']:,.0f} img/s)"
-              + ("  *best*" if improved else ""), file=sys.stderr)
+              + (("  *kept*" if config.keep == "final" else "  *best*") if improved else ""), file=sys.stderr)
         state.epoch, state.step_in_epoch = epoch + 1, 0
         state.epoch_loss_sum, state.epoch_correct, state.epoch_seen, state.epoch_seconds = 0.0, 0, 0, 0.0
+        return True
 
     def test(self):
         """The test pass on the best weights; the history gets its result, the checkpoint goes."""
