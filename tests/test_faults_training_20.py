@@ -235,22 +235,27 @@ def test_item_9_one_stray_label_far_above_the_rest_is_refused(tmp_path, stray_la
 # ------------------------------------------------------------------ item 12
 def test_item_12_a_second_trainer_on_the_same_out_is_refused(tmp_path, mnist_dir):
     out = tmp_path / "m.npz"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom models.training.lock import OutputLock\n"
-         "OutputLock(sys.argv[1]).acquire()\nprint('held', flush=True)\ntime.sleep(120)", str(out)],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, str(REPO / "train_lstm.py"), "--data", str(mnist_dir), "--limit", "2000",
+         "--epochs", "200", "--threads", "1", "--quiet", "--out", str(out)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, preexec_fn=restore_sigint)
     try:
-        assert holder.stdout.readline().strip() == "held"
+        for line in first.stderr:  # the first trainer has started: nothing written yet
+            if line.startswith("LSTM:"):
+                break
         second = train(*LSTM_SHORT, "--epochs", 1, "--data", mnist_dir, "--out", out)
-        assert second.returncode == 2
+        assert second.returncode == 2, second.stdout
         line = error_line(second)
-        assert f"another trainer (pid {holder.pid})" in line and str(out) in line
-        assert not out.exists() and not out.with_name("m.checkpoint.npz").exists()
+        assert f"another trainer (pid {first.pid})" in line and str(out) in line
+        assert out.with_name("m.lock").read_text().strip() == str(first.pid)
     finally:
-        holder.kill()
-        holder.wait()
-    # The holder is dead: its lock is stale and taken over; a finished run leaves no lock.
-    assert out.with_name("m.lock").read_text().strip() == str(holder.pid)
+        first.kill()
+        first.communicate()
+    # The first trainer is dead: its lock is stale and taken over; a finished run leaves no lock.
+    for path in (out, out.with_name("m.checkpoint.npz"), out.with_name("m.history.json")):
+        path.unlink(missing_ok=True)
+    assert out.with_name("m.lock").read_text().strip() == str(first.pid)
     taken = train(*LSTM_SHORT, "--epochs", 1, "--data", mnist_dir, "--out", out)
     assert taken.returncode == 0, taken.stderr
     assert f"written to {out}" in taken.stdout and not out.with_name("m.lock").exists()
