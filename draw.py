@@ -10,12 +10,8 @@ The original app's entry point; the program is canvas/cli.py (also ``cnn-vs-lstm
 """
 import sys
 
-import nn
+import nn  # noqa: F401  (first: OpenBLAS's load-time settings, see nn; threads: --threads, default 1)
+from canvas.cli import run_main
 
 if __name__ == "__main__":
-    # One image at a time gains nothing from threads, and waking Numba's and BLAS's workers costs
-    # ~10 ms per parallel kernel on a busy machine.  Must happen before NumPy and Numba load.
-    nn.configure_threads(1)
-    from canvas.cli import run_main
-
     sys.exit(run_main())

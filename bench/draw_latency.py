@@ -2,8 +2,10 @@
 
     python bench/draw_latency.py [--runs 5] [--presses 50] [--models cnn,lstm] [--cnn PATH] [--lstm PATH]
 
-Each run starts ``python draw.py --benchmark N`` with SDL_VIDEODRIVER=dummy (no window needed)
-and measures, from this side:
+Each run starts a process that runs draw.py's program (``canvas.cli.run_main``, with the same
+flags and defaults as ``python draw.py``) with SDL_VIDEODRIVER=dummy (no window needed) and,
+once the first frame is drawn, hands the app to :func:`measure` instead of the interactive loop
+(the program's ``session`` callback; the tests call the same function).  Measured, from this side:
   startup    from launching the process to draw.py printing that its first frame is on screen:
              interpreter start, imports (NumPy, Numba, pygame), loading both weights files,
              the Numba warm-up and the first render;
@@ -28,6 +30,72 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+FIRST_FRAME = "first frame"      # the line the worker prints when the window is drawn
+
+
+def time_presses(app, events, presses):
+    """Milliseconds of ``presses`` presses of P on the drawing ``events`` make (cleared first)."""
+    import pygame
+    from canvas.cli import settle
+    from canvas.demo import key_event
+
+    app.post([key_event(pygame.K_c)] + events)
+    settle(app)
+    timings = []
+    for _ in range(presses):
+        pygame.event.post(key_event(pygame.K_p))
+        start = time.perf_counter()
+        app.step()
+        app.render()
+        timings.append(1000 * (time.perf_counter() - start))
+    return timings
+
+
+def measure(app, presses):
+    """Time ``presses`` presses of P on a drawn digit and on a five-digit number (event handled,
+    segmentation, every model, window drawn), then three teach steps (T, 7) if teaching is on.
+
+    Returns {'p_latency_ms': [...], 'p5_latency_ms': [...], 'teach_ms': [...], 'models': [...]}.
+    """
+    import pygame
+    from canvas.cli import DEMO_AREA, DEMO_BOX, settle
+    from canvas.demo import digit_events, key_event, number_events
+
+    single = time_presses(app, digit_events(3, DEMO_BOX), presses)
+    number = time_presses(app, number_events("20261", DEMO_AREA), presses)
+    teach = []
+    if app.teacher is not None:
+        app.post([key_event(pygame.K_c)] + digit_events(7, DEMO_BOX) + [key_event(pygame.K_p)])
+        settle(app)
+        app.teacher.ensure_replay()              # loading MNIST once is not part of a teach step
+        for _ in range(3):
+            app.post([key_event(pygame.K_t), key_event(pygame.K_7)])
+            start = time.perf_counter()
+            app.step()
+            app.render()
+            teach.append(1000 * (time.perf_counter() - start))
+    return {"p_latency_ms": single, "p5_latency_ms": number, "teach_ms": teach,
+            "models": list(app.models)}
+
+
+def worker(presses, draw_flags):
+    """In the measured process: draw.py's program with ``draw_flags``; once its first frame is
+    drawn, print FIRST_FRAME, then the JSON of :func:`measure`, and quit."""
+    sys.path.insert(0, str(REPO))
+    import nn  # noqa: F401  (first, as draw.py does)
+    from canvas.cli import run_main
+
+    def session(app):
+        print(FIRST_FRAME, flush=True)
+        print(json.dumps(measure(app, presses)), flush=True)
+        return 0
+
+    return run_main(draw_flags, session=session)
+
+
+def worker_command(presses, draw_flags=()):
+    """The command line of one measured process: this file's worker, then draw.py's flags."""
+    return [sys.executable, str(Path(__file__).resolve()), "--worker", str(presses), "--", *draw_flags]
 
 
 def one_run(args):
@@ -35,20 +103,21 @@ def one_run(args):
     home = tempfile.mkdtemp(prefix="draw-latency-")      # teaching writes here, not your data
     env = dict(os.environ, SDL_VIDEODRIVER="dummy", PYGAME_HIDE_SUPPORT_PROMPT="1",
                CNN_VS_LSTM_HOME=home)
-    command = [sys.executable, str(REPO / "draw.py"), "--benchmark", str(args.presses)]
+    draw_flags = []
     if args.models:
-        command += ["--models", args.models]
+        draw_flags += ["--models", args.models]
     if args.cnn:
-        command += ["--cnn", args.cnn]
+        draw_flags += ["--cnn", args.cnn]
     if args.lstm:
-        command += ["--lstm", args.lstm]
+        draw_flags += ["--lstm", args.lstm]
+    command = worker_command(args.presses, draw_flags)
     started = time.perf_counter()
     try:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
         startup, latencies = None, None
         for line in process.stdout:
-            if line.startswith("first frame") and startup is None:
+            if line.startswith(FIRST_FRAME) and startup is None:
                 startup = time.perf_counter() - started
             elif line.startswith("{"):
                 latencies = json.loads(line)
@@ -57,7 +126,7 @@ def one_run(args):
     finally:
         shutil.rmtree(home, ignore_errors=True)
     if process.returncode != 0 or startup is None or latencies is None:
-        sys.exit(f"error: draw.py --benchmark failed (exit {process.returncode}): {error.strip()}")
+        sys.exit(f"error: the measured draw.py failed (exit {process.returncode}): {error.strip()}")
     return startup, latencies
 
 
@@ -68,6 +137,9 @@ def summary(values):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--worker"]:                     # the measured process: --worker N -- FLAGS
+        return worker(int(argv[1]), argv[3:] if argv[2:3] == ["--"] else argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="draw.py processes to start")
     parser.add_argument("--presses", type=int, default=50, help="P presses timed per process")

@@ -11,3 +11,8 @@ into MNIST-style images (:mod:`kit.images.preprocess`), a number split into digi
 May import: everything below it (``models.commands``, ``models.analysis``, ``models.training``,
 ``models``, ``kit``, ``nn``); nothing of the kit imports it.
 """
+import os
+
+# pygame prints a banner when imported unless this is set; the package runs first, before any
+# of its modules imports pygame.
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")

@@ -18,40 +18,24 @@ kit/images/preprocess.py; several digits are split apart first: kit/images/segme
 sees it.  The app itself lives in canvas/.
 """
 import argparse
-import json
 import os
 import sys
-import time
+from pathlib import Path
 
-_STARTED = time.perf_counter()
+import numpy as np
+import pygame
 
-import nn  # noqa: E402  (first: nn.configure_threads below runs before NumPy loads)
-from kit.cli import CommandLineParser, positive_int  # noqa: E402
-from nn.errors import UserError, WeightsError  # noqa: E402
-from kit.cli import exit_on_user_error  # noqa: E402
-
-if __name__ == "__main__":
-    # One image at a time gains nothing from threads, and waking Numba's and BLAS's workers costs
-    # ~10 ms per parallel kernel on a busy machine (measured: a P took 126 ms with 2 threads while
-    # training ran, 4 ms with 1).  Must happen before NumPy and Numba load.
-    nn.configure_threads(1)
-
-os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-
-from pathlib import Path  # noqa: E402
-
-from canvas.display import display_problem  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pygame  # noqa: E402
-
-from canvas.app import BRUSH, CANVAS_RECT, HELP, WINDOW_SIZE, DrawApp  # noqa: E402
-from canvas.demo import digit_events, key_event, number_events  # noqa: E402
-from models.analysis.study import feature_maps, has_conv_layers, reads_rows, row_by_row  # noqa: E402
-from kit.data import resolve_data_dir  # noqa: E402
-from kit.paths import personal_dir  # noqa: E402
-from models import load_model, registry, shipped_weights  # noqa: E402
-from models.training.teaching import Teacher, personal_weights  # noqa: E402
+import nn
+from canvas.app import BRUSH, CANVAS_RECT, HELP, WINDOW_SIZE, DrawApp
+from canvas.demo import digit_events, key_event, number_events
+from canvas.display import display_problem
+from kit.cli import CommandLineParser, add_threads_flag, exit_on_user_error, positive_int
+from kit.data import resolve_data_dir
+from kit.paths import personal_dir
+from models import load_model, registry, shipped_weights
+from models.analysis.study import feature_maps, has_conv_layers, reads_rows, row_by_row
+from models.training.teaching import Teacher, personal_weights
+from nn.errors import UserError, WeightsError
 
 REPOSITORY = Path(__file__).resolve().parent.parent   # where train_cnn.py lives, in a checkout
 NO_DISPLAY = "no display available (set DISPLAY, or SDL_VIDEODRIVER=dummy for a headless run)"
@@ -103,8 +87,10 @@ def make_parser(prog="draw.py"):
              "and press P, as a person would")
     add("--view", choices=tuple(VIEW_KEYS), default="predictions",
         help="with --demo: the panel to show after predicting (default: predictions)")
-    # For bench/draw_latency.py: draw a digit, time N presses of P, print JSON, quit.
-    add("--benchmark", type=positive_int, metavar="N", help=argparse.SUPPRESS)
+    # One image at a time gains nothing from threads, and waking Numba's and BLAS's workers costs
+    # ~10 ms per parallel kernel on a busy machine (measured: a P took 126 ms with 2 threads
+    # while training ran, 4 ms with 1).
+    add_threads_flag(parser, default=1, why=": one drawing at a time gains nothing from more")
     taken = {option for action in parser._actions for option in action.option_strings}
     for name in registry.names():        # --cnn PATH, --lstm PATH (the original app's flags), ...
         if f"--{name}" not in taken:
@@ -149,7 +135,7 @@ def chosen_models(args):
 
 def train_command(name):
     script = REPOSITORY / f"train_{name}.py"
-    return f"python {script.name}" if script.is_file() else f"python -m models.train --model {name}"
+    return f"python {script.name}" if script.is_file() else registry.get(name).train_command
 
 
 def load_models(args):
@@ -241,43 +227,20 @@ def run_demo(app, args):
     settle(app)
 
 
-def time_presses(app, events, presses):
-    """Milliseconds of ``presses`` presses of P on the drawing ``events`` make (cleared first)."""
-    app.post([key_event(pygame.K_c)] + events)
-    settle(app)
-    timings = []
-    for _ in range(presses):
-        pygame.event.post(key_event(pygame.K_p))
-        start = time.perf_counter()
-        app.step()
-        app.render()
-        timings.append(1000 * (time.perf_counter() - start))
-    return timings
-
-
-def run_benchmark(app, presses):
-    """Time ``presses`` presses of P on a drawn digit and on a five-digit number (event handled,
-    segmentation, every model, window drawn), then three teach steps (T, 7) if teaching is on."""
-    single = time_presses(app, digit_events(3, DEMO_BOX), presses)
-    number = time_presses(app, number_events("20261", DEMO_AREA), presses)
-    teach = []
-    if app.teacher is not None:
-        app.post([key_event(pygame.K_c)] + digit_events(7, DEMO_BOX) + [key_event(pygame.K_p)])
-        settle(app)
-        app.teacher.ensure_replay()              # loading MNIST once is not part of a teach step
-        for _ in range(3):
-            app.post([key_event(pygame.K_t), key_event(pygame.K_7)])
-            start = time.perf_counter()
-            app.step()
-            app.render()
-            teach.append(1000 * (time.perf_counter() - start))
-    print(json.dumps({"p_latency_ms": single, "p5_latency_ms": number, "teach_ms": teach,
-                      "models": list(app.models)}), flush=True)
-
-
 @exit_on_user_error
-def main(argv=None, prog="draw.py"):
+def main(argv=None, prog="draw.py", session=None):
+    """The canvas until the window closes; returns the exit status.
+
+    ``session``, for benchmarks and tests: a function of the :class:`DrawApp` called once its
+    first frame is drawn, instead of the interactive loop; what it returns is the exit status.
+    """
     args = make_parser(prog).parse_args(argv)
+    with nn.set_threads(args.threads):      # restored on return, for a caller in the same process
+        return run_app(args, session)
+
+
+def run_app(args, session=None):
+    """The canvas with parsed flags (see :func:`main`)."""
     check_display()                      # before loading anything: fail in well under a second
     models = load_models(args)
     warm_up(models)
@@ -287,10 +250,8 @@ def main(argv=None, prog="draw.py"):
                   screenshot_path=args.screenshot or "draw.png", teacher=teacher,
                   load_shipped=lambda name: load_model(shipped_weights(name), expect=name))
     app.render()
-    if args.benchmark:
-        print(f"first frame after {time.perf_counter() - _STARTED:.3f} s", flush=True)
-        run_benchmark(app, args.benchmark)
-        return 0
+    if session is not None:
+        return session(app)
     print("Draw a digit or a number in the black box with the left mouse button.\nKeys: " + HELP,
           flush=True)
     if args.demo is not None:
@@ -302,10 +263,10 @@ def main(argv=None, prog="draw.py"):
     return 0
 
 
-def run_main(argv=None, prog="draw.py"):
+def run_main(argv=None, prog="draw.py", session=None):
     """:func:`main` as a program: Ctrl-C leaves quietly, pygame is always shut down."""
     try:
-        return main(argv, prog)
+        return main(argv, prog, session)
     except KeyboardInterrupt:        # Ctrl-C in the console: leave quietly
         return 130
     finally:

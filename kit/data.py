@@ -23,7 +23,7 @@ import urllib.request
 from collections import namedtuple
 from pathlib import Path
 
-from kit.cli import CommandLineParser, exit_on_user_error
+from kit.cli import CommandLineParser, add_data_flag, exit_on_user_error
 from kit.paths import user_mnist_dir
 from kit.mnist import MissingFile, check_data_folder, download_command, find_mnist_file, mnist_file_names
 from nn.errors import DataError
@@ -406,11 +406,11 @@ def timeout_seconds(text) -> float:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog="python -m kit.data") -> argparse.ArgumentParser:
     parser = CommandLineParser(
-        prog="python -m kit.data",
+        prog=prog,
         description="Download and verify the MNIST IDX files. The folder is --dir, else "
-                    f"$MNIST_DIR, else ./{DEFAULT_DATA_DIR.as_posix()}.",
+                    f"$MNIST_DIR, else ./{DEFAULT_DATA_DIR.as_posix()}, else the user data folder.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     down = commands.add_parser(
@@ -419,7 +419,7 @@ def _parser() -> argparse.ArgumentParser:
                     "present whose checksum verifies is skipped; each download goes to a "
                     "temporary file and is renamed into place only after its SHA-256 matches.",
     )
-    down.add_argument("--dir", help="MNIST folder (default: $MNIST_DIR or ./data/mnist)")
+    add_data_flag(down, "--dir")
     down.add_argument("--mirror", action="append", metavar="URL",
                       help="base URL holding <name>.gz; repeat to try several in order "
                            "(replaces the defaults: " + ", ".join(DEFAULT_MIRRORS) + ")")
@@ -433,14 +433,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Check that all four MNIST files are present, parse as IDX and match the "
                     "published SHA-256 of their uncompressed content.",
     )
-    check.add_argument("--dir", help="MNIST folder (default: $MNIST_DIR or ./data/mnist)")
+    add_data_flag(check, "--dir")
     return parser
 
 
 @exit_on_user_error
-def main(argv=None) -> int:
+def main(argv=None, prog="python -m kit.data") -> int:
     """Command-line entry point; see ``python -m kit.data --help``."""
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     directory = resolve_data_dir(args.dir)
     if args.command == "download":
         progress = sys.stderr.isatty() if args.progress is None else args.progress

@@ -6,15 +6,16 @@
 """
 import json
 from contextlib import nullcontext
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from models import registry
+from models.registry import REPOSITORY_WEIGHTS, shipped_weights  # noqa: F401  (models.shipped_weights)
 from nn.errors import UserError, WeightsError
 from nn.flops import network_flops
 from nn.layers import Sequential, build_layers
+from nn.layers.registry import canonical_name
 from nn.losses import softmax
 from nn.init import shapes_only
 from nn.serialize import WeightsArchive, check_state, save_weights, weights_header
@@ -22,7 +23,6 @@ from nn.threads import one_numba_thread
 
 IMAGE_SHAPE = (28, 28)   # MNIST's, the default for a model built without data
 SERIAL_BELOW = 8         # images; smaller batches run the Numba kernels on one thread
-REPOSITORY_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 HEADER_KEY = "cnn-vs-lstm-numpy"  # the safetensors metadata entry holding our JSON header
 
 
@@ -152,30 +152,18 @@ def build_model(name, rng=None, num_classes=10, image_shape=IMAGE_SHAPE, **optio
     return Model(spec, network, options, num_classes, image_shape)
 
 
-def shipped_weights(name):
-    """The path of model ``name``'s shipped weights (inside the installed package, or the
-    repository's weights/ folder when running from a checkout)."""
-    try:
-        folder = resources.files("models.weights")
-        candidate = Path(str(folder / f"{name}.npz"))
-        if candidate.is_file():
-            return candidate
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return REPOSITORY_WEIGHTS / f"{name}.npz"
-
-
 def resolve_weights(source):
     """A weights path from a path or a model name ('cnn' -> its shipped weights)."""
     text = str(source)
     looks_like_name = ("/" not in text and "\\" not in text
                        and not text.endswith((".npz", ".safetensors")))
     if looks_like_name and not Path(text).exists():
-        registry.get(text)  # an unknown name: one line listing the known ones
+        spec = registry.get(text)  # an unknown name: one line listing the known ones
         path = shipped_weights(text)
         if not path.is_file():
-            raise WeightsError(f"model {text!r} has no shipped weights ({path}); train it with: "
-                               f"python -m models.train --model {text}")
+            origin = f" (from {spec.source})" if spec.from_model_file else ""
+            raise WeightsError(f"model {text!r}{origin} has no shipped weights ({path}); train it "
+                               f"with: {spec.train_command}")
         return path
     return Path(source)
 
@@ -253,13 +241,12 @@ def _checked_architecture(path, meta, arrays, expect):
         except (TypeError, ValueError, OverflowError, MemoryError) as error:
             raise WeightsError(f"{path}: the {spec.title} model cannot be built with the "
                                f"header's options {options} ({_one_line(error)})") from None
-    expected = _architecture(json.loads(json.dumps(reference.config()["layers"])))
-    layers = _architecture(layers)
-    if layers != expected:
-        where = next((i for i, (a, b) in enumerate(zip(layers, expected)) if a != b),
-                     min(len(layers), len(expected)))
-        found = layers[where] if where < len(layers) else "nothing"
-        builds = expected[where] if where < len(expected) else "nothing"
+    expected = json.loads(json.dumps(reference.config()["layers"]))
+    if _architecture(layers) != _architecture(expected):
+        where = next((i for i, (a, b) in enumerate(zip(layers, expected))
+                      if _architecture(a) != _architecture(b)), min(len(layers), len(expected)))
+        found = _architecture(layers[where], False) if where < len(layers) else "nothing"
+        builds = _architecture(expected[where], False) if where < len(expected) else "nothing"
         raise WeightsError(f"{path}: the header's layers are not what the {spec.title} model "
                            f"builds with options {options}: layer {where} is {found}, "
                            f"expected {builds}")
@@ -272,12 +259,16 @@ def _checked_architecture(path, meta, arrays, expect):
 NOT_ARCHITECTURE = frozenset({"need_input_grad"})
 
 
-def _architecture(value):
-    """``value`` (layer configs, nested) without the NOT_ARCHITECTURE keys."""
+def _architecture(value, canonical=True):
+    """``value`` (layer configs, nested) without the NOT_ARCHITECTURE keys; with ``canonical``
+    each layer type by the qualified name of its class, so that "Dense" and
+    "nn.layers.dense.Dense" are one type, and so are a user layer's bare and qualified names
+    (:mod:`nn.layers.registry`)."""
     if isinstance(value, dict):
-        return {k: _architecture(v) for k, v in value.items() if k not in NOT_ARCHITECTURE}
+        return {k: canonical_name(v) if k == "type" and canonical else _architecture(v, canonical)
+                for k, v in value.items() if k not in NOT_ARCHITECTURE}
     if isinstance(value, list):
-        return [_architecture(v) for v in value]
+        return [_architecture(v, canonical) for v in value]
     return value
 
 

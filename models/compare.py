@@ -1,12 +1,8 @@
 """``python -m models.compare``: kept at this name for the README's commands; the program is
-:mod:`models.analysis.compare`."""
+:mod:`models.commands.compare` (the report itself: :mod:`models.analysis.compare`)."""
 import sys
 
+from models.commands.compare import main
+
 if __name__ == "__main__":
-    import nn
-    from nn.threads import threads_from_argv
-
-    nn.configure_threads(threads_from_argv(sys.argv[1:]))  # before NumPy loads BLAS
-    from models.analysis.compare import main
-
     sys.exit(main())

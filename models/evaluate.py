@@ -1,12 +1,8 @@
 """``python -m models.evaluate``: kept at this name for the README's commands; the program is
-:mod:`models.analysis.evaluate`."""
+:mod:`models.commands.evaluate` (the evaluation itself: :mod:`models.analysis.evaluate`)."""
 import sys
 
+from models.commands.evaluate import main
+
 if __name__ == "__main__":
-    import nn
-    from nn.threads import threads_from_argv
-
-    nn.configure_threads(threads_from_argv(sys.argv[1:]))  # before NumPy loads BLAS
-    from models.analysis.evaluate import main
-
     sys.exit(main())

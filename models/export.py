@@ -2,11 +2,8 @@
 :mod:`models.commands.export`."""
 import sys
 
+import nn  # noqa: F401  (first: OpenBLAS's load-time settings, see nn; the thread count is --threads)
+from models.commands.export import main
+
 if __name__ == "__main__":
-    import nn
-    from nn.threads import threads_from_argv
-
-    nn.configure_threads(threads_from_argv(sys.argv[1:]))  # before NumPy loads BLAS
-    from models.commands.export import main
-
     sys.exit(main())

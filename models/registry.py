@@ -13,6 +13,11 @@ A model is one file.  It declares everything the kit needs to know::
         recurrent=True,               # reads the image row by row (the canvas's R view)
     )
 
+Whether a model's trained weights ship with the kit is not declared but found: ``spec.shipped``
+is True when ``weights/<name>.npz`` is there (:func:`shipped_weights`, the lookup
+``load_model("gru")`` uses), so a model of one's own, without such a file, is never offered as
+shipped, and is told how to train it from its file.
+
 and nothing else in the kit names it: the trainer, evaluation, the comparison, ``load_model``
 and the canvas all go through :func:`get` and :func:`names`.  The files are found by reading
 ``models/*.py`` for a top-level ``MODEL =`` (without importing every module of the package, some
@@ -21,14 +26,17 @@ of which are heavy), and imported when first asked for.
 import importlib
 import importlib.util
 import re
+import shlex
 import sys
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from nn.errors import UserError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+REPOSITORY_WEIGHTS = PACKAGE_DIR.parent / "weights"
 _DECLARES_MODEL = re.compile(r"^MODEL\s*=\s*ModelSpec\(", re.MULTILINE)
 
 
@@ -55,8 +63,44 @@ class ModelSpec:
     options: dict = field(default_factory=dict)
     recipe: Recipe = field(default_factory=Recipe)
     recurrent: bool = False
-    shipped: bool = True                # weights/<name>.npz is part of the kit
+    # Found, not declared: whether weights/<name>.npz is part of the kit (set when the spec is
+    # made; False given here keeps a model out of the shipped ones even so).
+    shipped: Optional[bool] = None
     source: str = ""                    # the file it was declared in (filled in by the registry)
+
+    def __post_init__(self):
+        found = shipped_weights(self.name).is_file() if isinstance(self.name, str) else False
+        object.__setattr__(self, "shipped", self.shipped is not False and found)
+
+    @property
+    def from_model_file(self) -> bool:
+        """True for a model loaded with ``--model-file`` (declared outside the package)."""
+        return bool(self.source) and Path(self.source).resolve().parent != PACKAGE_DIR
+
+    @property
+    def train_command(self) -> str:
+        """The command that trains this model: by name for the kit's own, by file otherwise."""
+        if self.from_model_file:
+            return f"python -m models.train --model-file {shlex.quote(str(self.source))}"
+        return f"python -m models.train --model {self.name}"
+
+
+def shipped_weights(name) -> Path:
+    """The path of model ``name``'s shipped weights (inside the installed package, or the
+    repository's weights/ folder when running from a checkout); it need not exist.
+
+    Only the weights of *this* copy of the kit count: the package data ``models.weights`` is
+    used when it lies inside this package (a wheel install), not when it belongs to another
+    checkout (an editable install of it elsewhere would hand one checkout another's weights).
+    """
+    try:
+        folder = resources.files("models.weights")
+        candidate = Path(str(folder / f"{name}.npz"))
+        if candidate.is_file() and PACKAGE_DIR in candidate.resolve().parents:
+            return candidate
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return REPOSITORY_WEIGHTS / f"{name}.npz"
 
 
 _specs: dict = {}

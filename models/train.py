@@ -2,11 +2,7 @@
 :mod:`models.commands.train` (the run itself: :mod:`models.training.trainer`)."""
 import sys
 
+from models.commands.train import run
+
 if __name__ == "__main__":
-    import nn
-    from nn.threads import threads_from_argv
-
-    nn.configure_threads(threads_from_argv(sys.argv[1:]))  # before NumPy loads BLAS
-    from models.commands.train import run
-
     sys.exit(run())

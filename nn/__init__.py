@@ -1,22 +1,28 @@
 """A small neural-network library in NumPy with hand-derived backprop and Numba kernels.
 
-Importing :mod:`nn` makes sure Numba's on-disk cache has somewhere to go: compiled kernels are
-cached next to their source (``nn/kernels/__pycache__``), and when the package directory is
-read-only (a system-wide install) they go to a per-user cache directory instead, so a second
-process never pays the compile time again.  That is the only thing importing it does.
+Importing :mod:`nn` does two things, both before NumPy or Numba could read them:
 
-Threading is an explicit call: a program that trains or predicts makes, before anything imports
-NumPy::
+- it makes sure Numba's on-disk cache has somewhere to go: compiled kernels are cached next to
+  their source (``nn/kernels/__pycache__``), and when the package directory is read-only (a
+  system-wide install) they go to a per-user cache directory instead, so a second process never
+  pays the compile time again;
+- it sets the few environment variables OpenBLAS and OpenMP read when they load (a short spin
+  timeout, passive waiting, the CPU's own BLAS kernels: :func:`nn.threads.prepare_native_libraries`);
+  they matter for speed on a busy machine (2-10x on 2 cores), never for results.
+
+The thread count is set at run time, at any point, NumPy imported or not::
 
     import nn
-    nn.configure_threads()          # or configure_threads(1) for one thread
-
-It keeps BLAS and Numba's OpenMP threads from spinning against each other (2-10x on 2 cores,
-see :mod:`nn.threads`); called after NumPy is loaded it still sets what it can and warns once,
-with the fix.
+    nn.set_threads(1)               # BLAS and Numba's kernels on one thread from now on
+    with nn.set_threads(2):         # or for a block
+        ...
 """
 import os
 import sys
+
+from nn.threads import configure_threads, prepare_native_libraries, set_threads, thread_counts
+
+__all__ = ["configure_threads", "set_threads", "thread_counts"]
 
 # os.path, not pathlib: on Python 3.11 pathlib imports urllib, and `import nn` stays this light.
 
@@ -47,12 +53,4 @@ def _ensure_numba_cache_dir() -> None:
 
 
 _ensure_numba_cache_dir()
-
-
-def configure_threads(count=None):
-    """Set up BLAS and OpenMP threading for training and inference; call it before NumPy loads.
-
-    See :func:`nn.threads.configure_threads` (the two names are the same function).
-    """
-    from nn.threads import configure_threads as configure
-    return configure(count)
+prepare_native_libraries()

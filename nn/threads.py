@@ -1,22 +1,128 @@
-"""Setting the number of CPU threads, for BLAS and for Numba's parallel loops.
+"""Setting the number of CPU threads, for BLAS and for Numba's parallel loops, at run time.
 
-BLAS libraries read their thread count from the environment when NumPy is first imported, so
-command-line tools call :func:`threads_from_argv` and :func:`limit_threads` before importing
-NumPy.  Results do not depend on the thread count in practice (BLAS splits the output, not the
-sums, and our kernels never share an output element between threads), but the guarantee that
-holds everywhere is: same seed, same flags, same --threads -> identical weights.
+    import numpy as np          # any order: nothing here has to come before NumPy
+    import nn
+    nn.set_threads(1)           # from now on: BLAS and Numba's parallel kernels on one thread
+    with nn.set_threads(2):     # or for a block only, restored on leaving it
+        ...
+
+:func:`set_threads` limits every BLAS and OpenMP pool loaded in the process through threadpoolctl
+(OpenBLAS, MKL, OpenMP: ``threadpool_limits``, which acts after import) and Numba's parallel
+kernels through ``numba.set_num_threads``.  Numba starts its pool once, with
+``NUMBA_NUM_THREADS`` workers (by default one per core), and can afterwards use fewer, never
+more: so nothing here shrinks the pool, and a request above it gets the pool's size (a
+``--threads`` above the core count gains nothing anyway).  Numba's setting is per calling
+thread: call it from the thread that runs the model (the main thread, in every program here).
+
+Two settings cannot be made at run time because the libraries read them once, when they load:
+OpenBLAS's spin timeout and its CPU core type.  ``import nn`` sets them in the environment
+(:func:`prepare_native_libraries`) when NumPy is not loaded yet; if NumPy came first, only speed
+on a busy machine is lost, never the thread count.  Results do not depend on the thread count in
+practice (BLAS splits the output, not the sums, and our kernels never share an output element
+between threads), but the guarantee that holds everywhere is: same seed, same flags, same
+--threads -> identical weights.
 """
-import ctypes
+import numbers
 import os
 import sys
-import warnings
 from contextlib import contextmanager
 
-_BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+class ThreadLimit:
+    """The thread count set by :func:`set_threads`; a context manager that restores the previous
+    counts on exit (or call :meth:`restore`).
+
+    Attributes
+    ----------
+    count : int or None
+        The threads Numba's parallel kernels now use (the request, at most Numba's pool);
+        None when nothing was changed.
+    """
+
+    def __init__(self, count):
+        self.count = None
+        self._previous_numba = None
+        self._blas_limits = None
+        if count is None:
+            return
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
+            raise ValueError(f"the thread count must be a positive integer, not {count!r}")
+        import numba
+        from threadpoolctl import threadpool_limits
+
+        _load_numbas_blas()
+        self._previous_numba = numba.get_num_threads()
+        # Numba first: starting its pool loads its OpenMP library, which threadpoolctl then sees.
+        count = int(count)
+        self.count = min(count, numba.config.NUMBA_NUM_THREADS)
+        numba.set_num_threads(self.count)
+        try:
+            self._blas_limits = threadpool_limits(limits=count)
+        except OSError:
+            # threadpoolctl finds the libraries through /proc/self/maps on Linux; without it
+            # (a sandbox) the BLAS keeps its count, as blas_threads() does, and Numba's is set.
+            self._blas_limits = None
+
+    def restore(self):
+        """Back to the counts in effect before this limit was set."""
+        if self._blas_limits is not None:
+            self._blas_limits.restore_original_limits()
+            self._blas_limits = None
+        if self._previous_numba is not None:
+            import numba
+            numba.set_num_threads(self._previous_numba)
+            self._previous_numba = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.restore()
+
+
+def _load_numbas_blas():
+    """Load the BLAS Numba's compiled ``np.dot`` calls (SciPy's, a copy apart from NumPy's), so
+    that a limit set now covers it: threadpoolctl limits the pools loaded when it is called, and
+    Numba would otherwise load this one at the first such kernel, with a thread per core."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:
+        pass
+
+
+def set_threads(count):
+    """Use at most ``count`` threads for BLAS (and any OpenMP pool) and for Numba's kernels.
+
+    Takes effect at once, whenever it is called (NumPy and Numba may be loaded already).  The
+    setting lasts until changed; used as ``with set_threads(n):`` it is restored after the
+    block.  ``count=None`` changes nothing (a command run without ``--threads``).  Returns a
+    :class:`ThreadLimit`.
+    """
+    return ThreadLimit(count)
+
+
+def thread_counts():
+    """{'numba': threads Numba's kernels use, 'blas': threads of each BLAS pool} as now set.
+
+    What ``--threads`` is checked against: ``{'numba': 1, 'blas': [1]}`` after ``set_threads(1)``.
+    """
+    import numba
+    from threadpoolctl import threadpool_info
+
+    try:
+        pools = threadpool_info()
+    except OSError:           # no /proc/self/maps to find them by (see ThreadLimit)
+        pools = []
+    return {"numba": numba.get_num_threads(),
+            "blas": [pool["num_threads"] for pool in pools if pool["user_api"] == "blas"]}
 
 
 def threads_from_argv(argv):
-    """The value of ``--threads N`` or ``--threads=N`` in ``argv``, or None (no validation)."""
+    """The value of ``--threads N`` or ``--threads=N`` in ``argv``, or None (no validation).
+
+    Kept for the commands that still read it before parsing their flags (the trainer, the
+    comparison); the others parse ``--threads`` with their flags and call :func:`set_threads`.
+    """
     for i, arg in enumerate(argv):
         if arg == "--threads" and i + 1 < len(argv):
             value = argv[i + 1]
@@ -29,17 +135,11 @@ def threads_from_argv(argv):
 
 
 def limit_threads(count):
-    """Use ``count`` threads for BLAS (if NumPy is not imported yet) and for Numba."""
-    if count is None:
-        return
-    if "numpy" not in sys.modules:
-        for name in _BLAS_VARIABLES:
-            os.environ[name] = str(count)
-    if "numba" in sys.modules:
-        import numba
-        numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
-    else:
-        os.environ["NUMBA_NUM_THREADS"] = str(count)
+    """Use ``count`` threads for BLAS and Numba from now on (None: change nothing).
+
+    The older name of :func:`set_threads`, kept for the commands not yet moved to it.
+    """
+    set_threads(count)
 
 
 @contextmanager
@@ -59,72 +159,55 @@ def one_numba_thread():
         numba.set_num_threads(previous)
 
 
-# Names of OpenBLAS's thread-count functions: NumPy's wheels bundle a build whose symbols carry
-# a scipy_ prefix and a 64_ suffix (64-bit integers); a system OpenBLAS has the plain names.
-_OPENBLAS_PREFIXES = ("scipy_openblas", "openblas")
-_OPENBLAS_SUFFIXES = ("64_", "")
-_openblas_functions = None   # (set, get) once looked up; False when there is no OpenBLAS
+_blas_controllers = None   # threadpoolctl's controllers of the loaded BLAS libraries, once found
 
 
-def _openblas_thread_functions():
-    """OpenBLAS's (set_num_threads, get_num_threads) for the library NumPy loaded, or None.
-
-    Found through the shared objects mapped into this process (Linux), so it is the very copy
-    NumPy calls; elsewhere (or with another BLAS) there is nothing to change and this is None.
-    """
-    global _openblas_functions
-    if _openblas_functions is None:
-        _openblas_functions = False
-        import numpy  # noqa: F401  (loads the BLAS whose functions we look for)
+def _blas_libraries():
+    """threadpoolctl's controllers of every BLAS loaded: NumPy's, and SciPy's, which our Numba
+    kernels call (nn.kernels.blas).  Both are loaded first, so the list is complete; found once,
+    since looking them up walks every shared library of the process."""
+    global _blas_controllers
+    if _blas_controllers is None:
+        import numpy  # noqa: F401  (loads NumPy's BLAS)
+        import scipy.linalg.cython_blas  # noqa: F401  (loads SciPy's, the one the kernels call)
+        from threadpoolctl import ThreadpoolController
         try:
-            with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-                paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
-        except OSError:
-            paths = set()
-        for path in sorted(paths):
-            try:
-                library = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for prefix in _OPENBLAS_PREFIXES:
-                for suffix in _OPENBLAS_SUFFIXES:
-                    setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
-                    getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
-                    if setter is not None and getter is not None:
-                        setter.argtypes, setter.restype = [ctypes.c_int], None
-                        getter.argtypes, getter.restype = [], ctypes.c_int
-                        _openblas_functions = (setter, getter)
-                        return _openblas_functions
-    return _openblas_functions or None
+            libraries = ThreadpoolController().lib_controllers
+        except Exception:   # noqa: BLE001 - a library it cannot inspect: leave the counts alone
+            libraries = []
+        _blas_controllers = [library for library in libraries if library.user_api == "blas"]
+    return _blas_controllers
 
 
 def blas_thread_count():
-    """How many threads NumPy's OpenBLAS uses now, or None if that cannot be read."""
-    functions = _openblas_thread_functions()
-    return functions[1]() if functions else None
+    """The most threads any loaded BLAS uses now, or None if no BLAS reports it."""
+    counts = [library.get_num_threads() for library in _blas_libraries()]
+    counts = [count for count in counts if count is not None]
+    return max(counts) if counts else None
 
 
 @contextmanager
 def blas_threads(count):
-    """Run NumPy's matrix products on at most ``count`` threads inside the block.
+    """Run matrix products (NumPy's and our kernels', through SciPy's BLAS) on at most ``count``
+    threads inside the block.
 
     For loops of many tiny products (a recurrent layer's 28 steps of (64, 64) @ (64, 256)):
     splitting each between two threads costs more in hand-offs than it saves, and it keeps the
     BLAS workers spinning against the Numba kernels in between.  Measured on 2 cores, the LSTM's
     forward pass at batch 64: 2.9 ms with both BLAS threads, 1.8 ms with one.  The setting is
-    process-wide, so use it from the main thread; it is restored on exit.  Without OpenBLAS
-    (another BLAS, or no /proc) the block runs unchanged.
+    process-wide, so use it from the main thread; it is restored on exit.
     """
-    functions = _openblas_thread_functions()
-    previous = functions[1]() if functions else None
-    if previous is None or previous <= count:
-        yield
-        return
-    functions[0](count)
+    changed = []
+    for library in _blas_libraries():
+        previous = library.get_num_threads()
+        if previous is not None and previous > count:
+            library.set_num_threads(count)
+            changed.append((library, previous))
     try:
         yield
     finally:
-        functions[0](previous)
+        for library, previous in changed:
+            library.set_num_threads(previous)
 
 
 def _calm_blas_threads() -> None:
@@ -138,8 +221,8 @@ def _calm_blas_threads() -> None:
     Measured on 2 cores, several processes each (img/s, CNN / LSTM): 2^16: 3,370-3,520 /
     26,700-42,600 (some LSTM processes stuck in a slow mode); 2^17: 2,600-3,400 / 41,900-43,500;
     2^18: 2,930-3,140 / 43,600-44,900; 2^20: 2,550-3,050 / 42,100-43,700.
-    Read when NumPy loads OpenBLAS, so this only helps if nn is imported before numpy - the
-    scripts and tests make sure of that.
+    Read when NumPy loads OpenBLAS, so this only helps if nn is imported before numpy (``import
+    nn`` does it; see :func:`prepare_native_libraries`).
     """
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
@@ -176,24 +259,23 @@ def _use_the_cpus_blas_kernels() -> None:
         os.environ["NN_DROPPED_OPENBLAS_CORETYPE"] = os.environ.pop("OPENBLAS_CORETYPE")
 
 
-_warned = False
+def prepare_native_libraries() -> None:
+    """The settings OpenBLAS and OpenMP read once, when they load: run by ``import nn``.
+
+    Sets the OpenBLAS spin timeout and passive OpenMP waiting and drops a forced
+    OPENBLAS_CORETYPE that lacks the CPU's AVX-512 (see the two functions above).  Only
+    environment variables change, each only where it can still take effect; the thread *count*
+    is not one of them (:func:`set_threads`, at run time).
+    """
+    _calm_blas_threads()
+    _use_the_cpus_blas_kernels()
 
 
 def configure_threads(count=None):
-    """Thread settings for BLAS and Numba: the explicit set-up every program makes first.
+    """The older set-up call: :func:`prepare_native_libraries`, then :func:`set_threads` ``(count)``.
 
-    Sets the OpenBLAS spin timeout and passive OpenMP waiting (both read when the libraries
-    load), drops a forced OPENBLAS_CORETYPE that lacks the CPU's AVX-512, and with ``count``
-    limits BLAS and Numba to that many threads.  If NumPy is already imported the BLAS part can
-    no longer take effect: a warning (once per process) says so and how to fix it.
+    Kept, with the same meaning, for the programs that still call it first; it no longer has to
+    come before NumPy is imported (the count is set at run time either way).
     """
-    global _warned
-    if "numpy" in sys.modules and not _warned:
-        _warned = True
-        warnings.warn("nn.configure_threads() was called after NumPy was imported, so the BLAS thread "
-                      "settings cannot take effect (training may run several times slower); call it "
-                      "first, before importing numpy or anything that imports it", RuntimeWarning,
-                      stacklevel=2)
-    _calm_blas_threads()
-    _use_the_cpus_blas_kernels()
-    limit_threads(count)
+    prepare_native_libraries()
+    set_threads(count)

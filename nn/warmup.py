@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from nn import optim
-from nn.layers import LAYER_TYPES
+from nn.layers import registry
 from nn.layers.fused import ConvActivationPool
 
 
@@ -19,7 +19,7 @@ def warm_up(dtypes=(np.float32,), extra=()):
     """Run every kernel once per dtype (and each ``extra(dtype)``); returns the seconds it took."""
     start = time.perf_counter()
     for dtype in dtypes:
-        for layer_type in list(LAYER_TYPES.values()):
+        for layer_type in list(registry.classes.values()):   # the library's and the user's
             layer_type.warm_up(dtype)
         ConvActivationPool.warm_up(dtype)
         optim.warm_up(dtype)

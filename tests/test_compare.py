@@ -1,5 +1,5 @@
-"""The comparison report: perturbations, generated sentences, the memory measurements, and
-``python -m models.compare``.
+"""The comparison report (:mod:`models.analysis.compare`): perturbations, generated sentences,
+the memory measurements, the timing, the section interface, and ``python -m models.compare``.
 
 The memory measurements are checked against direct computations on a tiny RNN (central
 differences on the hidden state, a float64 NumPy forward).  The end-to-end tests build the
@@ -15,8 +15,19 @@ import re
 import numpy as np
 import pytest
 
-from models.analysis import compare, memory
+from models.analysis import memory
+from models.analysis.compare import perturbations, sweeps, timing
+from models.commands import compare as cli
+from models.analysis.compare.context import shown_data_folder, shown_weights
+from models.analysis.compare.report import check_sections
+from models.analysis.compare.section import Section
+from models.analysis.compare.sections import default_sections
+from models.analysis.compare.sections import memory as memory_section
+from models.analysis.compare.sections.disagreement import describe_overlap, error_overlap, right_where_wrong
+from models.analysis.compare.sections.glance import describe_summary
+from models.analysis.compare.sections.robustness import describe_sweep
 from models.base import build_model, load_model
+from nn.step import TrainingStep
 from models.analysis.evaluate import Evaluation, evaluate, load_test_set
 from test_evaluate import assert_one_line_error, run_module, without_matplotlib
 
@@ -26,7 +37,7 @@ def test_gaussian_blur_matches_direct_2d_convolution():
     rng = np.random.default_rng(0)
     images = rng.random((3, 12, 15))
     sigma = 1.3
-    g = compare.gaussian_kernel(sigma)
+    g = perturbations.gaussian_kernel(sigma)
     radius = len(g) // 2
     assert len(g) == 2 * int(np.ceil(3 * sigma)) + 1 and g.sum() == pytest.approx(1)
     kernel = np.outer(g, g)  # the 2-D Gaussian is the outer product of two 1-D ones
@@ -35,39 +46,39 @@ def test_gaussian_blur_matches_direct_2d_convolution():
     for r in range(images.shape[1]):
         for c in range(images.shape[2]):
             expected[:, r, c] = (padded[:, r:r + 2 * radius + 1, c:c + 2 * radius + 1] * kernel).sum(axis=(1, 2))
-    np.testing.assert_allclose(compare.gaussian_blur(images, sigma), expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(perturbations.gaussian_blur(images, sigma), expected, rtol=1e-12, atol=1e-14)
 
 
 def test_blur_keeps_dtype_and_mass_of_a_centred_dot():
     images = np.zeros((1, 28, 28), np.float32)
     images[0, 14, 14] = 1
-    blurred = compare.gaussian_blur(images, 2.0)
+    blurred = perturbations.gaussian_blur(images, 2.0)
     assert blurred.dtype == np.float32
     assert blurred.sum() == pytest.approx(1, rel=1e-5)
     assert blurred[0, 14, 14] == blurred.max()
     np.testing.assert_allclose(blurred[0], blurred[0].T, atol=1e-7)  # isotropic
-    assert compare.gaussian_blur(images, 0) is images
+    assert perturbations.gaussian_blur(images, 0) is images
 
 
 def test_integer_shift_moves_pixels_and_fills_black():
     images = np.random.default_rng(1).random((2, 28, 28)).astype(np.float32)
-    right = compare.shift(images, cols=3)
+    right = perturbations.shift(images, cols=3)
     np.testing.assert_allclose(right[:, :, 3:], images[:, :, :-3], atol=1e-6)
     assert not right[:, :, :3].any()
-    down = compare.shift(images, rows=-2)  # negative rows: up
+    down = perturbations.shift(images, rows=-2)  # negative rows: up
     np.testing.assert_allclose(down[:, :-2, :], images[:, 2:, :], atol=1e-6)
     assert not down[:, -2:, :].any()
-    assert compare.shift(images) is images and compare.rotate(images, 0) is images
-    assert compare.rescale(images, 1.0) is images
+    assert perturbations.shift(images) is images and perturbations.rotate(images, 0) is images
+    assert perturbations.rescale(images, 1.0) is images
 
 
 def test_rotation_and_scale_about_the_centre():
     images = np.zeros((1, 28, 28), np.float32)
     images[0, 13:15, 13:15] = 1  # a dot at the centre stays there
-    assert compare.rotate(images, 90)[0, 13:15, 13:15].min() == pytest.approx(1, abs=1e-5)
+    assert perturbations.rotate(images, 90)[0, 13:15, 13:15].min() == pytest.approx(1, abs=1e-5)
     line = np.zeros((1, 28, 28), np.float32)
     line[0, 4:24, 13] = 1  # a vertical bar of 20 px, 1 px wide
-    half = compare.rescale(line, 0.5)
+    half = perturbations.rescale(line, 0.5)
     # Halved about the centre (13.5, 13.5): rows 8.75..18.25, sampled bilinearly half-way between
     # columns 13 and 14 -> 10 pixels of 0.5 in column 13 (area scales by 0.5^2: 20 / 4 = 5).
     assert half[0].sum() == 5.0
@@ -88,12 +99,12 @@ def clipped_noise_std(mean, std):
 
 def test_noise_is_reproducible_clipped_and_has_the_clipped_spread():
     images = np.full((4, 28, 28), 0.5, np.float32)
-    a = compare.add_noise(images, 0.5, np.random.default_rng(3))
-    b = compare.add_noise(images, 0.5, np.random.default_rng(3))
+    a = perturbations.add_noise(images, 0.5, np.random.default_rng(3))
+    b = perturbations.add_noise(images, 0.5, np.random.default_rng(3))
     np.testing.assert_array_equal(a, b)
     assert a.dtype == np.float32 and a.min() == 0 and a.max() == 1
     assert clipped_noise_std(0.5, 0.5) == pytest.approx(0.359186, abs=1e-6)  # clipping trims 0.5
-    big = compare.add_noise(np.full((1000, 1000), 0.5, np.float32), 0.5, np.random.default_rng(4))
+    big = perturbations.add_noise(np.full((1000, 1000), 0.5, np.float32), 0.5, np.random.default_rng(4))
     # a million pixels: the sample std is within about 3e-4 of the true one
     assert big.std() == pytest.approx(clipped_noise_std(0.5, 0.5), abs=1e-3)
     assert (big == 0).mean() == pytest.approx(0.5 * (1 + math.erf(-1 / math.sqrt(2))), abs=2e-3)
@@ -101,30 +112,30 @@ def test_noise_is_reproducible_clipped_and_has_the_clipped_spread():
 
 def test_blank_rows_top_and_bottom():
     images = np.ones((2, 28, 28), np.float32)
-    top = compare.blank_rows(images, 5, "top")
+    top = perturbations.blank_rows(images, 5, "top")
     assert not top[:, :5].any() and top[:, 5:].all()
-    bottom = compare.blank_rows(images, 5, "bottom")
+    bottom = perturbations.blank_rows(images, 5, "bottom")
     assert not bottom[:, 23:].any() and bottom[:, :23].all()
     assert images.all()  # the input is untouched
-    assert compare.blank_rows(images, 0, "top") is images
+    assert perturbations.blank_rows(images, 0, "top") is images
 
 
 def test_sweep_subset_is_fixed():
-    a, b = compare.sweep_subset(10_000, 2000), compare.sweep_subset(10_000, 2000)
+    a, b = sweeps.sweep_subset(10_000, 2000), sweeps.sweep_subset(10_000, 2000)
     np.testing.assert_array_equal(a, b)
     assert len(np.unique(a)) == 2000 and (np.diff(a) > 0).all()
-    np.testing.assert_array_equal(compare.sweep_subset(300, 2000), np.arange(300))
+    np.testing.assert_array_equal(sweeps.sweep_subset(300, 2000), np.arange(300))
 
 
 # --- sentences generated from the numbers ---
 
 def test_sweep_sentences_state_the_numbers():
-    sweep = next(s for s in compare.SWEEPS if s.key == "shift_x")
+    sweep = next(s for s in sweeps.SWEEPS if s.key == "shift_x")
     levels = sweep.levels  # -4 .. 4
     cnn = [0.990, 0.990, 0.991, 0.992, 0.993, 0.992, 0.985, 0.976, 0.971]
     lstm = [0.70, 0.80, 0.90, 0.97, 0.985, 0.97, 0.90, 0.75, 0.613]
     result = {"levels": levels, "variants": {"": {"accuracy": {"cnn": cnn, "lstm": lstm}}}}
-    text = " ".join(compare.describe_sweep(sweep, result))
+    text = " ".join(describe_sweep(sweep, result))
     assert "Unperturbed, the subset is classified with 99.3 % (CNN) and 98.5 % (LSTM) accuracy." in text
     assert ("At a 4 px shift right the CNN drops to 97.1 % (-2.2 points) and the LSTM drops to "
             "61.3 % (-37.2 points).") in text
@@ -134,17 +145,17 @@ def test_sweep_sentences_state_the_numbers():
     assert "the LSTM loses more accuracy than the CNN at 8 of them" in text
     # both within a point: no "keeps" against "drops to" for the same number
     result["variants"][""]["accuracy"] = {"cnn": [0.99] * 9, "lstm": [0.985] * 4 + [0.99] + [0.985] * 4}
-    text = " ".join(compare.describe_sweep(sweep, result))
+    text = " ".join(describe_sweep(sweep, result))
     assert ("At a 4 px shift right both models stay within 1 point: the CNN scores 99.0 %, the LSTM "
             "scores 98.5 %.") in text
 
 
 def test_sweep_sentences_for_three_models():
-    sweep = next(s for s in compare.SWEEPS if s.key == "blur")  # levels 0, 0.5, 1, 1.5, 2
+    sweep = next(s for s in sweeps.SWEEPS if s.key == "blur")  # levels 0, 0.5, 1, 1.5, 2
     accuracy = {"cnn": [0.99, 0.99, 0.985, 0.95, 0.70], "lstm": [0.98, 0.98, 0.95, 0.70, 0.35],
                 "rnn": [0.96, 0.955, 0.90, 0.60, 0.30]}
     result = {"levels": sweep.levels, "variants": {"": {"accuracy": accuracy}}}
-    text = compare.describe_sweep(sweep, result)
+    text = describe_sweep(sweep, result)
     assert text[0] == ("Unperturbed, the subset is classified with 99.0 % (CNN), 98.0 % (LSTM) and "
                        "96.0 % (RNN) accuracy.")
     assert text[1] == ("At a blur of sigma 2 px the CNN drops to 70.0 % (-29.0 points), the LSTM drops to "
@@ -161,13 +172,13 @@ def test_summary_and_overlap_sentences_for_three_models():
     evaluations = {"cnn": Evaluation(labels, np.eye(10, dtype=np.float32)[[0, 1, 2, 3, 4, 9]]),
                    "lstm": Evaluation(labels, np.eye(10, dtype=np.float32)[[0, 1, 2, 3, 9, 9]]),
                    "rnn": Evaluation(labels, np.eye(10, dtype=np.float32)[[0, 7, 2, 3, 9, 9]])}
-    matrix = compare.right_where_wrong(evaluations)
+    matrix = right_where_wrong(evaluations)
     assert matrix == {"cnn": {"lstm": 1, "rnn": 2}, "lstm": {"cnn": 0, "rnn": 1}, "rnn": {"cnn": 0, "lstm": 0}}
-    overlap = compare.error_overlap(evaluations)
+    overlap = error_overlap(evaluations)
     assert overlap == {"all_wrong": 1, "all_wrong_same_answer": 1,
                        "only_wrong": {"cnn": 0, "lstm": 0, "rnn": 1},
                        "only_right": {"cnn": 1, "lstm": 0, "rnn": 0}}
-    text = compare.describe_overlap(evaluations, overlap)
+    text = describe_overlap(evaluations, overlap)
     assert text == ["Of the 6 images, all 3 models miss 1 (1 of those with the same wrong answer from every model).",
                     "Images only one model gets wrong: CNN 0, LSTM 0, RNN 1; images only one model gets "
                     "right: CNN 1, LSTM 0, RNN 0."]
@@ -175,7 +186,7 @@ def test_summary_and_overlap_sentences_for_three_models():
              "latency": {"cnn": 0.002, "lstm": 0.001, "rnn": 0.0005}, "latency_calls": 7,
              "training_speed": {"cnn": {"images_per_second": 800.0}, "lstm": {"images_per_second": 2400.0},
                                 "rnn": {"images_per_second": 4800.0}}}
-    text = compare.describe_summary(evaluations, facts)
+    text = describe_summary(evaluations, facts)
     assert text == [
         "On the 6 test images the CNN is right 83.33 % of the time (1 errors), the LSTM 66.67 % (2) and "
         "the RNN 50.00 % (3).",
@@ -198,7 +209,7 @@ def test_memory_sentences_state_the_numbers():
               "blank_rows": {"counts": [0, 4, 8, 12],
                              "accuracy": {"rnn": [0.97, 0.93, 0.85, 0.40], "lstm": [0.99, 0.99, 0.95, 0.92]}}}
     titles = {"rnn": "RNN", "lstm": "LSTM"}
-    text = memory.describe_gradients(result, titles)
+    text = memory_section.describe_gradients(result, titles)
     assert text[0] == ("RNN: after training, the gradient reaching the state after row 1 is 250,000x smaller "
                        "than at row 28 (mean ||dL/dh_1|| = 2.00e-06, ||dL/dh_28|| = 5.00e-01); freshly "
                        "initialised (seed 1) it was 100,000,000x smaller (1.00e-08 vs 1.00e+00).")
@@ -209,7 +220,7 @@ def test_memory_sentences_state_the_numbers():
                        "the least: the RNN's ratio is 50,000x the LSTM's.")
     assert text[3] == ("Freshly initialised, the RNN loses the most gradient between row 28 and row 1 "
                        "(100,000,000x) and the LSTM the least (0.5x).")
-    text = memory.describe_blank_rows(result, titles)
+    text = memory_section.describe_blank_rows(result, titles)
     assert text[0] == ("The RNN scores 97.0 % with no blank rows and 93.0 % after 4, then falls below 90 % at "
                        "8 blank rows (85.0 %); after 12 it scores 40.0 %.")
     assert text[1] == ("The LSTM stays at or above 90 % all the way to 12 blank rows (99.0 % with none, "
@@ -218,11 +229,11 @@ def test_memory_sentences_state_the_numbers():
     assert text[2] == ("Averaged over k = 4..12: LSTM 95.3 %, RNN 72.7 %; the LSTM holds the digit best "
                        "and the RNN worst.")
     result["blank_rows"]["accuracy"]["rnn"] = [0.97, 0.85, 0.80, 0.40]
-    assert memory.describe_blank_rows(result, titles)[0] == (
+    assert memory_section.describe_blank_rows(result, titles)[0] == (
         "The RNN scores 97.0 % with no blank rows and falls below 90 % already at 4 (85.0 %); after 12 "
         "it scores 40.0 %.")
     result["gradients"]["rnn"]["trained"][0] = 0.48  # within 10 % of the last row's 0.5
-    assert "row 1 is about as large as at row 28 (mean" in memory.describe_gradients(result, titles)[0]
+    assert "row 1 is about as large as at row 28 (mean" in memory_section.describe_gradients(result, titles)[0]
 
 
 # --- the memory measurements, against direct computations ---
@@ -266,6 +277,7 @@ def test_hidden_gradient_norms_match_central_differences():
     rng = np.random.default_rng(6)
     images = rng.random((3, 6, 4)).astype(np.float32)
     labels = np.array([0, 2, 1])
+    attributes = dict(vars(model.network.layers[0]))
     got = memory.hidden_gradient_norms(model, images, labels)
     assert got.shape == (6,)
     # dL_n/dh_t by central differences on the state h_t itself, continuing the recurrence from it
@@ -285,7 +297,9 @@ def test_hidden_gradient_norms_match_central_differences():
         expected[t] = np.linalg.norm(grad, axis=1).mean()
     np.testing.assert_allclose(got, expected, rtol=2e-4)
     assert expected[0] < expected[-1] / 2  # the test is not of a flat curve
-    assert model.network.layers[0].record_hidden_grads is False  # switched off again
+    changed = {name for name, value in vars(model.network.layers[0]).items()
+               if name not in attributes or value is not attributes[name]}
+    assert changed <= {"cache", "steps", "sequence_output"}  # what any forward pass sets
 
 
 def test_blank_row_accuracy_matches_a_direct_forward_and_the_plain_accuracy_at_zero():
@@ -316,6 +330,71 @@ def test_initial_model_is_the_trainers_start():
     assert not np.array_equal(fresh.network.state()["0.w_hh"], trained.network.state()["0.w_hh"])
 
 
+# --- the training-speed timing ---
+
+def test_training_speed_times_the_kits_one_training_step(monkeypatch):
+    """Every timed and warm-up step is nn.step.TrainingStep on one batch, cycling through the images."""
+    batches = []
+
+    class CountingStep(TrainingStep):
+        def __call__(self, x, labels, **kwargs):
+            batches.append((x.copy(), labels.copy()))
+            return super().__call__(x, labels, **kwargs)
+
+    monkeypatch.setattr(timing, "TrainingStep", CountingStep)
+    model = tiny_rnn(seed=2)
+    rng = np.random.default_rng(3)
+    images, labels = rng.random((40, 6, 4)).astype(np.float32), rng.integers(0, 3, 40)
+    result = timing.training_speed(model, images, labels, batch_size=16, seconds=0.01, warmup=2)
+    assert result["steps"] >= 5 and len(batches) == 2 + result["steps"]
+    assert result["batch_size"] == 16 and result["images_per_second"] > 0
+    index = np.arange(16, 32)                       # the second batch: images 16..31
+    np.testing.assert_array_equal(batches[1][0], model.to_network_input(images[index]))
+    np.testing.assert_array_equal(batches[1][1], labels[index])
+    index = np.arange(32, 48) % 40                  # the third wraps around to the first images
+    np.testing.assert_array_equal(batches[2][1], labels[index])
+
+
+# --- the sections ---
+
+def test_sections_need_distinct_keys():
+    class One(Section):
+        key, title = "one", "One"
+
+    class Again(Section):
+        key, title = "one", "One again"
+
+    check_sections([One(), *default_sections()])
+    with pytest.raises(ValueError, match="'one'"):
+        check_sections([One(), Again()])
+    keys = [section.key for section in default_sections()]
+    assert keys == ["models", "glance", "training", "per_class", "confusion", "disagreement", "robustness",
+                    "memory", "reproduce"]
+
+
+def test_the_data_folder_is_shown_without_the_machines_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "mnist").mkdir(parents=True)
+    assert shown_data_folder(tmp_path / "data" / "mnist", None) == "data/mnist"
+    elsewhere = tmp_path.parent / "elsewhere" / "mnist"
+    home = tmp_path.parent / f"{tmp_path.name}_home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("MNIST_DIR", str(elsewhere))
+    assert shown_data_folder(elsewhere, None) == "$MNIST_DIR"
+    assert shown_data_folder(home / "mnist", None) == "~/mnist"
+    assert shown_data_folder(elsewhere, str(elsewhere)) == str(elsewhere)   # typed by the user
+
+
+def test_shipped_weights_are_shown_as_the_repositorys_file_wherever_they_are_installed(tmp_path, monkeypatch):
+    from models.base import shipped_weights
+    monkeypatch.chdir(tmp_path)
+    assert shown_weights("cnn", shipped_weights("cnn")) == "weights/cnn.npz"
+    (tmp_path / "runs").mkdir()
+    assert shown_weights("cnn", tmp_path / "runs" / "cnn.npz") == "runs/cnn.npz"
+    other = tmp_path.parent / "cnn.npz"
+    assert shown_weights("cnn", other) == str(other)
+
+
 # --- the command, end to end ---
 
 LIMIT = 200
@@ -340,7 +419,7 @@ def weights(tmp_path_factory):
 
 
 def run_compare(repo_root, mnist_dir, weights, out, *extra, names=THREE, **kwargs):
-    return run_module(repo_root, "models.analysis.compare", "--models", ",".join(str(weights[n]) for n in names),
+    return run_module(repo_root, "models.compare", "--models", ",".join(str(weights[n]) for n in names),
                       "--data", mnist_dir, "--out", out, *extra, **kwargs)
 
 
@@ -395,9 +474,9 @@ def test_three_model_report_states_measured_values_and_links_every_figure(repo_r
     assert min(numbers["disagreements"].values()) > 0  # untrained models: all three grids have digits
 
     # robustness: a column per model, the identity level is the subset's plain accuracy
-    subset = compare.sweep_subset(LIMIT, SWEEP_IMAGES)
+    subset = sweeps.sweep_subset(LIMIT, SWEEP_IMAGES)
     assert numbers["sweep_images"] == SWEEP_IMAGES
-    for sweep in compare.SWEEPS:
+    for sweep in sweeps.SWEEPS:
         assert f"### {sweep.title}" in report
         for variant in numbers["robustness"][sweep.key]["variants"].values():
             for name in THREE:
@@ -423,7 +502,7 @@ def test_three_model_report_states_measured_values_and_links_every_figure(repo_r
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     expected_figures = ({"training_curves.png", "per_class.png", "confusion.png", "rnn_right_cnn_wrong.png",
                          "cnn_right_rnn_wrong.png", "rnn_cnn_both_wrong.png", "memory_gradients.png",
-                         "memory_blank_rows.png"} | {f"robustness_{s.key}.png" for s in compare.SWEEPS})
+                         "memory_blank_rows.png"} | {f"robustness_{s.key}.png" for s in sweeps.SWEEPS})
     assert sorted(links) == sorted(expected_figures)  # every figure, each linked once
     for link in links:
         data = (out / link).read_bytes()
@@ -453,7 +532,7 @@ def test_bad_model_lists_give_one_line_and_write_nothing(repo_root, mnist_dir, w
              (("--models", f"{weights['cnn']},{weights['lstm']}", "--pair", "cnn,rnn"), "--pair cnn,rnn"),
              (("--models", f"{weights['cnn']},{tmp_path / 'missing.npz'}"), "missing.npz")]
     for arguments, expected in cases:
-        line = assert_one_line_error(run_module(repo_root, "models.analysis.compare", *arguments, "--data", mnist_dir,
+        line = assert_one_line_error(run_module(repo_root, "models.compare", *arguments, "--data", mnist_dir,
                                                 "--out", out))
         assert expected in line, line
         assert not out.exists()
@@ -486,7 +565,7 @@ def test_a_model_defined_outside_the_kit_is_compared_and_measured(repo_root, mni
     tiny_weights = tmp_path / "tinygru.npz"
     build_model("tinygru", np.random.default_rng(4)).save(tiny_weights)
     out = tmp_path / "report"
-    result = run_module(repo_root, "models.analysis.compare", "--model-file", model_file, "--models",
+    result = run_module(repo_root, "models.compare", "--model-file", model_file, "--models",
                         f"{weights['rnn']},{tiny_weights}", "--data", mnist_dir, "--out", out, "--limit", 100,
                         "--sweep-images", 20, "--latency-calls", 3, "--speed-seconds", 0.05, "--quiet",
                         pythonpath_first=without_matplotlib(tmp_path))
@@ -500,7 +579,7 @@ def test_a_model_defined_outside_the_kit_is_compared_and_measured(repo_root, mni
     tiny = load_model(tiny_weights)
     assert numbers["evaluations"]["tinygru"]["accuracy"] == float((tiny.predict(images) == labels).mean())
     assert numbers["memory"]["models"] == ["rnn", "tinygru"]
-    subset = compare.sweep_subset(100, 20)
+    subset = sweeps.sweep_subset(100, 20)
     assert numbers["memory"]["blank_rows"]["accuracy"]["tinygru"][0] == float(
         (tiny.predict(images[subset]) == labels[subset]).mean())
 
@@ -511,9 +590,48 @@ def test_default_is_every_shipped_model_in_registry_order():
     missing = [name for name in registry.shipped() if not shipped_weights(name).is_file()]
     if missing:
         pytest.skip(f"shipped weights not present yet: {', '.join(missing)}")
-    models, paths, pair = compare.load_models(None, None)
+    models, paths, pair = cli.load_models(None, None)
     assert list(models) == registry.shipped() and len(models) >= 2
     assert pair == tuple(registry.shipped()[:2])
     assert all(paths[name] == shipped_weights(name) for name in models)
-    _, _, pair = compare.load_models(",".join(registry.shipped()), ",".join(registry.shipped()[:0:-1][:2]))
+    _, _, pair = cli.load_models(",".join(registry.shipped()), ",".join(registry.shipped()[:0:-1][:2]))
     assert pair == tuple(registry.shipped()[:0:-1][:2])
+
+
+def test_a_section_defined_in_one_new_module_reaches_the_markdown_and_the_json(mnist_dir, weights, tmp_path,
+                                                                               capsys):
+    """tests/support/confidence_section.py is the only file the new section needs: added to the list,
+    its heading, table and sentence are in report.md, its numbers in report.json, and every other
+    section is still there."""
+    from tests.support.confidence_section import ConfidenceSection
+    sections = default_sections()
+    sections.insert(2, ConfidenceSection())
+    out = tmp_path / "report"
+    code = cli.main(["--models", f"{weights['lstm']},{weights['rnn']}", "--data", mnist_dir, "--out", out,
+                     "--limit", 100, "--sweep-images", 20, "--latency-calls", 3, "--speed-seconds", 0.05,
+                     "--quiet"], sections=sections)
+    assert code == 0
+    report = (out / "report.md").read_text()
+    numbers = json.loads((out / "report.json").read_text())
+    assert re.findall(r"^## (.+)$", report, re.M) == [
+        "The models", "At a glance", "How sure is each model?", "Training curves", "Per class",
+        "Confusion matrices", "Where they disagree", "Robustness", "Does the LSTM remember longer?", "Reproduce"]
+    images, labels, _ = load_test_set(str(mnist_dir), 100)
+    means = {}
+    for name, title in (("lstm", "LSTM"), ("rnn", "RNN")):
+        probabilities = load_model(weights[name]).predict_proba(images)
+        answers = probabilities.argmax(axis=1)
+        chosen = probabilities[np.arange(100), answers]
+        wrong = answers != labels
+        assert wrong.any()   # untrained weights: there are mistakes to average over
+        means[name] = float(chosen.mean())
+        assert numbers["confidence"][name]["mean"] == pytest.approx(means[name], rel=1e-6)
+        assert numbers["confidence"][name]["mean_when_wrong"] == pytest.approx(float(chosen[wrong].mean()), rel=1e-6)
+        assert f"| {title} | {100 * means[name]:.1f} % | {100 * chosen[wrong].mean():.1f} % |" in report
+    surest = max(means, key=means.get)
+    assert (f"- The {surest.upper()} is the surest of its answers ({100 * means[surest]:.1f} % on average)."
+            in report)
+    for key in ("descriptions", "training_speed", "training", "disagreements", "robustness", "memory",
+                "evaluations", "figures"):
+        assert key in numbers
+    assert "LSTM" in capsys.readouterr().out   # the summary table is still printed

@@ -129,7 +129,7 @@ def run_module(repo_root, module, *args, pythonpath_first=None):
 
 
 def run_evaluate(repo_root, *args, **kwargs):
-    return run_module(repo_root, "models.analysis.evaluate", *args, **kwargs)
+    return run_module(repo_root, "models.evaluate", *args, **kwargs)
 
 
 def without_matplotlib(tmp_path):
@@ -177,6 +177,22 @@ def test_json_matches_model_predict(repo_root, mnist_dir, weights):
         assert row["recall"] == pytest.approx(recall, abs=1e-12)
         assert row["f1"] == pytest.approx(f1, abs=1e-12)
     assert np.isfinite(report["loss"])
+
+
+def test_threads_flag_gives_the_same_numbers(repo_root, mnist_dir, weights):
+    """--threads (which evaluate lacked) through the README's module name: one thread and two
+    give the same report; a bad count is a one-line error."""
+    reports = []
+    for count in (1, 2):
+        result = run_module(repo_root, "models.evaluate", "--weights", weights["lstm"], "--data", mnist_dir,
+                            "--limit", LIMIT, "--json", "--threads", count)
+        assert result.returncode == 0, result.stderr
+        reports.append(json.loads(result.stdout))
+    assert reports[0]["confusion_matrix"] == reports[1]["confusion_matrix"]
+    assert reports[0]["loss"] == pytest.approx(reports[1]["loss"], rel=1e-6)
+    line = assert_one_line_error(run_module(repo_root, "models.evaluate", "--model", "cnn", "--threads", "0"))
+    assert line == ("error: argument --threads: must be a positive integer, not 0 "
+                    "(see python -m models.evaluate --help)")
 
 
 def test_text_report(repo_root, mnist_dir, weights):

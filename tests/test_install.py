@@ -114,8 +114,30 @@ def test_console_command_lists_models_and_refuses_unknown(tmp_path):
     unknown = run_command("paint", cwd=tmp_path)
     assert unknown.returncode == 2
     assert unknown.stderr.strip().splitlines() == [
-        "error: unknown command 'paint'; choose one of draw, train, evaluate, compare, data, "
+        "error: unknown command 'paint'; choose one of draw, train, evaluate, compare, export, data, "
         "models (see cnn-vs-lstm --help)"]
+
+
+def test_the_wheel_requires_what_the_code_imports(wheel):
+    """threadpoolctl sets the BLAS thread count at run time (nn.set_threads); SciPy's BLAS is the
+    one Numba's compiled np.dot calls."""
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [name for name in archive.namelist() if name.endswith(".dist-info/METADATA")]
+        text = archive.read(metadata).decode()
+    required = {line.split(":", 1)[1].strip().split(">")[0].split("=")[0].strip()
+                for line in text.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line}
+    assert {"numpy", "numba", "pygame", "scipy", "threadpoolctl"} <= required, required
+
+
+def test_the_console_command_exports_with_threads(tmp_path):
+    from models.base import build_model
+    import numpy as np
+    weights = tmp_path / "mlp.npz"
+    build_model("mlp", np.random.default_rng(0)).save(weights)
+    done = run_command("export", "--weights", weights, "--out", tmp_path / "mlp.safetensors", "--threads", 1,
+                       cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert load_model(tmp_path / "mlp.safetensors").name == "mlp"
 
 
 def test_train_without_out_writes_to_the_user_folder_and_says_where(tmp_path, mnist_dir):

@@ -1,6 +1,6 @@
 """SimpleRNN, GRU and Bidirectional: central differences in float64, PyTorch as the oracle in
 float32, the Numba step kernels against their NumPy twins, and the layer contract (backward
-twice, config round trip, flat parameter dicts, record_hidden_grads).
+twice, config round trip, flat parameter dicts, hidden-state gradients).
 
 Recurrent weights are drawn N(0, 0.5^2) so no gate saturates and every gradient is far from 0;
 the upstream gradient dy is random (never ones).
@@ -345,7 +345,7 @@ def test_against_torch(kind, bidirectional, sequences):
             assert_close(layer.grads[key], tensor.grad, GRAD_TOL, f"gradient of {key}")
 
 
-# ----------------------------------------------------------------------------- record_hidden_grads
+# ----------------------------------------------------------------------------- hidden-state gradients
 
 def unrolled(cell, x_t):
     """Run ``cell`` over x_t (N, T, D) step by step; every h_t keeps its gradient."""
@@ -367,20 +367,22 @@ def unrolled(cell, x_t):
 @pytest.mark.parametrize("kind, bidirectional, sequences",
                          [(k, b, s) for k in ("SimpleRNN", "GRU", "LSTM")
                           for b in (False, True) for s in (False, True)])
-def test_record_hidden_grads_against_torch(kind, bidirectional, sequences):
-    """hidden_grads[t] = the total dL/dh_t (output part plus what step t+1 sends back)."""
+def test_hidden_grads_against_torch(kind, bidirectional, sequences):
+    """backward_with_hidden_grads: hidden_grads[t] = the total dL/dh_t (output part plus what
+    step t+1 sends back); dx and the parameter gradients are those of a plain backward."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(60 + len(kind) + 2 * bidirectional + sequences)
     layer = make(kind, rng, sequences, bidirectional)
-    assert layer.record_hidden_grads is False
     x = rng.standard_normal((4, 6, D)).astype(np.float32)
     y = layer.forward(x)
     dy = rng.standard_normal(y.shape).astype(np.float32)
-    layer.backward(dy)
-    assert layer.hidden_grads is None                  # off by default: nothing stored
-    layer.record_hidden_grads = True
+    plain_dx = layer.backward(dy)
+    plain_grads = {key: value.copy() for key, value in layer.grads.items()}
     layer.forward(x)
-    layer.backward(dy)
+    dx, hidden_grads = layer.backward_with_hidden_grads(dy)
+    np.testing.assert_array_equal(dx, plain_dx)
+    for key, value in plain_grads.items():
+        np.testing.assert_array_equal(layer.grads[key], value, err_msg=key)
     sides = [layer.forward_layer, layer.backward_layer] if bidirectional else [layer]
     module, _ = twin_of(layer)
     cells = module.cells()       # one per direction, sharing the twin's parameters
@@ -395,8 +397,8 @@ def test_record_hidden_grads_against_torch(kind, bidirectional, sequences):
     assert_close(y, y_t, FORWARD_TOL, "forward")
     y_t.backward(torch.from_numpy(dy))
     expected = torch.cat([torch.stack([h.grad for h in hs]) for hs in states], -1)  # (T, N, *H)
-    assert layer.hidden_grads.shape == (6, 4, H * len(sides))
-    assert_close(layer.hidden_grads, expected, GRAD_TOL, "hidden_grads")
+    assert hidden_grads.shape == (6, 4, H * len(sides))
+    assert_close(hidden_grads, expected, GRAD_TOL, "hidden_grads")
     if not sequences:    # only h_T receives an output gradient; earlier ones come through w_hh
-        np.testing.assert_array_equal(sides[0].hidden_grads[-1], dy[:, :H])
-        assert np.abs(sides[0].hidden_grads[0]).max() > 0
+        np.testing.assert_array_equal(hidden_grads[-1, :, :H], dy[:, :H])
+        assert np.abs(hidden_grads[0, :, :H]).max() > 0

@@ -1,5 +1,7 @@
 """models/analysis/saliency.py: the saliency map against central finite differences of the log-probability,
 and occlusion sensitivity against blanking a square by hand."""
+import copy
+
 import numpy as np
 import pytest
 
@@ -35,13 +37,28 @@ def test_saliency_matches_central_differences_of_the_log_probability(name):
                                                                                        gradient[i, j])
 
 
-def test_the_first_layers_input_gradient_switch_is_restored():
-    model = build_model("cnn", rng=np.random.default_rng(2))
+@pytest.mark.parametrize("name", ["cnn", "lstm"])
+def test_the_first_layer_is_left_as_it_was_built(name):
+    """The image's gradient is asked for in the one backward pass (need_input_grad=True), not
+    by switching the layer: it still skips its input gradient, and a training step afterwards
+    gives the same bits as on an untouched copy."""
+    model = build_model(name, rng=np.random.default_rng(2))
+    untouched = copy.deepcopy(model)
     first = first_input_grad_layer(model.network)
     assert first.need_input_grad is False
     gradient, _, _ = input_gradient(model, tie_free_image().astype(np.float32))
     assert first.need_input_grad is False and gradient.dtype == np.float32
     assert np.abs(gradient).max() > 0
+    assert model.network.config() == untouched.network.config()
+    x = model.to_network_input(tie_free_image(1)[None].astype(np.float32).repeat(3, axis=0))
+    for network in (model.network, untouched.network):
+        y = network.forward(x, training=False)
+        assert network.backward(np.ones_like(y)) is None      # still skipped
+    ours, theirs = ({key: layer.grads[name] for key, layer, name in network.parameters()}
+                    for network in (model.network, untouched.network))
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
 
 
 def test_occlusion_is_the_probability_drop_of_blanking_each_square():

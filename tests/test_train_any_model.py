@@ -86,7 +86,7 @@ def test_a_model_from_a_file_outside_the_kit_trains_saves_loads_evaluates_and_co
     images, labels, _ = load_dataset(mnist_dir, "test")
     predicted = model.predict(images[:1000])
 
-    evaluated = run("-m", "models.analysis.evaluate", "--model-file", model_file, "--weights", weights,
+    evaluated = run("-m", "models.evaluate", "--model-file", model_file, "--weights", weights,
                     "--data", mnist_dir, "--limit", 1000, "--json", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(evaluated.stdout)
@@ -95,7 +95,7 @@ def test_a_model_from_a_file_outside_the_kit_trains_saves_loads_evaluates_and_co
     assert history["test"]["accuracy"] == report["accuracy"]
     assert report["accuracy"] > 0.6   # 800 images, 3 epochs: far above chance (0.1)
 
-    compared = run("-m", "models.analysis.compare", "--model-file", model_file, "--models", f"mlp,{weights}",
+    compared = run("-m", "models.compare", "--model-file", model_file, "--models", f"mlp,{weights}",
                    "--data", mnist_dir, "--limit", 1000, "--sweep-images", 100, "--latency-calls", 3,
                    "--speed-seconds", 0.2, "--threads", 1, "--out", tmp_path / "report", "--quiet",
                    cwd=tmp_path)

@@ -4,6 +4,7 @@
     python -m models.evaluate --model gru --json               # the same numbers as one JSON object
     python -m models.evaluate --model cnn --plots plots/       # + PNG figures (needs matplotlib)
     python -m models.evaluate --weights runs/my.npz            # any weights file (it names its model)
+    python -m models.evaluate --model lstm --threads 1         # BLAS and Numba on one thread
 
 What it prints (text mode): the test accuracy and mean cross-entropy, a per-digit table of
 precision, recall, F1 and support (see :mod:`models.analysis.metrics` for the definitions), and the
@@ -13,27 +14,18 @@ training curves (from the history JSON saved beside the weights), the confusion 
 heatmap, and grids of correctly and wrongly classified test digits.
 
 A weights file that is missing, damaged or of the other model, a missing data folder or a bad
-flag gives one line ``error: ...`` and exit status 2, before anything is written.
+flag gives one line ``error: ...`` and exit status 2, before anything is written.  The command
+line (flags, checks, printing) is :mod:`models.commands.evaluate`; this module computes.
 """
-import nn
-
-if __name__ == "__main__":
-    nn.configure_threads()  # before NumPy loads BLAS
-
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from models.analysis import metrics
-from kit.cli import CommandLineParser, exit_on_user_error, positive_int
 from kit.data import ensure_mnist, resolve_data_dir
 from kit.mnist import load_dataset
-from models import registry
-from models.base import load_model, resolve_weights
 from models.training.checkpoint import sibling_paths
-from nn.errors import UserError
 from nn.losses import log_softmax
 
 GRID_IMAGES = 40  # digits per grid figure
@@ -182,63 +174,3 @@ def format_text(model, weights_path, data_dir, evaluation):
         lines += ["", "most frequent mistakes: " + ", ".join(
             f"{t} read as {p} ({n}x)" for t, p, n in mistakes)]
     return "\n".join(lines)
-
-
-def make_parser(prog="python -m models.evaluate"):
-    parser = CommandLineParser(
-        prog=prog,
-        description="Evaluate a trained model on the MNIST test images: accuracy, per-class "
-                    "precision/recall/F1 and the confusion matrix.")
-    add = parser.add_argument
-    add("--model", metavar="NAME", help="a model: " + ", ".join(registry.names())
-        + " (its shipped weights unless --weights is given)")
-    add("--model-file", metavar="PATH", help="a Python file defining MODEL = ModelSpec(...)")
-    add("--weights", metavar="PATH", help="weights file (default: the model's shipped weights)")
-    add("--data", metavar="DIR",
-        help="folder with the IDX files (default: $MNIST_DIR, else ./data/mnist, else the user data folder)")
-    add("--download", action="store_true", help="fetch MNIST into the data folder if it is missing")
-    add("--json", action="store_true", help="print the results as one JSON object")
-    add("--limit", type=positive_int, metavar="N", help="evaluate only the first N test images")
-    add("--plots", metavar="DIR", help="also write PNG figures into DIR (needs matplotlib: the plot extra)")
-    return parser
-
-
-@exit_on_user_error
-def main(argv=None, prog="python -m models.evaluate"):
-    args = make_parser(prog).parse_args(argv)
-    if args.plots:
-        from models.analysis.plots import require_matplotlib
-        require_matplotlib()
-    if args.model_file:
-        spec = registry.load_model_file(args.model_file)
-        args.model = args.model or spec.name
-    if not args.model and not args.weights:
-        raise UserError("say which model to evaluate: --model NAME (" + ", ".join(registry.names())
-                        + ") or --weights PATH")
-    weights_path = resolve_weights(args.weights or args.model)
-    model = load_model(weights_path, expect=args.model)
-    images, labels, data_dir = load_test_set(args.data, args.limit, model.num_classes, args.download)
-    if images.shape[1:] != model.image_shape:
-        raise UserError(f"{data_dir}: its images are {images.shape[1:]}, the model reads {model.image_shape}")
-    evaluation = evaluate(model, images, labels)
-    plot_paths, notes = [], []
-    if args.plots:
-        try:
-            plot_paths, notes = write_plots(args.plots, model, weights_path, images, evaluation)
-        except OSError as error:
-            raise UserError(f"cannot write the plots into {args.plots}: {error.strerror or error}") from None
-    if args.json:
-        print(json.dumps({"model": model.name, "weights": str(weights_path), "data": str(data_dir),
-                          **evaluation.summary(),
-                          **({"plots": [str(p) for p in plot_paths]} if args.plots else {})}))
-    else:
-        print(format_text(model, weights_path, data_dir, evaluation))
-        if plot_paths:
-            print("\nplots written: " + ", ".join(str(p) for p in plot_paths))
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

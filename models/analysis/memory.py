@@ -8,7 +8,7 @@ gradient norms   how strongly the loss depends on the hidden state after each ro
                  where L_n is image n's cross-entropy and h_t (H,) the recurrent layer's state
                  after reading row t.  The backward pass computes every dL/dh_t anyway (the
                  total of the gradient from the output and the one handed back by step t + 1);
-                 the layer keeps them when ``record_hidden_grads`` is set.  With the last state
+                 the layer returns them from ``backward_with_hidden_grads``.  With the last state
                  feeding the classifier, g_T is where the gradient enters, and g_t / g_T for
                  small t is how much of it is left after travelling back T - t steps: a vanishing
                  gradient is a ratio many orders of magnitude below 1.  Measured in inference
@@ -20,6 +20,9 @@ blank rows       accuracy when k rows of black pixels are appended below the dig
                  state.  Whatever it knows of the digit must be held in its state for k more
                  steps of input that carries no information.  The models never saw such inputs
                  in training (they always answered after row 28).
+
+The report's words, tables and figures for both are in
+:mod:`models.analysis.compare.sections.memory`.
 """
 import numpy as np
 
@@ -28,13 +31,12 @@ from nn.losses import softmax
 
 BLANK_ROWS = tuple(range(0, 57, 4))   # k = 0, 4, ..., 56 appended rows
 GRADIENT_IMAGES = 1000                # test images the gradient norms are averaged over
-MEMORY_BAR = 0.90                     # "falls below 90 %" in the generated sentences
 
 
 def recurrent_layer(model):
-    """The first layer of ``model`` whose backward can record dL/dh_t, or None."""
+    """The first layer of ``model`` whose backward can return dL/dh_t, or None."""
     for layer in model.network.layers:
-        if hasattr(layer, "record_hidden_grads"):
+        if hasattr(layer, "backward_with_hidden_grads"):
             return layer
     return None
 
@@ -67,22 +69,22 @@ def hidden_gradient_norms(model, images, labels, batch_size=500):
     if layer is None:
         raise ValueError(f"the {model.title} has no recurrent layer that records dL/dh_t")
     labels = np.asarray(labels)
+    steps = model.network.steps()
+    above = steps[steps.index(layer) + 1:]          # the layers between h_t and the logits
     total, count = None, 0
-    layer.record_hidden_grads = True
-    try:
-        for start in range(0, len(images), batch_size):
-            x = model.to_network_input(images[start:start + batch_size])
-            y = labels[start:start + batch_size]
-            logits = model.network.forward(x, training=False)
-            dlogits = softmax(logits)
-            dlogits[np.arange(len(y)), y] -= 1                       # dL_n/dlogits_n
-            model.network.backward(dlogits)
-            norms = np.linalg.norm(layer.hidden_grads.astype(np.float64), axis=2)   # (T, N)
-            total = norms.sum(axis=1) if total is None else total + norms.sum(axis=1)
-            count += len(y)
-    finally:
-        layer.record_hidden_grads = False
-        layer.hidden_grads = None
+    for start in range(0, len(images), batch_size):
+        x = model.to_network_input(images[start:start + batch_size])
+        y = labels[start:start + batch_size]
+        logits = model.network.forward(x, training=False)
+        dlogits = softmax(logits)
+        dlogits[np.arange(len(y)), y] -= 1                           # dL_n/dlogits_n
+        dout = dlogits
+        for step in reversed(above):
+            dout = step.backward(dout)
+        _, hidden_grads = layer.backward_with_hidden_grads(dout)      # (T, N, H) dL/dh_t
+        norms = np.linalg.norm(hidden_grads.astype(np.float64), axis=2)   # (T, N)
+        total = norms.sum(axis=1) if total is None else total + norms.sum(axis=1)
+        count += len(y)
     return total / count
 
 
@@ -137,89 +139,3 @@ def measure(models, images, labels, counts=BLANK_ROWS, gradient_images=GRADIENT_
             "gradients": gradients, "images": len(images),
             "blank_rows": {"counts": list(counts), "accuracy": accuracy}}
 
-
-# --- words generated from the numbers ---
-
-def _factor(ratio):
-    """A factor to two significant digits: 6.4 -> '6.4', 513214 -> '510,000'."""
-    rounded = float(f"{ratio:.2g}")
-    return f"{rounded:,.0f}" if rounded >= 10 else f"{rounded:.1f}"
-
-
-def _times(ratio, than=""):
-    """A ratio g_T / g_1 in words: '3,400x smaller', '2.1x larger' (+ ``than``), or 'about as
-    large' (+ ``than`` with 'as' for 'than') within 10 %."""
-    if 1 / 1.1 < ratio < 1.1:
-        return "about as large" + (" as" + than[len("than"):] if than else "")
-    return (f"{_factor(ratio)}x smaller" if ratio >= 1 else f"{_factor(1 / ratio)}x larger") + (
-        " " + than if than else "")
-
-
-def describe_gradients(result, titles):
-    """Sentences on the gradient norms: for each model the ratio g_T / g_1, trained and initial."""
-    text = []
-    steps = result["steps"]
-    ratios = {}
-    for name in result["models"]:
-        g = result["gradients"][name]
-        trained, initial = g["trained"], g["initial"]
-        ratios[name] = trained[-1] / trained[0] if trained[0] > 0 else float("inf")
-        start = initial[-1] / initial[0] if initial[0] > 0 else float("inf")
-        text.append(
-            f"{titles[name]}: after training, the gradient reaching the state after row 1 is "
-            f"{_times(ratios[name], f'than at row {steps}')} (mean ||dL/dh_1|| = {trained[0]:.2e}, "
-            f"||dL/dh_{steps}|| = {trained[-1]:.2e}); freshly initialised (seed {g['seed']}) it "
-            f"was {_times(start)} ({initial[0]:.2e} vs {initial[-1]:.2e}).")
-    if len(ratios) >= 2:
-        order = sorted(ratios, key=lambda name: ratios[name])
-        best, worst = order[0], order[-1]
-        text.append(
-            f"Of the trained models, the {titles[best]} keeps the most gradient over the {steps} "
-            f"steps and the {titles[worst]} the least: the {titles[worst]}'s ratio is "
-            f"{_factor(ratios[worst] / ratios[best])}x the {titles[best]}'s.")
-        initial = {name: result["gradients"][name]["initial"][-1] / result["gradients"][name]["initial"][0]
-                   for name in result["models"]}
-        order = sorted(initial, key=lambda name: initial[name])
-        text.append(
-            f"Freshly initialised, the {titles[order[-1]]} loses the most gradient between row {steps} "
-            f"and row 1 ({_factor(initial[order[-1]])}x) and the {titles[order[0]]} the least "
-            f"({_factor(initial[order[0]])}x).")
-    return text
-
-
-def describe_blank_rows(result, titles, bar=MEMORY_BAR):
-    """Sentences on the blank-row accuracy: where each model falls below ``bar``, and the mean."""
-    counts = result["blank_rows"]["counts"]
-    accuracy = result["blank_rows"]["accuracy"]
-    names = result["models"]
-    bar_words = f"{bar * 100:.0f} %"
-    text = []
-    falls = {}
-    for name in names:
-        acc = accuracy[name]
-        below = next((i for i, a in enumerate(acc) if a < bar), None)
-        falls[name] = counts[below] if below is not None else None
-        if below is None:
-            text.append(f"The {titles[name]} stays at or above {bar_words} all the way to "
-                        f"{counts[-1]} blank rows ({acc[0] * 100:.1f} % with none, "
-                        f"{acc[-1] * 100:.1f} % with {counts[-1]}).")
-        elif below == 0:
-            text.append(f"The {titles[name]} is below {bar_words} even with no blank rows "
-                        f"({acc[0] * 100:.1f} %).")
-        elif below == 1:
-            text.append(f"The {titles[name]} scores {acc[0] * 100:.1f} % with no blank rows and falls "
-                        f"below {bar_words} already at {counts[1]} ({acc[1] * 100:.1f} %); after "
-                        f"{counts[-1]} it scores {acc[-1] * 100:.1f} %.")
-        else:
-            text.append(f"The {titles[name]} scores {acc[0] * 100:.1f} % with no blank rows and "
-                        f"{acc[below - 1] * 100:.1f} % after {counts[below - 1]}, then falls below "
-                        f"{bar_words} at {counts[below]} blank rows ({acc[below] * 100:.1f} %); "
-                        f"after {counts[-1]} it scores {acc[-1] * 100:.1f} %.")
-    later = [i for i, k in enumerate(counts) if k > 0]
-    if len(names) >= 2 and later:
-        mean = {name: float(np.mean([accuracy[name][i] for i in later])) for name in names}
-        order = sorted(names, key=lambda name: -mean[name])
-        text.append(f"Averaged over k = {counts[later[0]]}..{counts[later[-1]]}: " + ", ".join(
-            f"{titles[name]} {mean[name] * 100:.1f} %" for name in order)
-            + f"; the {titles[order[0]]} holds the digit best and the {titles[order[-1]]} worst.")
-    return text

@@ -11,7 +11,8 @@ pushed back through the network by ``network.backward`` in inference mode (Batch
 running statistics, dropout off), then reshaped from the network's input layout to (28, 28).
 S[i, j] > 0: brightening pixel (i, j) a little would make the model surer of c.  The first layer
 of a model is built with ``need_input_grad=False`` (training never needs the image's gradient);
-:func:`input_gradient` switches it on for the one pass and restores it.
+:func:`input_gradient` asks for it in its one backward pass (``need_input_grad=True``), leaving
+the layer as it was built.
 
 **Occlusion sensitivity** (Zeiler & Fergus, 2014): the drop in p_c when a ``patch x patch``
 square of the image is blanked (set to 0), for squares every ``stride`` pixels; each pixel gets
@@ -24,7 +25,8 @@ from nn.losses import softmax
 
 
 def first_input_grad_layer(network):
-    """The first layer of ``network`` that has a ``need_input_grad`` switch, or None."""
+    """The first layer of ``network`` that can skip its input gradient (``need_input_grad``), or
+    None: the one :func:`input_gradient` asks for it."""
     for layer in network.layers:
         if hasattr(layer, "need_input_grad"):
             return layer
@@ -57,15 +59,7 @@ def input_gradient(model, image, target=None):
         target = int(np.argmax(probabilities))
     dlogits = -probabilities[None, :]                         # d log p_c / dz = onehot(c) - p
     dlogits[0, target] += 1
-    first = first_input_grad_layer(model.network)
-    saved = None if first is None else first.need_input_grad
-    try:
-        if first is not None:
-            first.need_input_grad = True
-        dx = model.network.backward(dlogits.astype(logits.dtype))
-    finally:
-        if first is not None:
-            first.need_input_grad = saved
+    dx = model.network.backward(dlogits.astype(logits.dtype), need_input_grad=True)
     log_probability = float(np.log(probabilities[target]))
     return np.asarray(dx).reshape(np.shape(image)), target, log_probability
 

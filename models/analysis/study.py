@@ -5,12 +5,11 @@
   reference CNN.  :func:`has_conv_layers` says which models have any.
 - :func:`row_by_row`: a recurrent model's answer after each of the 28 rows it reads.  The model
   is RNN/LSTM/GRU -> BatchNorm -> Dense on the *last* hidden state h_28; running the recurrent
-  layer with ``return_sequences`` (on a shallow copy: same parameters) and applying the same
-  head (BatchNorm in inference mode, Dense) to every h_t gives the answer the model would give
-  had the image ended after row t.  :func:`reads_rows` says which models can be shown so.
+  layer for every hidden state (``forward(x, return_sequences=True)``, an option of that one
+  call) and applying the same head (BatchNorm in inference mode, Dense) to every h_t gives the
+  answer the model would give had the image ended after row t.  :func:`reads_rows` says which
+  models can be shown so.
 """
-import copy
-
 import numpy as np
 
 from nn.layers import GRU, LSTM, Conv2D, LeakyReLU, ReLU, SimpleRNN
@@ -92,10 +91,8 @@ def row_by_row(model, image):
         raise ValueError(f"{model.title}: expected a recurrent model whose first layer is an LSTM, "
                          "GRU or SimpleRNN returning its last state")
     recurrent, head = model.network.layers[0], model.network.layers[1:]
-    every_step = copy.copy(recurrent)                        # same parameters, its own cache
-    every_step.return_sequences = True
     x = model.to_network_input(image[None])                  # (1, T, D)
-    h = every_step.forward(x, training=False)[0]             # (T, H): every hidden state
+    h = recurrent.forward(x, training=False, return_sequences=True)[0]   # (T, H): every h_t
     for layer in head:
         h = layer.forward(h, training=False)                 # (T, C) logits at the end
     return softmax(h)

@@ -18,15 +18,12 @@ it back with every check an .npz gets.  In PyTorch::
 bias '0.b' is PyTorch's ``bias_ih_l0`` with ``bias_hh_l0 = 0``; tests/test_safetensors.py
 builds both twins).  An existing output is replaced only with ``--force``.
 """
-import nn
-
-if __name__ == "__main__":
-    nn.configure_threads()  # before NumPy loads BLAS
-
 import sys
 from pathlib import Path
 
-from kit.cli import CommandLineParser, exit_on_user_error
+import nn
+from kit.cli import (CommandLineParser, add_model_file_flag, add_model_flag, add_threads_flag, add_weights_flag,
+                     exit_on_user_error)
 from models import registry
 from models.base import load_model, resolve_weights
 from nn.errors import UserError
@@ -34,24 +31,30 @@ from nn.errors import UserError
 FORMATS = {".safetensors": "safetensors", ".npz": "an .npz weights file"}
 
 
-def make_parser():
+def make_parser(prog="python -m models.export"):
     parser = CommandLineParser(
-        prog="python -m models.export",
+        prog=prog,
         description="Write a model's weights as safetensors (for PyTorch and the Hugging Face "
                     "tools) or as this kit's .npz; the output's suffix chooses.")
+    add_model_flag(parser, registry.names())
+    add_model_file_flag(parser)
+    add_weights_flag(parser, help="weights to convert (.npz or .safetensors)")
     add = parser.add_argument
-    add("--model", metavar="NAME", help="a model: " + ", ".join(registry.names())
-        + " (its shipped weights unless --weights is given)")
-    add("--model-file", metavar="PATH", help="a Python file defining MODEL = ModelSpec(...)")
-    add("--weights", metavar="PATH", help="weights to convert (.npz or .safetensors)")
     add("--out", metavar="PATH", required=True, help="the file to write: NAME.safetensors or NAME.npz")
     add("--force", action="store_true", help="replace --out if it exists")
+    add_threads_flag(parser)
     return parser
 
 
 @exit_on_user_error
-def main(argv=None):
-    args = make_parser().parse_args(argv)
+def main(argv=None, prog="python -m models.export"):
+    args = make_parser(prog).parse_args(argv)
+    with nn.set_threads(args.threads):      # restored on return, for a caller in the same process
+        return run(args)
+
+
+def run(args):
+    """The command with parsed flags: convert and write; returns the exit status."""
     if args.model_file:
         spec = registry.load_model_file(args.model_file)
         args.model = args.model or spec.name

@@ -20,7 +20,9 @@ import os
 import sys
 from pathlib import Path
 
-from kit.cli import CommandLineParser, exit_on_user_error, fraction, positive_float, positive_int
+from kit.cli import (CommandLineParser, add_data_flag, add_download_flag, add_model_file_flag,
+                     add_model_flag, add_threads_flag, exit_on_user_error, fraction, positive_float,
+                     positive_int)
 from kit.paths import new_run_path
 from models import registry
 from models.training.checkpoint import (check_files_are_its_own, checkpoint_model_name, parse_checkpoint,
@@ -29,6 +31,7 @@ from models.training.config import RECIPE_FLAGS, TrainerCallbacks, TrainingConfi
 from models.training.lock import OutputLock
 from models.training.trainer import EXIT_INTERRUPTED, RunPlace, train
 from nn.errors import UserError
+from nn.threads import set_threads
 
 DEFAULT_PROG = "python -m models.train"
 # Flags that may differ on --resume: where the data is, how fast, how much is shown.
@@ -66,12 +69,10 @@ def make_parser(spec=None, prog=DEFAULT_PROG):
         formatter_class=argparse.RawDescriptionHelpFormatter if spec is None
         else argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
-    add("--model", metavar="NAME", help="which model to train: " + ", ".join(registry.names()))
-    add("--model-file", metavar="PATH",
-        help="a Python file defining MODEL = ModelSpec(...): train a model of your own")
-    add("--data", metavar="DIR",
-        help="folder with the IDX files (default: $MNIST_DIR, else ./data/mnist, else the user data folder)")
-    add("--download", action="store_true", help="fetch MNIST into the data folder if it is missing")
+    add_model_flag(parser, registry.names(), help="which model to train: " + ", ".join(registry.names()))
+    add_model_file_flag(parser, help="a Python file defining MODEL = ModelSpec(...): train a model of your own")
+    add_data_flag(parser)
+    add_download_flag(parser)
     add("--epochs", type=positive_int, default=recipe.epochs, help="passes over the training split")
     add("--batch-size", type=positive_int, default=recipe.batch_size, help="images per optimizer step")
     add("--lr", type=positive_float, default=recipe.lr, help="peak learning rate")
@@ -96,7 +97,7 @@ def make_parser(spec=None, prog=DEFAULT_PROG):
              "(default: a new folder under the user data folder's runs/)")
     add("--force", action="store_true", help="replace an existing --out file and its checkpoint")
     add("--resume", metavar="CHECKPOINT", help="continue a run stopped by Ctrl-C (or a crash) from its checkpoint file")
-    add("--threads", type=positive_int, help="CPU threads for BLAS and Numba (default: all cores)")
+    add_threads_flag(parser)
     if spec is not None:
         for option, default in spec.options.items():
             add(f"--{option.replace('_', '-')}", dest=option, type=_option_type(default), default=default,
@@ -159,12 +160,9 @@ def _run(argv, fixed_model, prog, callbacks):
                                 **{name: getattr(args, name) for name in RECIPE_FLAGS})
         place.out = Path(args.out if args.out is not None else new_run_path(spec.name))
         check_output(place.out, args.force, prog)
-    if args.threads:
-        from nn.threads import limit_threads
-        limit_threads(args.threads)
     # One trainer per --out: a second one started meanwhile is refused here, and a run that
     # finished meanwhile is seen by the check made again under the lock.
-    with OutputLock(place.out):
+    with set_threads(args.threads), OutputLock(place.out):  # threads restored on return
         if not args.resume:
             check_output(place.out, args.force, prog)
         return train(spec, config, place)

@@ -3,7 +3,5 @@
 The command line is :mod:`models.commands.train`.
 
 May import: ``models`` (the model files and registry), ``kit`` and ``nn``; never
-``models.analysis``, ``models.commands`` or ``canvas`` - save one delegate,
-``trainer.run``, that imports the command line when called, for ``cnn-vs-lstm train``
-(canvas/main.py's table names ``models.training.trainer.run``).
+``models.analysis``, ``models.commands`` or ``canvas``.
 """

@@ -554,10 +554,3 @@ class Run:
         print(f"test accuracy {100 * test_accuracy:.2f}% on {len(self.test_x):,} images "
               f"(weights of epoch {state.best_epoch}, written to {out}; history in {self.history_path})")
         return 0
-
-
-def run(argv=None, model=None, prog=None):
-    """The command line, :func:`models.commands.train.run` - kept at this name for the callers that
-    knew the trainer as one module (``cnn-vs-lstm train``'s table in canvas/main.py)."""
-    from models.commands.train import run as command  # the one import upwards, for old callers only
-    return command(argv, model=model, prog=prog)

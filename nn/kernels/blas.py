@@ -1,4 +1,4 @@
-"""Matrix products callable from inside Numba kernels, through the BLAS that NumPy already loaded.
+"""Matrix products callable from inside Numba kernels, through SciPy's BLAS.
 
 A recurrent layer's time loop is 28 tiny products, each followed by a small gate kernel.  Run
 from Python, every step pays for two calls into compiled code, and a loop split across threads
@@ -6,16 +6,16 @@ pays for a hand-off at every step.  With the product callable from Numba, the wh
 compiled function: one call per sequence, and threads that each run the loop over their own
 rows of the batch from start to end.
 
-How: NumPy's wheels ship OpenBLAS, whose ``cblas_sgemm`` / ``cblas_dgemm`` we find among the
-libraries mapped into this process and register with LLVM under names of our own.  Kernels
-refer to those names, not to an address, so Numba can cache them on disk: the name is bound
-again to the address in every new process when this module is imported.
+How: :mod:`scipy.linalg.cython_blas` exports BLAS's Fortran ``sgemm`` / ``dgemm`` for compiled
+code, on every platform SciPy's wheels install on (OpenBLAS on Linux and Windows, Accelerate
+or OpenBLAS on macOS); Numba's ``get_cython_function_address`` gives their addresses - the way
+Numba's own documentation binds Cython functions.  We register them with LLVM under names of our
+own, and kernels refer to those names, not to an address, so Numba can cache them on disk: the
+names are bound again in every new process when this module is imported.
 
-Without that OpenBLAS (another BLAS, or no /proc to find it in) :data:`AVAILABLE` is False,
-:func:`gemm` runs plain loops (correct, slow), and our names are bound to :func:`_loop_cblas`,
-a compiled triple loop with cblas_?gemm's arguments: machine code cached on a machine with
-OpenBLAS and loaded where it is missing (the flag is frozen into the cache) still computes the
-right product.
+The Fortran interface is column-major and takes every argument by pointer.  A row-major
+``C = op(A) op(B)`` is, read column-major, ``C^T = op(B)^T op(A)^T``: the same call with the two
+operands (and M, N) swapped and each transpose flag kept - see :func:`_fortran_gemm_intrinsic`.
 
     gemm(a, b, c)          c (M, N) = a (M, K) @ b (K, N)
     gemm_at_add(a, b, c)   c (M, N) += a (K, M)^T @ b (K, N)
@@ -24,86 +24,33 @@ Rows of a 2-D slice ``x[lo:hi]`` of a C-contiguous array are contiguous, so a ke
 a block of a batch without copying.  The caller keeps BLAS on one thread (see
 :func:`nn.threads.blas_threads`) when several Numba threads call these at once.
 """
-import ctypes
-
 import llvmlite.binding as llvm
-import numpy as np
 from llvmlite import ir
 from numba import cfunc, njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import get_cython_function_address, intrinsic
 
-# CBLAS enumerations (cblas.h)
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+# Transpose flags as the kernels pass them (cblas.h's values, kept from the first version).
+_NO_TRANS, _TRANS = 111, 112
 
-# Our names for the two functions; the cached machine code refers to these.
-_SGEMM_SYMBOL = "nn_kernels_blas_sgemm"
-_DGEMM_SYMBOL = "nn_kernels_blas_dgemm"
+# Our names for SciPy's sgemm / dgemm; the cached machine code refers to these.
+_SGEMM_SYMBOL = "nn_kernels_blas_fortran_sgemm"
+_DGEMM_SYMBOL = "nn_kernels_blas_fortran_dgemm"
 
-# NumPy's wheels bundle an OpenBLAS with 64-bit integers whose symbols carry a scipy_ prefix
-# and a 64_ suffix; an unprefixed 64-bit build is taken too.  (A 32-bit-integer OpenBLAS, as
-# some systems' NumPy links, is not used: its calls would need other machine code.)
-_CANDIDATES = (("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"),
-               ("cblas_sgemm64_", "cblas_dgemm64_"))
+llvm.add_symbol(_SGEMM_SYMBOL, get_cython_function_address("scipy.linalg.cython_blas", "sgemm"))
+llvm.add_symbol(_DGEMM_SYMBOL, get_cython_function_address("scipy.linalg.cython_blas", "dgemm"))
+AVAILABLE = True   # SciPy is a runtime dependency: BLAS is always there
 
 
-def _find_cblas():
-    """(sgemm address, dgemm address) from the OpenBLAS NumPy loaded, or None."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
-    except OSError:
-        return None
-    for path in paths:
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for single, double in _CANDIDATES:
-            sgemm, dgemm = getattr(library, single, None), getattr(library, double, None)
-            if sgemm is not None and dgemm is not None:
-                return (ctypes.cast(sgemm, ctypes.c_void_p).value,
-                        ctypes.cast(dgemm, ctypes.c_void_p).value)
-    return None
+def _fortran_gemm_intrinsic(symbol, real):
+    """An intrinsic computing the row-major C = op(A) op(B) + beta C through the Fortran
+    ?gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) named ``symbol``.
 
-
-def _loop_cblas_signature(real):
-    """cblas_?gemm's C signature, with 64-bit integers."""
-    pointer = types.CPointer(real)
-    return types.void(types.int32, types.int32, types.int32, types.int64, types.int64,
-                      types.int64, real, pointer, types.int64, pointer, types.int64, real,
-                      pointer, types.int64)
-
-
-def _loop_cblas(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-    """cblas_?gemm as plain loops, row-major only (the one order our kernels pass):
-    C = alpha op(A) op(B) + beta C, with leading dimensions lda, ldb, ldc."""
-    for i in range(m):
-        for j in range(n):
-            total = alpha * 0
-            for p in range(k):
-                left = a[p * lda + i] if trans_a == _TRANS else a[i * lda + p]
-                right = b[j * ldb + p] if trans_b == _TRANS else b[p * ldb + j]
-                total += left * right
-            c[i * ldc + j] = alpha * total + (beta * c[i * ldc + j] if beta != 0 else 0)
-
-
-_FOUND = _find_cblas()
-AVAILABLE = _FOUND is not None
-if AVAILABLE:
-    llvm.add_symbol(_SGEMM_SYMBOL, _FOUND[0])
-    llvm.add_symbol(_DGEMM_SYMBOL, _FOUND[1])
-else:
-    _LOOP_SGEMM = cfunc(_loop_cblas_signature(types.float32), cache=True)(_loop_cblas)
-    _LOOP_DGEMM = cfunc(_loop_cblas_signature(types.float64), cache=True)(_loop_cblas)
-    llvm.add_symbol(_SGEMM_SYMBOL, _LOOP_SGEMM.address)
-    llvm.add_symbol(_DGEMM_SYMBOL, _LOOP_DGEMM.address)
-
-
-def _cblas_gemm_intrinsic(symbol, real):
-    """An intrinsic calling cblas_?gemm(RowMajor, trans_a, trans_b, M, N, K, 1, A, lda, B, ldb,
-    beta, C, ldc) by ``symbol``: C = op(A) op(B) + beta C.  Pointers arrive as integers
-    (array.ctypes.data), beta as a float64."""
+    Arguments as the kernels pass them: trans flags (_TRANS or _NO_TRANS), M, N, K, the arrays'
+    addresses as integers (array.ctypes.data) with their row strides in elements, beta as a
+    float64.  Column-major, the call computes C^T (N, M) = op(B)^T (N, K) op(A)^T (K, M): B goes
+    first, with its own flag ('T' iff B is transposed in the row-major product), then A.
+    """
 
     @intrinsic
     def call(typingctx, trans_a, trans_b, m, n, k, a_address, lda, b_address, ldb, beta,
@@ -113,28 +60,57 @@ def _cblas_gemm_intrinsic(symbol, real):
                                types.uintp, types.int64)
 
         def codegen(context, builder, sig, args):
-            enum, blas_int = ir.IntType(32), ir.IntType(64)
-            pointer = ir.IntType(8).as_pointer()
+            char, integer = ir.IntType(8), ir.IntType(32)   # Fortran CHARACTER, INTEGER
+            real_pointer = real.as_pointer()
             function_type = ir.FunctionType(ir.VoidType(), [
-                enum, enum, enum, blas_int, blas_int, blas_int, real, pointer, blas_int,
-                pointer, blas_int, real, pointer, blas_int])
+                char.as_pointer(), char.as_pointer(), integer.as_pointer(), integer.as_pointer(),
+                integer.as_pointer(), real_pointer, real_pointer, integer.as_pointer(),
+                real_pointer, integer.as_pointer(), real_pointer, real_pointer,
+                integer.as_pointer()])
             function = cgutils.get_or_insert_function(builder.module, function_type, symbol)
             trans_a_, trans_b_, m_, n_, k_, a_, lda_, b_, ldb_, beta_, c_, ldc_ = args
+
+            def by_reference(value):   # Fortran takes every argument by address
+                return cgutils.alloca_once_value(builder, value)
+
+            def flag(trans):           # 'T' (84) if trans == _TRANS else 'N' (78)
+                is_transposed = builder.icmp_signed("==", trans, ir.Constant(trans.type, _TRANS))
+                return by_reference(builder.select(is_transposed, ir.Constant(char, ord("T")),
+                                                   ir.Constant(char, ord("N"))))
+
+            def int32(value):
+                return by_reference(builder.trunc(value, integer))
+
             if isinstance(real, ir.FloatType):
                 beta_ = builder.fptrunc(beta_, real)
             builder.call(function, [
-                ir.Constant(enum, _ROW_MAJOR), builder.trunc(trans_a_, enum),
-                builder.trunc(trans_b_, enum), m_, n_, k_,
-                ir.Constant(real, 1.0), builder.inttoptr(a_, pointer), lda_,
-                builder.inttoptr(b_, pointer), ldb_, beta_,
-                builder.inttoptr(c_, pointer), ldc_])
+                flag(trans_b_), flag(trans_a_), int32(n_), int32(m_), int32(k_),
+                by_reference(ir.Constant(real, 1.0)),
+                builder.inttoptr(b_, real_pointer), int32(ldb_),
+                builder.inttoptr(a_, real_pointer), int32(lda_),
+                by_reference(beta_), builder.inttoptr(c_, real_pointer), int32(ldc_)])
             return context.get_dummy_value()
         return signature, codegen
     return call
 
 
-_sgemm = _cblas_gemm_intrinsic(_SGEMM_SYMBOL, ir.FloatType())
-_dgemm = _cblas_gemm_intrinsic(_DGEMM_SYMBOL, ir.DoubleType())
+_sgemm = _fortran_gemm_intrinsic(_SGEMM_SYMBOL, ir.FloatType())
+_dgemm = _fortran_gemm_intrinsic(_DGEMM_SYMBOL, ir.DoubleType())
+
+
+# Kernels compiled by the previous version of this module call cblas_?gemm under the names
+# below, and Numba's cache does not notice that a called module changed: after an update in
+# place, such a cached kernel still calls these names.  They lead to an adapter with cblas's
+# signature that calls the Fortran routine, so stale machine code computes right (and as fast).
+_CBLAS_SYMBOLS = {"float32": "nn_kernels_blas_sgemm", "float64": "nn_kernels_blas_dgemm"}
+
+
+def _cblas_signature(real):
+    """cblas_?gemm's C signature, with 64-bit integers (what the previous kernels call)."""
+    pointer = types.CPointer(real)
+    return types.void(types.int32, types.int32, types.int32, types.int64, types.int64,
+                      types.int64, real, pointer, types.int64, pointer, types.int64, real,
+                      pointer, types.int64)
 
 
 @njit(cache=True, inline="always")
@@ -172,7 +148,7 @@ def _gemm(a, b, c, a_transposed, b_transposed, accumulate):
         return
     lda, ldb, ldc = _leading_dimension(a), _leading_dimension(b), _leading_dimension(c)
     usable = lda > 0 and ldb > 0 and ldc > 0 and a.itemsize == b.itemsize == c.itemsize
-    if not AVAILABLE or k == 0 or not usable:
+    if k == 0 or not usable:
         _loop_gemm(a, b, c, a_transposed, b_transposed, accumulate)
         return
     trans_a = _TRANS if a_transposed else _NO_TRANS
@@ -212,3 +188,25 @@ def stacked_gemm(a, b, c, a_transposed, b_transposed):
     """
     for s in prange(c.shape[0]):
         _gemm(a[s], b[s], c[s], a_transposed, b_transposed, False)
+
+
+def _make_cblas_adapter(gemm_call):
+    def adapter(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        # The previous kernels always passed row-major order and alpha 1.
+        gemm_call(trans_a, trans_b, m, n, k, _address(a), lda, _address(b), ldb, beta,
+                  _address(c), ldc)
+    return adapter
+
+
+@intrinsic
+def _address(typingctx, pointer):
+    """A C pointer as an integer (the intrinsics above take addresses as integers)."""
+    def codegen(context, builder, sig, args):
+        return builder.ptrtoint(args[0], ir.IntType(64))
+    return types.uintp(pointer), codegen
+
+
+_CBLAS_ADAPTERS = {}
+for _name, _real, _call in (("float32", types.float32, _sgemm), ("float64", types.float64, _dgemm)):
+    _CBLAS_ADAPTERS[_name] = cfunc(_cblas_signature(_real), cache=True)(_make_cblas_adapter(_call))
+    llvm.add_symbol(_CBLAS_SYMBOLS[_name], _CBLAS_ADAPTERS[_name].address)

@@ -5,24 +5,30 @@
 second call gives the same answer.  ``params`` and ``grads`` share keys; running statistics that
 are saved but not trained live in ``buffers``.
 
+A layer that can skip its input gradient (built with ``need_input_grad=False``, as a first layer
+is) also takes ``backward(dout, need_input_grad=True)``: that one call computes dL/dx anyway,
+without changing the layer (saliency maps need the image's gradient).
+
 A new layer is one subclass, and the class itself tells the rest of the library about it:
-- defining the class registers it under its name (``Layer.types``), so a weights file whose
-  header names it can be rebuilt (:func:`nn.layers.build_layers`);
+- defining the class registers it by module and name (:mod:`nn.layers.registry`), so a weights
+  file whose header names it can be rebuilt (:func:`nn.layers.build_layers`); a class that has
+  the name of a library layer (a user's own ``Dense``) is kept apart under its module's name;
 - ``uses_rng = True`` if its constructor takes ``rng`` (initial weights, dropout masks);
 - ``flops(input_shape)``: forward FLOPs for one sample (:mod:`nn.flops`);
 - ``warm_up(dtype)``: run its Numba kernels once on tiny arrays (:mod:`nn.warmup`).
 """
 import numpy as np
 
+from nn.layers import registry
+
 
 class Layer:
-    types: dict = {}      # class name -> class, every Layer subclass, filled as they are defined
     uses_rng = False      # True: the constructor takes rng=np.random.Generator
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if not cls.__dict__.get("abstract", False):   # a shared base is no layer of its own
-            Layer.types[cls.__name__] = cls
+            registry.register(cls)
 
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}

@@ -18,6 +18,7 @@ from collections.abc import MutableMapping
 import numpy as np
 
 from nn.layers.base import Layer
+from nn.layers.registry import layer_class, type_name
 
 
 class PrefixedDicts(MutableMapping):
@@ -67,9 +68,11 @@ class Bidirectional(Layer):
     Attributes
     ----------
     forward_layer, backward_layer : Layer
-    record_hidden_grads : bool
-        Forwarded to both copies; ``hidden_grads`` is then (T, N, 2H), [dL/dh^f_t | dL/dh^b_t]
-        aligned with time like the sequence output.
+
+    Per call, as the wrapped layers offer: ``forward(x, training, return_sequences=True)``,
+    ``backward(dout, need_input_grad=True)`` and ``backward_with_hidden_grads(dout)``, whose
+    hidden gradients are (T, N, 2H), [dL/dh^f_t | dL/dh^b_t] aligned with time like the
+    sequence output.
     """
     uses_rng = True
 
@@ -81,8 +84,9 @@ class Bidirectional(Layer):
         if dtype is None:
             dtype = next(iter(layer.params.values())).dtype
         self.forward_layer = layer
-        self.backward_layer = self._build({"type": type(layer).__name__, **layer.config()}, rng,
-                                          dtype)
+        self.backward_layer = self._build({"type": type_name(type(layer)), **layer.config()},
+                                          rng, dtype)
+        self.sequence_output = None  # whether the last forward pass returned every step
         layers = {"forward": self.forward_layer, "backward": self.backward_layer}
         self.params = PrefixedDicts({k: v.params for k, v in layers.items()})
         self.grads = PrefixedDicts({k: v.grads for k, v in layers.items()})
@@ -91,7 +95,7 @@ class Bidirectional(Layer):
     @staticmethod
     def _build(config, rng, dtype):
         config = dict(config)
-        cls = Layer.types[config.pop("type")]
+        cls = layer_class(config.pop("type"))
         if dtype is not None:
             config["dtype"] = dtype
         return cls(**config, rng=rng)
@@ -108,40 +112,44 @@ class Bidirectional(Layer):
     def need_input_grad(self):
         return self.forward_layer.need_input_grad
 
-    @need_input_grad.setter
-    def need_input_grad(self, value):
-        self.forward_layer.need_input_grad = self.backward_layer.need_input_grad = value
-
-    @property
-    def record_hidden_grads(self):
-        return self.forward_layer.record_hidden_grads
-
-    @record_hidden_grads.setter
-    def record_hidden_grads(self, value):
-        self.forward_layer.record_hidden_grads = self.backward_layer.record_hidden_grads = value
-
-    @property
-    def hidden_grads(self):
-        """(T, N, 2H): [dL/dh^f_t | dL/dh^b_t] after a backward with record_hidden_grads."""
-        forward, backward = self.forward_layer.hidden_grads, self.backward_layer.hidden_grads
-        if forward is None or backward is None:
-            return None
-        return np.concatenate([forward, backward[::-1]], axis=2)
-
-    def forward(self, x, training=False):
-        y_f = self.forward_layer.forward(x, training)                      # (N, H) or (N, T, H)
-        y_b = self.backward_layer.forward(x[:, ::-1], training)            # read x_T, ..., x_1
-        if self.return_sequences:
+    def forward(self, x, training=False, return_sequences=None):
+        """x (N, T, D) -> (N, 2H), or (N, T, 2H) with return_sequences (None: the wrapped
+        layer's setting, for this call only)."""
+        if return_sequences is None:
+            return_sequences = self.return_sequences
+        self.sequence_output = bool(return_sequences)
+        y_f = self.forward_layer.forward(x, training, return_sequences)    # (N, H) or (N, T, H)
+        y_b = self.backward_layer.forward(x[:, ::-1], training, return_sequences)  # x_T..x_1
+        if return_sequences:
             y_b = y_b[:, ::-1]                                             # re-align with time
         return np.concatenate([y_f, y_b], axis=-1)                         # (N, 2H) or (N, T, 2H)
 
-    def backward(self, dout):
+    def _halves(self, dout):
+        """dout (N, 2H) or (N, T, 2H) -> the two copies' upstream gradients, in reading order."""
         hidden = self.hidden_size
         d_f, d_b = dout[..., :hidden], dout[..., hidden:]
-        if self.return_sequences:
+        if self.sequence_output:
             d_b = d_b[:, ::-1]                                             # into reading order
-        dx_f = self.forward_layer.backward(np.ascontiguousarray(d_f))
-        dx_b = self.backward_layer.backward(np.ascontiguousarray(d_b))
+        return np.ascontiguousarray(d_f), np.ascontiguousarray(d_b)
+
+    def backward(self, dout, need_input_grad=None):
+        """dout as the last forward returned -> dx (N, T, D), or None if the input gradient is
+        skipped (``need_input_grad``: None for the wrapped layer's setting)."""
+        d_f, d_b = self._halves(dout)
+        dx_f = self.forward_layer.backward(d_f, need_input_grad)
+        dx_b = self.backward_layer.backward(d_b, need_input_grad)
+        return self._input_gradient(dx_f, dx_b)
+
+    def backward_with_hidden_grads(self, dout, need_input_grad=None):
+        """:meth:`backward`, also returning hidden_grads (T, N, 2H): [dL/dh^f_t | dL/dh^b_t]."""
+        d_f, d_b = self._halves(dout)
+        dx_f, hidden_f = self.forward_layer.backward_with_hidden_grads(d_f, need_input_grad)
+        dx_b, hidden_b = self.backward_layer.backward_with_hidden_grads(d_b, need_input_grad)
+        hidden_grads = np.concatenate([hidden_f, hidden_b[::-1]], axis=2)  # aligned with time
+        return self._input_gradient(dx_f, dx_b), hidden_grads
+
+    @staticmethod
+    def _input_gradient(dx_f, dx_b):
         if dx_f is None:
             return None
         return dx_f + dx_b[:, ::-1]                                        # x feeds both copies
@@ -154,7 +162,7 @@ class Bidirectional(Layer):
         return self.forward_layer.flops(input_shape) + self.backward_layer.flops(input_shape)
 
     def config(self):
-        return {"layer": {"type": type(self.forward_layer).__name__, **self.forward_layer.config()}}
+        return {"layer": {"type": type_name(type(self.forward_layer)), **self.forward_layer.config()}}
 
     def __repr__(self):
         return f"Bidirectional({self.forward_layer!r})"

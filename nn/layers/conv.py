@@ -128,7 +128,8 @@ class Conv2D(Layer):
         'same' keeps H_out = ceil(H / stride), padding as TensorFlow does.
     need_input_grad : bool
         False for a first layer, whose input gradient nobody uses: backward then skips the
-        col2im that computes it and returns None.
+        col2im that computes it and returns None.  ``backward(dout, need_input_grad=True)``
+        computes it for one call (a saliency map).
     """
 
     uses_rng = True
@@ -152,9 +153,13 @@ class Conv2D(Layer):
                                        self.stride, self.padding)
         return y
 
-    def backward(self, dout):
+    def backward(self, dout, need_input_grad=None):
+        """dout (N, C_out, H_out, W_out) -> dx (N, C_in, H, W), or None when the input gradient
+        is skipped (``need_input_grad``: for this call; None: the layer's own setting)."""
+        if need_input_grad is None:
+            need_input_grad = self.need_input_grad
         dx, self.grads["weight"], self.grads["bias"] = conv2d_backward(
-            dout, self.cache, self.need_input_grad)
+            dout, self.cache, need_input_grad)
         return dx
 
     def output_shape(self, input_shape):

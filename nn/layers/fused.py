@@ -136,6 +136,11 @@ class ConvActivationPool:
                 and conv.padding == "same" and pool.pool_size == pool.stride == 2
                 and x_shape[2] % 2 == 0 and x_shape[3] % 2 == 0)
 
+    @property
+    def need_input_grad(self):
+        """The convolution's setting: False for a first block (see Conv2D)."""
+        return self.conv.need_input_grad
+
     def infer(self, x):
         return self.forward(x, training=False)
 
@@ -202,7 +207,7 @@ class ConvActivationPool:
         self.cache = (None, x, 1, 1, height, width, pooled, argmax)
         return pooled
 
-    def _backward_winograd(self, dpooled):
+    def _backward_winograd(self, dpooled, need_input_grad):
         conv = self.conv
         _, vs, u, x_shape, pooled, argmax = self.cache
         n_batch, _, height, width = x_shape
@@ -215,25 +220,29 @@ class ConvActivationPool:
             dm, db_part = winograd.winograd_pool_backward(dpooled[part], pooled[part], a, slope)
             du = du + stacked_product(dm, v, b_transposed=True)                 # (16, Co, Ci)
             db = db + db_part
-            if conv.need_input_grad:
+            if need_input_grad:
                 dv = stacked_product(u, dm, a_transposed=True)                  # (16, Ci, T)
                 dx.append(winograd.winograd_input_backward(dv, len(a), height, width,
                                                            *pooled.shape[2:]))
         conv.grads["weight"] = winograd_filter_grad(du)
         conv.grads["bias"] = db
-        if not conv.need_input_grad:
+        if not need_input_grad:
             return None
         return dx[0] if len(dx) == 1 else np.concatenate(dx)
 
-    def backward(self, dpooled):
+    def backward(self, dpooled, need_input_grad=None):
+        """dpooled (N, C_out, H_out, W_out) -> dx (N, C_in, H, W), or None when the input
+        gradient is skipped (``need_input_grad``: for this call; None: the conv's setting)."""
+        if need_input_grad is None:
+            need_input_grad = self.conv.need_input_grad
         if isinstance(self.cache[0], str):   # ("winograd", ...)
-            return self._backward_winograd(dpooled)
+            return self._backward_winograd(dpooled, need_input_grad)
         conv = self.conv
         col, x_shape, pad_top, pad_left, out_h, out_w, pooled, argmax = self.cache
         if col is None:                                   # the direct first-block forward
             x = x_shape
             x_shape = x.shape
-            if not conv.need_input_grad:                  # (the first layer: only dw and db)
+            if not need_input_grad:                       # (the first layer: only dw and db)
                 slope = dpooled.dtype.type(self.activation.slope)
                 conv.grads["weight"], conv.grads["bias"] = \
                     kernels.conv3x3_single_channel_leaky_maxpool_backward(
@@ -246,7 +255,7 @@ class ConvActivationPool:
         w2d = w.reshape(w.shape[0], -1)
         conv.grads["weight"] = weight_gradient(dy2d, col).reshape(w.shape)
         conv.grads["bias"] = db
-        if not conv.need_input_grad:
+        if not need_input_grad:
             return None
         n_batch, in_channels, height, width = x_shape
         k = conv.kernel_size

@@ -109,11 +109,11 @@ class GRU(RecurrentLayer):
         False: output the last hidden state (N, H).  True: every hidden state (N, T, H).
     need_input_grad : bool
         False for a first layer: backward skips the (N*T, 3H) @ (3H, D) product and returns None.
+        ``backward(dout, need_input_grad=True)`` computes it for one call.
 
-    Attributes
-    ----------
-    record_hidden_grads : bool
-        When True, backward stores ``hidden_grads`` (T, N, H): the total dL/dh_t of every step.
+    Per call, ``forward(x, training, return_sequences=True)`` returns every hidden state and
+    ``backward_with_hidden_grads(dout)`` also returns every dL/dh_t (T, N, H)
+    (:class:`~nn.layers.recurrent.RecurrentLayer`).
     """
 
     def __init__(self, input_size, hidden_size, return_sequences=False, need_input_grad=True,
@@ -131,10 +131,10 @@ class GRU(RecurrentLayer):
         p = self.params
         return gru_forward(x, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
 
-    def sequence_backward(self, dhs, hidden_grads):
+    def sequence_backward(self, dhs, hidden_grads, need_input_grad):
         g = self.grads
         dx, g["w_ih"], g["w_hh"], g["b_ih"], g["b_hh"] = gru_backward(
-            dhs, self.cache, self.need_input_grad, hidden_grads)
+            dhs, self.cache, need_input_grad, hidden_grads)
         return dx
 
     def flops(self, input_shape):

@@ -120,6 +120,11 @@ class LSTM(RecurrentLayer):
     need_input_grad : bool
         False for a first layer, whose input gradient nobody uses: backward then skips the
         (N*T, 4H) @ (4H, D) product and returns None.
+        ``backward(dout, need_input_grad=True)`` computes it for one call.
+
+    Per call, ``forward(x, training, return_sequences=True)`` returns every hidden state and
+    ``backward_with_hidden_grads(dout)`` also returns every dL/dh_t (T, N, H)
+    (:class:`~nn.layers.recurrent.RecurrentLayer`).
     """
 
     def __init__(self, input_size, hidden_size, return_sequences=False, need_input_grad=True,
@@ -146,9 +151,9 @@ class LSTM(RecurrentLayer):
                                keep_steps=False)
         return last[0]
 
-    def sequence_backward(self, dhs, hidden_grads):
+    def sequence_backward(self, dhs, hidden_grads, need_input_grad):
         dx, self.grads["w_ih"], self.grads["w_hh"], self.grads["b"] = lstm_backward(
-            dhs, self.cache, self.need_input_grad, hidden_grads)
+            dhs, self.cache, need_input_grad, hidden_grads)
         return dx
 
     def flops(self, input_shape):

@@ -94,11 +94,11 @@ class SimpleRNN(RecurrentLayer):
         False: output the last hidden state (N, H).  True: every hidden state (N, T, H).
     need_input_grad : bool
         False for a first layer: backward skips the (N*T, H) @ (H, D) product and returns None.
+        ``backward(dout, need_input_grad=True)`` computes it for one call.
 
-    Attributes
-    ----------
-    record_hidden_grads : bool
-        When True, backward stores ``hidden_grads`` (T, N, H): the total dL/dh_t of every step.
+    Per call, ``forward(x, training, return_sequences=True)`` returns every hidden state and
+    ``backward_with_hidden_grads(dout)`` also returns every dL/dh_t (T, N, H)
+    (:class:`~nn.layers.recurrent.RecurrentLayer`).
     """
 
     def __init__(self, input_size, hidden_size, return_sequences=False, need_input_grad=True,
@@ -114,9 +114,9 @@ class SimpleRNN(RecurrentLayer):
     def sequence_forward(self, x):
         return simple_rnn_forward(x, self.params["w_ih"], self.params["w_hh"], self.params["b"])
 
-    def sequence_backward(self, dhs, hidden_grads):
+    def sequence_backward(self, dhs, hidden_grads, need_input_grad):
         dx, self.grads["w_ih"], self.grads["w_hh"], self.grads["b"] = simple_rnn_backward(
-            dhs, self.cache, self.need_input_grad, hidden_grads)
+            dhs, self.cache, need_input_grad, hidden_grads)
         return dx
 
     def flops(self, input_shape):

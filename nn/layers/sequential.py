@@ -8,6 +8,7 @@ import numpy as np
 from nn.init import is_placeholder
 from nn.layers.base import Layer
 from nn.layers.fused import ConvActivationPool, can_fuse
+from nn.layers.registry import type_name
 
 
 class Sequential(Layer):
@@ -45,9 +46,24 @@ class Sequential(Layer):
             x = step.infer(x)
         return x
 
-    def backward(self, dout):
-        for step in reversed(self.steps()):
-            dout = step.backward(dout)
+    def backward(self, dout, need_input_grad=None):
+        """dout (N, ...) the gradient of forward's output -> dL/dx (N, ...), or None where the
+        first layer skips its input gradient.
+
+        ``need_input_grad`` decides for this call only, the layers are not changed: True returns
+        dL/dx even where layers were built to skip it (a saliency map's d/d image: each such
+        layer computes its input gradient); False lets the first layer skip it; None keeps every
+        layer's own setting.
+        """
+        steps = self.steps()
+        for position in range(len(steps) - 1, -1, -1):
+            step = steps[position]
+            if need_input_grad is None or not hasattr(step, "need_input_grad"):
+                dout = step.backward(dout)     # a layer without the setting returns dL/dx
+            elif need_input_grad or position == 0:
+                dout = step.backward(dout, need_input_grad=need_input_grad)
+            else:
+                dout = step.backward(dout)
         return dout
 
     def parameters(self):
@@ -89,7 +105,7 @@ class Sequential(Layer):
         return input_shape
 
     def config(self):
-        return {"layers": [{"type": type(layer).__name__, **layer.config()} for layer in self.layers]}
+        return {"layers": [{"type": type_name(type(layer)), **layer.config()} for layer in self.layers]}
 
     def summary(self, input_shape):
         """A table of layers, output shapes and parameter counts, like Keras' model.summary()."""
