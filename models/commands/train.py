@@ -12,8 +12,10 @@ path, not read-only; an existing --out or an unfinished run's checkpoint is repl
 --force); any problem is one line and nothing is written.  The flags become a
 :class:`models.training.config.TrainingConfig` (the recipe) and a
 :class:`models.training.trainer.RunPlace` (where, how loudly); :func:`models.training.trainer.train`
-runs them.  With --resume the checkpoint's recipe is used; a flag given again must match it,
-except --data, --threads, --quiet and a larger --epochs.
+runs them, holding a lock beside --out (:mod:`models.training.lock`) so a second trainer on
+the same --out is refused.  With --resume the checkpoint's recipe is used; a flag given again
+must match it, except --data, --threads, --quiet and a larger --epochs; the run writes only
+beside its checkpoint, and only over files that are its own.
 """
 import argparse
 import os

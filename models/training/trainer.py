@@ -22,9 +22,11 @@ generator) are saved in the checkpoint, and Ctrl-C is honoured only at a step bo
 the next epoch's shuffle is drawn, so a run interrupted anywhere and resumed ends with exactly
 the weights of an uninterrupted run.
 
-Stops: Ctrl-C -> checkpoint, exit 130; a loss that is NaN, or above 10 times its starting value
-for 10 steps in a row -> exit 3, the best weights so far left in place; a failed write (a full
-disk) -> one line naming the file, exit 2, the last good file kept.
+Stops: Ctrl-C (handled from the start, even when the process began with SIGINT ignored) ->
+checkpoint, exit 130; a loss that is NaN, or above 10 times its starting value for 10 steps in a
+row, or an epoch whose mean training or validation loss is (a run too short for 10 steps) ->
+exit 3, the best weights so far left in place; a failed write (a full disk) -> one line naming
+the file, exit 2, the last good file kept.
 """
 import hashlib
 import json
@@ -58,7 +60,7 @@ from nn.serialize import atomic_write_text
 from nn.step import TrainingStep
 from nn.warmup import warm_up
 
-__all__ = ["RunPlace", "train", "sibling_paths", "learning_rate", "data_identity", "probe_model", "run"]
+__all__ = ["RunPlace", "train", "sibling_paths", "learning_rate", "data_identity", "probe_model"]
 
 EXIT_INTERRUPTED = 130
 EXIT_DIVERGED = 3
