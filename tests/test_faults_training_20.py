@@ -232,6 +232,21 @@ def test_item_9_one_stray_label_far_above_the_rest_is_refused(tmp_path, stray_la
     assert "201 classes" in meant.stderr
 
 
+@pytest.mark.parametrize("labels, refused", [
+    ([*range(10), 200], True), ([*range(26), 255], True), ([0, 1, 30], True),
+    ([*range(10)], False), ([*range(26)], False), ([0, 1, 7], False), ([3], False)])
+def test_item_9_far_above_means_a_stray_label_not_a_set_lacking_some_classes(tmp_path, labels, refused):
+    from models.training.trainer import check_no_stray_label
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_idx(folder / "train-labels-idx1-ubyte", np.array(labels, np.uint8))
+    if refused:
+        with pytest.raises(Exception, match=f"--num-classes {max(labels) + 1}"):
+            check_no_stray_label(folder, np.array(labels))
+    else:
+        check_no_stray_label(folder, np.array(labels))
+
+
 # ------------------------------------------------------------------ item 12
 def test_item_12_a_second_trainer_on_the_same_out_is_refused(tmp_path, mnist_dir):
     out = tmp_path / "m.npz"

@@ -148,13 +148,15 @@ def load_data(config, place):
 
 
 def check_no_stray_label(directory, labels):
-    """Refuse a highest label far above the others (more than twice the next one + 1): one stray
-    label of 200 among digits would otherwise make a 201-class model.  --num-classes says it is meant."""
+    """Refuse a highest label far above the others - more than twice the next one + 1 and more
+    than 10 above it: one stray label of 200 among digits would otherwise make a 201-class model,
+    while a set of digits lacking a few (0, 1 and 7) is not taken for one.  --num-classes says
+    the count is meant."""
     present = np.unique(labels)
     if len(present) < 2:
         return
     top, below = int(present[-1]), int(present[-2])
-    if top > 2 * (below + 1):
+    if top > 2 * (below + 1) and top - below > 10:
         count = int(np.count_nonzero(labels == top))
         raise UserError(f"{find_mnist_file(directory, 'train', 'labels')}: {count} training "
                         f"label{'s' if count > 1 else ''} of {top}, far above the others (at most {below}), "
