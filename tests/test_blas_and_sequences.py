@@ -317,6 +317,7 @@ print(json.dumps({"out": out.tolist(), "dx": dx.tolist()}))
 """
 
 
+@pytest.mark.slow
 def test_the_lstm_computes_the_same_without_access_to_numpys_openblas(tmp_path):
     """The kernels need nothing of NumPy's BLAS: with NumPy's OpenBLAS hidden from ctypes (how
     the previous version bound it), in a fresh cache, the LSTM's forward and

@@ -423,6 +423,7 @@ def run_compare(repo_root, mnist_dir, weights, out, *extra, names=THREE, **kwarg
                       "--data", mnist_dir, "--out", out, *extra, **kwargs)
 
 
+@pytest.mark.slow
 def test_three_model_report_states_measured_values_and_links_every_figure(repo_root, mnist_dir, weights, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "report"
@@ -524,6 +525,7 @@ def test_report_without_matplotlib_skips_figures(repo_root, mnist_dir, weights, 
     assert "Recurrent models compared: LSTM." in report
 
 
+@pytest.mark.slow
 def test_bad_model_lists_give_one_line_and_write_nothing(repo_root, mnist_dir, weights, tmp_path):
     out = tmp_path / "report"
     cases = [(("--models", "cnn,nosuchmodel"), "unknown model 'nosuchmodel'"),
@@ -598,6 +600,7 @@ def test_default_is_every_shipped_model_in_registry_order():
     assert pair == tuple(registry.shipped()[:0:-1][:2])
 
 
+@pytest.mark.slow
 def test_a_section_defined_in_one_new_module_reaches_the_markdown_and_the_json(mnist_dir, weights, tmp_path,
                                                                                capsys):
     """tests/support/confidence_section.py is the only file the new section needs: added to the list,

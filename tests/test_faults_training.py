@@ -122,6 +122,7 @@ def interrupt_points(steps):
 @pytest.mark.parametrize("model, extra, steps", [
     ("cnn", ["--limit", 200], 6),   # 160 training images: 3 steps an epoch (CNN steps are slow)
     ("lstm", ["--augment", "--schedule", "cosine"], 8)])
+@pytest.mark.slow
 def test_resume_is_bit_identical_wherever_the_interrupt_lands(tmp_path, mnist_dir, model, extra, steps):
     common = ["--model", model, *SHORT, *extra, "--data", mnist_dir, "--seed", 3]
     straight = train(*common, "--out", tmp_path / "straight" / "m.npz")

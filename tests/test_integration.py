@@ -1,5 +1,6 @@
 """End to end on real data: the reference CNN learns MNIST from 2,000 images in a few hundred steps."""
 import numpy as np
+import pytest
 
 import models
 from kit.mnist import load_mnist_float
@@ -7,6 +8,7 @@ from nn.losses import SoftmaxCrossEntropy
 from nn.optim import Adam
 
 
+@pytest.mark.slow
 def test_reference_cnn_learns_real_mnist(mnist_dir):
     images, labels = load_mnist_float(mnist_dir, "train")
     train_x, train_y = images[:2000], labels[:2000]

@@ -106,6 +106,7 @@ def test_teaching_saves_personal_weights_and_never_touches_the_shipped_ones(tmp_
     assert {p: p.stat().st_mtime_ns for p in REPOSITORY_WEIGHTS.glob("*.npz")} == shipped_files
 
 
+@pytest.mark.slow
 def test_teaching_ten_drawings_fixes_the_persons_style_without_forgetting_mnist(tmp_path, mnist_dir):
     from kit.mnist import load_mnist_float
     models = {name: shipped(name) for name in ("cnn", "lstm")}

@@ -259,6 +259,7 @@ def readme_claims():
     return {"cnn": float(found.group(1)), "lstm": float(found.group(2))}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["cnn", "lstm"])
 def test_shipped_models_recognise_redrawn_digits_as_the_readme_says(request, name):
     from models import load_model

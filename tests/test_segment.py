@@ -91,6 +91,7 @@ def test_synthetic_numbers_have_their_digits_apart_and_in_order():
     assert lefts == sorted(lefts) and all(b - a > 0 for a, b in zip(lefts, lefts[1:]))
 
 
+@pytest.mark.slow
 def test_synthetic_numbers_are_read_by_the_cnn(mnist_dir):
     """The segmentation bar (issue 11): 1,000 numbers of 2-6 MNIST test digits with random
     non-touching gaps and sizes, >= 97 % read right by the shipped CNN (every digit, in order,

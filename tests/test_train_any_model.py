@@ -26,6 +26,7 @@ def weights_of(path):
         return {k: archive[k] for k in archive.files if k.startswith("state/")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, model", [("train_cnn.py", "cnn"), ("train_lstm.py", "lstm")])
 def test_the_seed_scripts_are_the_trainer(tmp_path, mnist_dir, script, model):
     flags = [*FLAGS, "--data", mnist_dir]
@@ -66,6 +67,7 @@ def project_state():
     return status.stdout, diff
 
 
+@pytest.mark.slow
 def test_a_model_from_a_file_outside_the_kit_trains_saves_loads_evaluates_and_compares(tmp_path, mnist_dir):
     before = project_state()
     model_file = tmp_path / "elsewhere" / "tiny.py"

@@ -65,6 +65,7 @@ QUICK = ["--limit", 400, "--epochs", 2, "--batch-size", 32, "--threads", 1, "--q
 
 @pytest.mark.parametrize("script, extra", [("train_lstm.py", ["--augment", "--schedule", "cosine"]),
                                            ("train_cnn.py", [])])
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, mnist_dir, script, extra):
     common = [*QUICK, *extra, "--data", mnist_dir, "--seed", 5]
     straight = run_script(script, *common, "--out", tmp_path / "a" / "model.npz")

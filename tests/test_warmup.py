@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from numba.core.registry import CPUDispatcher
 
 import importlib
@@ -63,6 +64,7 @@ print(json.dumps({"cache_dir": os.environ.get("NUMBA_CACHE_DIR"), "file": nn.__f
 """
 
 
+@pytest.mark.slow
 def test_read_only_install_caches_in_the_user_directory(tmp_path):
     copy = tmp_path / "install"
     shutil.copytree(REPO / "nn", copy / "nn", ignore=shutil.ignore_patterns("__pycache__"))
