@@ -71,13 +71,16 @@ def gru_step_forward_fast(gates, recurrent, b_hh, h_prev, hn, h):
         a, rec = gates[row], recurrent[row]
         for k in range(2 * hidden):              # r, z = sigmoid(gx + gh)
             a[k] = _HALF * _tanh_fast(_HALF * (a[k] + rec[k] + b_hh[k])) + _HALF
+        # contiguous slices: the loop then vectorises (indexed offsets kept it scalar)
+        r, z, n = a[:hidden], a[hidden:2 * hidden], a[2 * hidden:]
+        hn_row, h_row, h_prev_row = hn[row], h[row], h_prev[row]
+        rec_n, b_hn = rec[2 * hidden:], b_hh[2 * hidden:]
         for k in range(hidden):
-            r, z = a[k], a[hidden + k]
-            hn_k = rec[2 * hidden + k] + b_hh[2 * hidden + k]          # h w_hn^T + b_hn
-            n = _tanh_fast(a[2 * hidden + k] + r * hn_k)               # n = tanh(gx_n + r gh_n)
-            a[2 * hidden + k] = n
-            hn[row, k] = hn_k
-            h[row, k] = (_ONE - z) * n + z * h_prev[row, k]
+            hn_k = rec_n[k] + b_hn[k]                                  # h w_hn^T + b_hn
+            n_k = _tanh_fast(n[k] + r[k] * hn_k)                       # n = tanh(gx_n + r gh_n)
+            n[k] = n_k
+            hn_row[k] = hn_k
+            h_row[k] = (_ONE - z[k]) * n_k + z[k] * h_prev_row[k]
 
 
 @njit(cache=True)
@@ -96,21 +99,24 @@ def gru_step_backward(dh, gates, h_prev, hn, dgx, dgh):
     """
     hidden = h_prev.shape[1]
     for row in range(h_prev.shape[0]):
+        # contiguous slices so the loop vectorises (11.5 us with indexed offsets for 32 x 64);
+        # _ONE: float32 stays float32 (an integer 1 made the float32 path compute in float64)
+        r, z, n = gates[row, :hidden], gates[row, hidden:2 * hidden], gates[row, 2 * hidden:]
+        dx_r, dx_z, dx_n = dgx[row, :hidden], dgx[row, hidden:2 * hidden], dgx[row, 2 * hidden:]
+        dh_r, dh_z, dh_n = dgh[row, :hidden], dgh[row, hidden:2 * hidden], dgh[row, 2 * hidden:]
+        d_row, h_prev_row, hn_row = dh[row], h_prev[row], hn[row]
         for k in range(hidden):
-            r = gates[row, k]
-            z = gates[row, hidden + k]
-            n = gates[row, 2 * hidden + k]
-            d = dh[row, k]
-            da_n = d * (1 - z) * (1 - n * n)
-            da_z = d * (h_prev[row, k] - n) * z * (1 - z)
-            da_r = da_n * hn[row, k] * r * (1 - r)
-            dgx[row, k] = da_r
-            dgx[row, hidden + k] = da_z
-            dgx[row, 2 * hidden + k] = da_n
-            dgh[row, k] = da_r
-            dgh[row, hidden + k] = da_z
-            dgh[row, 2 * hidden + k] = da_n * r
-            dh[row, k] = d * z
+            d = d_row[k]
+            da_n = d * (_ONE - z[k]) * (_ONE - n[k] * n[k])
+            da_z = d * (h_prev_row[k] - n[k]) * z[k] * (_ONE - z[k])
+            da_r = da_n * hn_row[k] * r[k] * (_ONE - r[k])
+            dx_r[k] = da_r
+            dx_z[k] = da_z
+            dx_n[k] = da_n
+            dh_r[k] = da_r
+            dh_z[k] = da_z
+            dh_n[k] = da_n * r[k]
+            d_row[k] = d * z[k]
 
 
 # ----------------------------------------------------------------------------- a whole sequence
