@@ -242,3 +242,28 @@ def test_pure_pair_without_input_gradient_gives_the_same_parameter_gradients(kin
     assert with_dx[0].shape == x.shape and without[0] is None
     for got, want in zip(without[1:], with_dx[1:]):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("n, hidden", [(1, 1), (3, 4), (32, 64), (5, 7)])
+def test_fast_step_kernels_are_close_to_the_exact_twins(n, hidden):
+    """The float32 step kernels with the rational tanh, one step, far into both tails too."""
+    rng = np.random.default_rng(50 + n * hidden)
+    pre = (rng.standard_normal((n, 3 * hidden)) * 3).astype(np.float32)
+    pre[0, 0], pre[-1, -1] = 40, -40
+    recurrent = (rng.standard_normal((n, 3 * hidden)) * 2).astype(np.float32)
+    b_hh = rng.standard_normal(3 * hidden).astype(np.float32)
+    h_prev = rng.uniform(-1, 1, (n, hidden)).astype(np.float32)
+    outputs = []
+    for step, dtype in ((gru_kernels.gru_step_forward_fast, np.float32),
+                        (reference.gru_step_forward, np.float64)):
+        gates = pre.astype(dtype)
+        hn, h = np.full((n, hidden), np.nan, dtype), np.full((n, hidden), np.nan, dtype)
+        step(gates, recurrent.astype(dtype), b_hh.astype(dtype), h_prev.astype(dtype), hn, h)
+        outputs.append((gates, hn, h))
+    for got, want in zip(*outputs):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+    h = np.full((n, hidden), np.nan, np.float32)
+    rnn_kernels.rnn_step_forward_fast(pre[:, :hidden], recurrent[:, :hidden], h)
+    want = np.tanh(pre[:, :hidden].astype(np.float64) + recurrent[:, :hidden])
+    np.testing.assert_allclose(h, want, rtol=0, atol=1e-6)
