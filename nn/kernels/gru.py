@@ -179,7 +179,8 @@ def gru_sequence_backward(dhs, dh, x, hs, gates, hn, w_ih, w_hh, dgx, dgh, throu
 
         dh += dhs[t]                                   (if given)
         dgx_t, dgh_t, dh <- gru_step_backward(dh, ...)  (dh becomes dh_t * z)
-        dw_ih += dgx_t^T x_t,  dw_hh += dgh_t^T h_{t-1},  db_ih += sum_n dgx_t,  db_hh += sum_n dgh_t
+        dw_ih += dgx_t^T x_t,  dw_hh += dgh_t^T h_{t-1}
+        db_ih += sum_n dgx_t,  db_hh += sum_n dgh_t
         dx_t = dgx_t w_ih
         dh += dgh_t w_hh                                (dL/dh_{t-1} = dh_t z + dgh_t w_hh)
     """
