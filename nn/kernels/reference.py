@@ -458,3 +458,9 @@ def gru_sequence_backward(dhs, dh, x, hs, gates, hn, w_ih, w_hh, dgx, dgh, throu
         if len(dx):
             dx[t] = dgx @ w_ih
         dh += dgh @ w_hh
+
+
+# The float32 fast steps approximate tanh (and sigmoid through it); their twins are the exact
+# steps, compared at float32 tolerance (tests/test_sequence_kernels.py).
+rnn_step_forward_fast = rnn_step_forward
+gru_step_forward_fast = gru_step_forward
