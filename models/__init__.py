@@ -12,9 +12,8 @@ subpackages: :mod:`models.training`, :mod:`models.analysis`, :mod:`models.comman
 what it may import), and ``train.py``, ``evaluate.py``, ``compare.py``, ``export.py``: thin entry
 modules that keep ``python -m models.train`` and its siblings working.
 
-May import (the model files and registry): ``kit`` and ``nn``.  Importing
-the package itself is light (no NumPy), so a command such as ``python -m models.train`` can
-set up threading (:func:`nn.configure_threads`) before NumPy loads.
+May import (the model files and registry): ``kit`` and ``nn``.  Importing the package itself is
+light (no NumPy): the names below load on first use.
 """
 _EXPORTS = {"Model": "models.base", "build_model": "models.base", "load_model": "models.base",
             "shipped_weights": "models.base", "ImageError": "models.base",

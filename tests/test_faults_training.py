@@ -7,6 +7,7 @@ through the trainer's callbacks (:mod:`tests.support.interruptions`), not comman
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import namedtuple
@@ -70,10 +71,17 @@ def train(*args, callbacks=None):
     return Result(code, out.getvalue(), err.getvalue())
 
 
+def default_sigint():
+    """Run in the child before it starts (issue 20, item 20): SIGINT at its default, so a Ctrl-C
+    test tests the code and not pytest's caller (under nohup or ``&`` SIGINT is ignored, and
+    a child inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_command(*args, env_extra=None, timeout=300):
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run([sys.executable, *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, preexec_fn=default_sigint)
 
 
 def weights_of(path):

@@ -20,6 +20,18 @@ def run_script(script, *args, env_extra=None, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def default_sigint():
+    """Run in the child before it starts (issue 20, item 20): SIGINT at its default, so the Ctrl-C
+    test tests the trainer and not pytest's caller (nohup, ``&``: SIGINT ignored, and inherited)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_script(*args):
+    """``python ARGS`` started (not waited for), stdout and stderr piped, SIGINT at its default."""
+    return subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO, stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+
+
 def weights_of(path):
     with np.load(path, allow_pickle=False) as archive:
         return {k: archive[k] for k in archive.files if k.startswith("state/")}
@@ -95,10 +107,8 @@ def test_same_seed_same_weights_and_history(tmp_path, mnist_dir):
 
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, mnist_dir):
     out = tmp_path / "lstm.npz"
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "train_lstm.py"), "--data", str(mnist_dir), "--limit", "2000",
-         "--epochs", "200", "--threads", "1", "--quiet", "--out", str(out)],
-        cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    process = start_script(REPO / "train_lstm.py", "--data", mnist_dir, "--limit", 2000,
+                           "--epochs", 200, "--threads", 1, "--quiet", "--out", out)
     try:
         for line in process.stderr:  # wait until the first epoch has finished
             if line.startswith("epoch 1/200:"):

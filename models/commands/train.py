@@ -12,8 +12,10 @@ path, not read-only; an existing --out or an unfinished run's checkpoint is repl
 --force); any problem is one line and nothing is written.  The flags become a
 :class:`models.training.config.TrainingConfig` (the recipe) and a
 :class:`models.training.trainer.RunPlace` (where, how loudly); :func:`models.training.trainer.train`
-runs them.  With --resume the checkpoint's recipe is used; a flag given again must match it,
-except --data, --threads, --quiet and a larger --epochs.
+runs them, holding a lock beside --out (:mod:`models.training.lock`) so a second trainer on
+the same --out is refused.  With --resume the checkpoint's recipe is used; a flag given again
+must match it, except --data, --threads, --quiet and a larger --epochs; the run writes only
+beside its checkpoint, and only over files that are its own.
 """
 import argparse
 import os
@@ -25,9 +27,10 @@ from kit.cli import (CommandLineParser, add_data_flag, add_download_flag, add_mo
                      positive_int)
 from kit.paths import new_run_path
 from models import registry
-from models.training.checkpoint import (checkpoint_model_name, parse_checkpoint, read_checkpoint,
-                                        sibling_paths)
+from models.training.checkpoint import (check_files_are_its_own, checkpoint_model_name, parse_checkpoint,
+                                        read_checkpoint, sibling_paths)
 from models.training.config import RECIPE_FLAGS, TrainerCallbacks, TrainingConfig, seed_value
+from models.training.lock import OutputLock
 from models.training.trainer import EXIT_INTERRUPTED, RunPlace, train
 from nn.errors import UserError
 from nn.threads import set_threads
@@ -85,6 +88,8 @@ def make_parser(spec=None, prog=DEFAULT_PROG):
         help="distort every training batch: shifts up to 2 px, rotations up to 10 deg, scaling 0.9-1.1")
     add("--seed", type=seed_value, default=0, help="seed for the split, the initial weights, dropout and data order")
     add("--val-fraction", type=fraction, default=0.2, help="share of the training images held out for validation")
+    add("--keep", choices=("best", "final"), default="best",
+        help="which epoch's weights --out keeps: the best validation accuracy, or the final epoch")
     add("--num-classes", type=positive_int, metavar="C",
         help="classes 0..C-1 (default: the highest training label + 1; e.g. 10 for a set of digits "
              "that lacks 8 and 9)")
@@ -146,6 +151,8 @@ def _run(argv, fixed_model, prog, callbacks):
                      "python -m models.train")
     place = RunPlace(out=None, data=args.data, download=args.download, quiet=args.quiet, prog=prog,
                      callbacks=callbacks if callbacks is not None else TrainerCallbacks())
+    if args.out is not None and not args.out.strip():
+        raise UserError("--out '': give the weights file to write, such as runs/model.npz")
     if args.resume:
         spec, config = resumed_run(args.resume, spec, argv, prog, place)
         check_output(place.out, True, prog)
@@ -155,7 +162,11 @@ def _run(argv, fixed_model, prog, callbacks):
                                 **{name: getattr(args, name) for name in RECIPE_FLAGS})
         place.out = Path(args.out if args.out is not None else new_run_path(spec.name))
         check_output(place.out, args.force, prog)
-    with set_threads(args.threads):   # restored on return: a caller in Python keeps its own count
+    # One trainer per --out: a second one started meanwhile is refused here, and a run that
+    # finished meanwhile is seen by the check made again under the lock.
+    with set_threads(args.threads), OutputLock(place.out):  # threads restored on return
+        if not args.resume:
+            check_output(place.out, args.force, prog)
         return train(spec, config, place)
 
 
@@ -177,9 +188,10 @@ def resumed_run(path, spec, argv, prog, place):
             continue
         flag = "--" + dest.replace("_", "-")
         if dest == "epochs":
-            if value <= checkpoint.state.epoch:
-                raise UserError(f"--epochs {value}: the run being resumed has already finished "
-                                f"{checkpoint.state.epoch} epochs")
+            if value < config.epochs:  # README: a resumed run may be given a larger --epochs, never a smaller
+                raise UserError(f"--epochs {value}: the run being resumed trains {config.epochs} epochs "
+                                f"and has already finished {checkpoint.state.epoch} epochs; a resumed "
+                                "run may only be given a larger --epochs")
             print(f"note: training to {value} epochs instead of {config.epochs}"
                   + ("; the cosine schedule now decays over the new length"
                      if config.schedule == "cosine" else ""), file=sys.stderr)
@@ -197,6 +209,7 @@ def resumed_run(path, spec, argv, prog, place):
             raise UserError(f"{flag} {shown}: the run being resumed trains with {flag} "
                             f"{saved.get(dest)}, and a resumed run keeps its flags; start a new "
                             "run (another --out) to change it")
+    check_files_are_its_own(checkpoint)
     place.resume, place.out = checkpoint, checkpoint.weights
     return spec, config
 

@@ -142,10 +142,56 @@ def parse_checkpoint(path, meta, arrays, option_names) -> Checkpoint:
             raise UserError(f"{path}: the checkpoint's {key + '_rng'!r} is not a generator state")
     if not isinstance(generators.get("layers", {}), dict):
         raise UserError(f"{path}: the checkpoint's 'layer_rngs' is not an object")
-    # The weights file is named, never placed: it is always beside its checkpoint.
+    # The weights file is named, never placed: it is always beside its checkpoint, under the name
+    # the checkpoint's own name gives (m.checkpoint.npz -> m.npz), so an edited name cannot aim
+    # the run at another file there.
     if not isinstance(weights, str) or not weights or weights in (".", "..") or Path(weights).name != weights:
         raise UserError(f"{path}: the checkpoint's weights file name {weights!r} is not a file name")
+    if sibling_paths(path.with_name(weights))[1] != path:
+        raise UserError(f"{path}: the checkpoint names its weights {weights!r}, whose checkpoint is "
+                        f"{sibling_paths(weights)[1].name}, not {path.name}; the run writes only beside "
+                        "its checkpoint, under its own name (was the file renamed or edited?)")
     return Checkpoint(path, config, state, path.with_name(weights), generators, arrays)
+
+
+def _recipe_of(saved, where):
+    """A saved config (JSON) as compared between a checkpoint and the files beside it: checked,
+    without --epochs (a resumed run may grow it); None if it is not a valid config."""
+    try:
+        recipe = TrainingConfig.from_json(saved, where).to_json()
+    except UserError:
+        return None
+    recipe.pop("epochs")
+    return recipe
+
+
+def check_files_are_its_own(checkpoint):
+    """Resume replaces the weights and history beside the checkpoint: only if they are this run's
+    own (the same recipe, --epochs aside), never a file a person put there (the checkpoint copied
+    into their folder, say), which the never-overwrite rule of a fresh run protects too."""
+    from nn.serialize import WeightsArchive
+
+    mine = _recipe_of(checkpoint.config.to_json(), checkpoint.path)
+    weights, history = checkpoint.weights, sibling_paths(checkpoint.weights)[0]
+    for path in (weights, history):
+        if not path.exists() and not path.is_symlink():
+            continue
+        try:
+            if path == weights:
+                with WeightsArchive(path) as archive:
+                    meta = archive.meta
+                extra = meta.get("extra") or {}
+                saved = extra.get("config") if meta.get("model") == checkpoint.config.model else None
+            else:
+                saved = json.loads(path.read_text()).get("config")
+        except Exception:  # unreadable, another format: not this run's, whatever it is
+            saved = None
+        theirs = _recipe_of(saved, path)
+        if theirs is not None and mine is not None and mine["data"] is None:
+            theirs["data"] = None  # a version-0 checkpoint does not know its data
+        if theirs is None or theirs != mine:
+            raise UserError(f"{path}: is not this run's file (another recipe, or not written by it), and "
+                            f"resuming {checkpoint.path} would replace it; move it away first")
 
 
 def restore(checkpoint, model, optimizer, model_rng, data_rng, steps_per_epoch, n_train, epochs):

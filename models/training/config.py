@@ -24,7 +24,9 @@ _NUMBERS = {
     "epochs": positive_int, "batch_size": positive_int, "lr": positive_float,
     "momentum": fraction, "final_lr_factor": fraction, "val_fraction": fraction,
 }
-_CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("constant", "cosine")}
+_CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("constant", "cosine"), "keep": ("best", "final")}
+# Settings a saved config may lack (written before they existed), with the value it then had.
+_OPTIONAL = {"data": None, "num_classes": None, "limit": None, "keep": "best"}
 
 
 def seed_value(text):
@@ -53,6 +55,7 @@ class TrainingConfig:
     num_classes: Optional[int]       # as asked for; None: the highest training label + 1
     limit: Optional[int]             # first N training and test images; None: all
     data: Optional[dict] = None      # the data's identity (see models.training.trainer.data_identity)
+    keep: str = "best"               # the weights kept: "best" validation accuracy, or the "final" epoch
     version: int = CONFIG_VERSION
 
     def to_json(self) -> dict:
@@ -69,13 +72,13 @@ class TrainingConfig:
             raise UserError(f"{where}: training config version {version!r} is not one this kit reads "
                             f"(it reads version {CONFIG_VERSION}); a newer kit wrote it?")
         names = {f.name for f in fields(cls)}
-        for name in names - {"data", "num_classes", "limit"}:
+        for name in names - set(_OPTIONAL):
             if name not in saved:
                 raise UserError(f"{where}: the training config lacks the setting {name!r}")
         unknown = sorted(set(saved) - names)
         if unknown:
             raise UserError(f"{where}: the training config has unknown settings {unknown}")
-        config = cls(**{**{"data": None, "num_classes": None, "limit": None}, **saved})
+        config = cls(**{**_OPTIONAL, **saved})
         config.check(where)
         return config
 
@@ -200,9 +203,9 @@ class TrainerCallbacks:
 
 
 # The recipe's fields that are flags of the command line, under their argparse names (the
-# model's options are flags too); num_classes and limit may be unset.
+# model's options are flags too); num_classes and limit may be unset, and keep came later.
 RECIPE_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "schedule", "final_lr_factor",
-                "augment", "seed", "val_fraction", "num_classes", "limit")
+                "augment", "seed", "val_fraction", "num_classes", "limit", "keep")
 
 
 def config_from_flags(flags, option_names, data=None, where="checkpoint") -> TrainingConfig:
@@ -212,10 +215,10 @@ def config_from_flags(flags, option_names, data=None, where="checkpoint") -> Tra
     ``option_names``: the model's options (``spec.options``), read from the same dictionary."""
     if not isinstance(flags, dict):
         raise UserError(f"{where}: holds no flags ('args' missing or not an object)")
-    required = ("model", *RECIPE_FLAGS[:-2], *option_names)
+    required = ("model", *(name for name in RECIPE_FLAGS if name not in _OPTIONAL), *option_names)
     missing = [name for name in required if name not in flags]
     if missing:
         raise UserError(f"{where}: the saved flags lack the setting {missing[0]!r}")
-    saved = {name: flags.get(name) for name in ("model", *RECIPE_FLAGS)}
+    saved = {name: flags.get(name, _OPTIONAL.get(name)) for name in ("model", *RECIPE_FLAGS)}
     saved.update(options={name: flags[name] for name in option_names}, data=data, version=CONFIG_VERSION)
     return TrainingConfig.from_json(saved, where)

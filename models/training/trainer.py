@@ -22,9 +22,11 @@ generator) are saved in the checkpoint, and Ctrl-C is honoured only at a step bo
 the next epoch's shuffle is drawn, so a run interrupted anywhere and resumed ends with exactly
 the weights of an uninterrupted run.
 
-Stops: Ctrl-C -> checkpoint, exit 130; a loss that is NaN, or above 10 times its starting value
-for 10 steps in a row -> exit 3, the best weights so far left in place; a failed write (a full
-disk) -> one line naming the file, exit 2, the last good file kept.
+Stops: Ctrl-C (handled from the start, even when the process began with SIGINT ignored) ->
+checkpoint, exit 130; a loss that is NaN, or above 10 times its starting value for 10 steps in a
+row, or an epoch whose mean training or validation loss is (a run too short for 10 steps) ->
+exit 3, the best weights so far left in place; a failed write (a full disk) -> one line naming
+the file, exit 2, the last good file kept.
 """
 import hashlib
 import json
@@ -33,6 +35,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
@@ -45,6 +48,7 @@ from kit.images.augment import random_affine
 from kit.mnist import find_mnist_file, load_dataset
 from kit.progress import ProgressBar, format_duration
 from models.base import build_model, load_model
+from models.probe import check_model_spec
 from models.training.checkpoint import (Checkpoint, layer_rng_states, restore, save_checkpoint,
                                         sibling_paths)
 from models.training.config import TrainerCallbacks, TrainingConfig, TrainingState, config_from_flags
@@ -56,7 +60,7 @@ from nn.serialize import atomic_write_text
 from nn.step import TrainingStep
 from nn.warmup import warm_up
 
-__all__ = ["RunPlace", "train", "sibling_paths", "learning_rate", "data_identity", "probe_model", "run"]
+__all__ = ["RunPlace", "train", "sibling_paths", "learning_rate", "data_identity", "probe_model"]
 
 EXIT_INTERRUPTED = 130
 EXIT_DIVERGED = 3
@@ -123,6 +127,8 @@ def load_data(config, place):
     directory = resolve_data_dir(place.data)
     ensure_mnist(directory, download_if_missing=place.download)
     train_images, train_labels, num_classes = load_dataset(directory, "train", config.num_classes)
+    if config.num_classes is None:
+        check_no_stray_label(directory, train_labels)
     test_images, test_labels, _ = load_dataset(directory, "test", num_classes)
     if train_images.shape[1:] != test_images.shape[1:]:
         raise UserError(f"{directory}: training images are {train_images.shape[1:]} but test images "
@@ -139,6 +145,23 @@ def load_data(config, place):
         raise UserError("no training images left after the validation split; raise --limit or lower --val-fraction")
     return (train_images[train_index], train_labels[train_index], train_images[val_index],
             train_labels[val_index], test_images, test_labels, num_classes, identity)
+
+
+def check_no_stray_label(directory, labels):
+    """Refuse a highest label far above the others - more than twice the next one + 1 and more
+    than 10 above it: one stray label of 200 among digits would otherwise make a 201-class model,
+    while a set of digits lacking a few (0, 1 and 7) is not taken for one.  --num-classes says
+    the count is meant."""
+    present = np.unique(labels)
+    if len(present) < 2:
+        return
+    top, below = int(present[-1]), int(present[-2])
+    if top > 2 * (below + 1) and top - below > 10:
+        count = int(np.count_nonzero(labels == top))
+        raise UserError(f"{find_mnist_file(directory, 'train', 'labels')}: {count} training "
+                        f"label{'s' if count > 1 else ''} of {top}, far above the others (at most {below}), "
+                        f"would make a {top + 1}-class model; fix the labels, or pass --num-classes "
+                        f"{top + 1} if that is meant")
 
 
 def check_same_data(checkpoint, identity, place):
@@ -263,14 +286,31 @@ def history_from_version_0(old, option_names, data=None):
 
 def train(spec, config: TrainingConfig, place: RunPlace):
     """Train ``spec``'s model with ``config``, writing to ``place.out``; returns the exit status."""
+    with ctrl_c_handled():
+        try:
+            run = Run(spec, config, place)
+        except KeyboardInterrupt:
+            print("error: interrupted during start-up; nothing was written"
+                  + (f" (the checkpoint {place.resume.path} is unchanged)" if place.resume else ""),
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
+        return run.loop()
+
+
+@contextmanager
+def ctrl_c_handled():
+    """SIGINT raises KeyboardInterrupt for the whole run, from the start, even when the process
+    was started with SIGINT ignored (``&`` in a script, some job runners): the trainer always
+    honours an interrupt - a checkpoint and the --resume command - rather than having its
+    Ctrl-C handling vanish with the caller's setting.  The caller's handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach only the main thread; a run in another thread stops by its callbacks
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        run = Run(spec, config, place)
-    except KeyboardInterrupt:
-        print("error: interrupted during start-up; nothing was written"
-              + (f" (the checkpoint {place.resume.path} is unchanged)" if place.resume else ""),
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return run.loop()
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Run:
@@ -317,6 +357,8 @@ class Run:
         """Refuse, before allocating, a model far too large or a BatchNorm model fed one image."""
         spec, options, shape = self.spec, self.config.options, self.train_x.shape[1:]
         parameters, batchnorm = probe_model(spec, options, shape, num_classes)
+        if parameters is None or parameters <= MAX_PARAMETERS:  # small enough to build: one batch through it
+            batchnorm = has_batchnorm(check_model_spec(spec, options, shape, num_classes))
         if parameters is not None and parameters > MAX_PARAMETERS:
             given = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
             raise UserError(f"{given}: the {spec.title} would have about {parameters:,} parameters "
@@ -442,7 +484,9 @@ class Run:
                 # A Ctrl-C from here on lets the epoch finish (validation, weights, checkpoint): the
                 # next check, at the top of the loop or after it, stops at the boundary.
                 callbacks.phase(f"validation:{epoch + 1}")
-                self.end_epoch(epoch, seconds, total_steps, validating)
+                if not self.end_epoch(epoch, seconds, total_steps, validating):
+                    print(self.diverged, file=sys.stderr)
+                    return EXIT_DIVERGED
                 callbacks.phase(f"checkpoint:{epoch + 1}")
                 self.checkpoint()
                 self.save_history()
@@ -450,12 +494,30 @@ class Run:
                 return self.stop()
         return self.test()
 
+    def diverged_by_epoch_end(self, epoch, train_loss, val_loss):
+        """The divergence guard at the end of every epoch, for runs too short for DIVERGED_STEPS
+        steps in a row: the epoch's mean training loss, or the validation loss after its last
+        update, not finite or above DIVERGED_FACTOR times the starting loss ends the run."""
+        reference = self.state.loss_reference
+        if reference is None:
+            return False
+        for what, loss in (("mean training loss", train_loss), ("validation loss", val_loss)):
+            if loss is not None and (not math.isfinite(loss) or loss > DIVERGED_FACTOR * reference):
+                self.diverged = (f"error: the {what} of epoch {epoch + 1} is {loss:.3g}, above "
+                                 f"{DIVERGED_FACTOR:g} times the starting loss {reference:.3g}: training "
+                                 f"diverged (try a lower --lr); {self.kept()}")
+                return True
+        return False
+
     def end_epoch(self, epoch, seconds, total_steps, validating):
-        """Validate, record the epoch, write the weights if they are the best so far."""
+        """Validate, record the epoch, write the weights if they are the ones to keep (the best
+        so far, or every epoch's with --keep final); False if the epoch shows divergence."""
         config, state, out = self.config, self.state, self.out
         # No validation images (--val-fraction 0): null in the history, every epoch the best.
         val_loss, val_accuracy = (evaluate_batches(self.model, self.val_x, self.val_y) if validating
                                   else (None, None))
+        if self.diverged_by_epoch_end(epoch, state.epoch_loss_sum / state.epoch_seen, val_loss):
+            return False
         record = dict(epoch=epoch + 1,
                       train_loss=state.epoch_loss_sum / state.epoch_seen,
                       train_accuracy=state.epoch_correct / state.epoch_seen,
@@ -463,7 +525,7 @@ class Run:
                       lr=learning_rate(config, state.global_step - 1, total_steps),
                       seconds=seconds, images_per_second=state.epoch_seen / seconds)
         state.history.append(record)
-        improved = not validating or val_accuracy > state.best_val_accuracy
+        improved = not validating or config.keep == "final" or val_accuracy > state.best_val_accuracy
         if improved:
             state.best_val_accuracy = val_accuracy
             state.best_epoch = epoch + 1
@@ -475,9 +537,10 @@ class Run:
         print(f"epoch {epoch + 1}/{config.epochs}: loss {record['train_loss']:.4f}  "
               f"acc {100 * record['train_accuracy']:.2f}%  {validation}  lr {record['lr']:.2e}  "
               f"{format_duration(seconds)} ({record['images_per_second']:,.0f} img/s)"
-              + ("  *best*" if improved else ""), file=sys.stderr)
+              + (("  *kept*" if config.keep == "final" else "  *best*") if improved else ""), file=sys.stderr)
         state.epoch, state.step_in_epoch = epoch + 1, 0
         state.epoch_loss_sum, state.epoch_correct, state.epoch_seen, state.epoch_seconds = 0.0, 0, 0, 0.0
+        return True
 
     def test(self):
         """The test pass on the best weights; the history gets its result, the checkpoint goes."""

@@ -403,3 +403,64 @@ def ctc_logits_gradient(log_probs, extended, input_lengths, extended_lengths, lo
             per_class[:, labels[s]] += posterior[:, s]
         dlogits[n, :frames] = scale[n] * (np.exp(log_probs[n, :frames]) - per_class)
     return dlogits
+
+
+def rnn_sequence_forward(x, w_ih_t, b, w_hh_t, hs, pre, recurrent, rows_per_block, fast):
+    slots = hs.shape[0]
+    for t in range(x.shape[0]):
+        now, after = t % slots, (t + 1) % slots
+        pre[:] = x[t] @ w_ih_t + b
+        recurrent[:] = hs[now] @ w_hh_t
+        rnn_step_forward(pre, recurrent, hs[after])
+
+
+def rnn_sequence_backward(dhs, dh, x, hs, w_ih, w_hh, da, dx, hidden_grads, dw_ih_blocks,
+                          dw_hh_blocks, db_blocks, rows_per_block):
+    # one "block": the whole batch (the kernel's blocks sum to the same gradients)
+    for t in range(hs.shape[0] - 2, -1, -1):
+        if len(dhs):
+            dh += dhs[t]
+        if len(hidden_grads):
+            hidden_grads[t] = dh
+        rnn_step_backward(dh, hs[t + 1], da)
+        dw_ih_blocks[0] += da.T @ x[t]
+        dw_hh_blocks[0] += da.T @ hs[t]
+        db_blocks[0] += da.sum(axis=0)
+        if len(dx):
+            dx[t] = da @ w_ih
+        dh[:] = da @ w_hh
+
+
+def gru_sequence_forward(x, w_ih_t, b_ih, w_hh_t, b_hh, gates, hn, hs, recurrent,
+                         rows_per_block, fast):
+    kept, slots = gates.shape[0], hs.shape[0]
+    for t in range(x.shape[0]):
+        g, now, after = t % kept, t % slots, (t + 1) % slots
+        gates[g] = x[t] @ w_ih_t + b_ih
+        recurrent[:] = hs[now] @ w_hh_t
+        gru_step_forward(gates[g], recurrent, b_hh, hs[now], hn[g], hs[after])
+
+
+def gru_sequence_backward(dhs, dh, x, hs, gates, hn, w_ih, w_hh, dgx, dgh, through_w_hh, dx,
+                          hidden_grads, dw_ih_blocks, dw_hh_blocks, db_ih_blocks, db_hh_blocks,
+                          rows_per_block):
+    # one "block": the whole batch (the kernel's blocks sum to the same gradients)
+    for t in range(gates.shape[0] - 1, -1, -1):
+        if len(dhs):
+            dh += dhs[t]
+        if len(hidden_grads):
+            hidden_grads[t] = dh
+        gru_step_backward(dh, gates[t], hs[t], hn[t], dgx, dgh)           # dh <- dh * z
+        dw_ih_blocks[0] += dgx.T @ x[t]
+        dw_hh_blocks[0] += dgh.T @ hs[t]
+        db_ih_blocks[0] += dgx.sum(axis=0)
+        db_hh_blocks[0] += dgh.sum(axis=0)
+        if len(dx):
+            dx[t] = dgx @ w_ih
+        dh += dgh @ w_hh
+
+
+# The float32 fast steps approximate tanh (and sigmoid through it); their twins are the exact
+# steps, compared at float32 tolerance (tests/test_sequence_kernels.py).
+rnn_step_forward_fast = rnn_step_forward
+gru_step_forward_fast = gru_step_forward

@@ -124,6 +124,14 @@ class Bidirectional(Layer):
             y_b = y_b[:, ::-1]                                             # re-align with time
         return np.concatenate([y_f, y_b], axis=-1)                         # (N, 2H) or (N, T, 2H)
 
+    def infer(self, x):
+        """Prediction only (no backward may follow): each copy's own inference path, which for
+        a last-state output keeps no per-step state."""
+        if self.return_sequences:
+            return self.forward(x, training=False)
+        return np.concatenate([self.forward_layer.infer(x),
+                               self.backward_layer.infer(x[:, ::-1])], axis=-1)   # (N, 2H)
+
     def _halves(self, dout):
         """dout (N, 2H) or (N, T, 2H) -> the two copies' upstream gradients, in reading order."""
         hidden = self.hidden_size

@@ -19,12 +19,13 @@ import numpy as np
 from nn.layers.base import Layer
 
 
-# Batch rows per block of a compiled recurrence (nn.kernels.lstm.lstm_sequence_forward): blocks
-# run in parallel, each through every step.  Measured, LSTM training step forward + backward,
-# batch 64 / 256, medians of 200: 1 thread 3.1 / 13.3 ms with blocks of 32, 3.3 / 13.9 ms with
-# 64, 3.3 / 13.0 ms with one block; 2 threads 2.6 / 8.6 ms, 3.6 / 8.8 ms, 3.6 / 12.4 ms.  A
-# constant, so results do not depend on the thread count (they do not depend on the block size
-# either: the rows never mix, and tests/test_recurrent.py checks it bit for bit).
+# Batch rows per block of a compiled recurrence (nn.kernels.lstm.lstm_sequence_forward, and the
+# GRU's and SimpleRNN's): blocks run in parallel, each through every step.  Measured, LSTM
+# training step forward + backward, batch 64 / 256, medians of 200: 1 thread 3.1 / 13.3 ms with
+# blocks of 32, 3.3 / 13.9 ms with 64, 3.3 / 13.0 ms with one block; 2 threads 2.6 / 8.6 ms,
+# 3.6 / 8.8 ms, 3.6 / 12.4 ms.  A constant, so results do not depend on the thread count (they
+# do not depend on the block size either: the rows never mix, and tests/test_recurrent.py and
+# tests/test_sequence_kernels.py check it bit for bit).
 ROWS_PER_BLOCK = 32
 
 

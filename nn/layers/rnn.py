@@ -7,12 +7,13 @@ b_ih + b_hh add up to it).
 Forward, for t = 1..T with h_0 = 0:
     a_t = x_t w_ih^T + h_{t-1} w_hh^T + b                          (N, H)
     h_t = tanh(a_t)
-The x-part of every a_t is one (T*N, D) @ (D, H) product before the loop.
+The batch is cut into blocks of rows that run through all T steps in parallel, each step's two
+products and tanh on one thread (nn.kernels.rnn.rnn_sequence_forward).
 
 Backward, for t = T..1, dh_t = dL/dh_t from the output plus da_{t+1} w_hh handed back by step t+1:
     da_t = dh_t * (1 - h_t^2)
     handed to step t-1: da_t w_hh (the recurrent part of dh_{t-1})
-and after the loop, in three big products over all timesteps at once:
+and at every step, on the same thread, the step's share of
     dw_ih = sum_t da_t^T x_t,  dw_hh = sum_t da_t^T h_{t-1},  db = sum_t,n da_t,  dx_t = da_t w_ih
 """
 from typing import NamedTuple
@@ -20,8 +21,10 @@ from typing import NamedTuple
 import numpy as np
 
 from nn.init import glorot_uniform, orthogonal, zeros
+from nn.kernels import blas
 from nn.kernels import rnn as kernels
-from nn.layers.recurrent import RecurrentLayer
+from nn.layers.recurrent import ROWS_PER_BLOCK, RecurrentLayer
+from nn.threads import blas_threads
 
 
 class RNNCache(NamedTuple):
@@ -32,22 +35,28 @@ class RNNCache(NamedTuple):
     hs: np.ndarray      # (T + 1, N, H) h_0 = 0, h_1, ..., h_T
 
 
-def simple_rnn_forward(x, w_ih, w_hh, b):
-    """x (N, T, D), w_ih (H, D), w_hh (H, H), b (H,) -> (hs (T, N, H) every h_t, RNNCache):
+def simple_rnn_forward(x, w_ih, w_hh, b, keep_steps=True):
+    """x (N, T, D), w_ih (H, D), w_hh (H, H), b (H,) -> (hs (T, N, H) every h_t, RNNCache), or
+    with ``keep_steps=False`` (prediction only: no backward) (h_T as (1, N, H), None):
         h_t = tanh(x_t w_ih^T + h_{t-1} w_hh^T + b),  h_0 = 0
     """
     n_batch, steps, _ = x.shape
     hidden = w_hh.shape[0]
-    x_time_major = np.ascontiguousarray(x.transpose(1, 0, 2))              # (T, N, D)
-    pre = x_time_major.reshape(steps * n_batch, -1) @ w_ih.T                # (T*N, H)
-    pre += b                                                               # x_t w_ih^T + b
-    pre = pre.reshape(steps, n_batch, hidden)
-    w_hh_t = np.ascontiguousarray(w_hh.T)                                  # (H, H)
-    hs = np.zeros((steps + 1, n_batch, hidden), dtype=x.dtype)             # hs[0] = h_0 = 0
-    recurrent = np.empty((n_batch, hidden), dtype=x.dtype)
-    for t in range(steps):
-        np.matmul(hs[t], w_hh_t, out=recurrent)                            # h_{t-1} w_hh^T
-        kernels.rnn_step_forward(pre[t], recurrent, hs[t + 1])             # h_t = tanh(a_t)
+    dtype = np.result_type(x.dtype, w_ih.dtype, w_hh.dtype)   # BLAS needs one type for all
+    x_time_major = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)  # (T, N, D)
+    w_ih_t = np.ascontiguousarray(w_ih.T, dtype=dtype)                     # (D, H)
+    w_hh_t = np.ascontiguousarray(w_hh.T, dtype=dtype)                     # (H, H)
+    slots = steps + 1 if keep_steps else 2     # without backward, the steps take turns in two
+    hs = np.zeros((slots, n_batch, hidden), dtype=dtype)                   # hs[0] = h_0 = 0
+    pre = np.empty((n_batch, hidden), dtype=dtype)                         # scratch
+    recurrent = np.empty((n_batch, hidden), dtype=dtype)
+    # All T steps in one compiled call; float32 uses the vectorised approximate tanh (error
+    # ~3e-7), float64 (gradient checks) the exact libm one.
+    with blas_threads(1):   # each Numba thread multiplies its own rows: see nn.kernels.blas
+        kernels.rnn_sequence_forward(x_time_major, w_ih_t, b.astype(dtype, copy=False), w_hh_t,
+                                     hs, pre, recurrent, ROWS_PER_BLOCK, dtype == np.float32)
+    if not keep_steps:
+        return hs[steps % 2][None], None
     return hs[1:], RNNCache(x_time_major, w_ih, w_hh, hs)
 
 
@@ -61,26 +70,31 @@ def simple_rnn_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
     """
     x_time_major, w_ih, w_hh, hs = cache
     steps, n_batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
-    da = np.empty((steps, n_batch, hidden), dtype=dhs.dtype)               # (T, N, H)
-    dh = np.zeros((n_batch, hidden), dtype=dhs.dtype)
-    every_step = dhs.ndim == 3
-    if not every_step:
+    features = x_time_major.shape[2]
+    dtype = hs.dtype               # the forward pass's type: BLAS needs one for all
+    dhs = np.ascontiguousarray(dhs, dtype=dtype)
+    dh = np.zeros((n_batch, hidden), dtype=dtype)                          # dL/dh_t, then scratch
+    if dhs.ndim == 2:
         dh[...] = dhs                                                      # dL/dh_T only
-    for t in range(steps - 1, -1, -1):
-        if every_step:
-            dh += dhs[t]                                                   # + output part
-        if hidden_grads is not None:
-            hidden_grads[t] = dh
-        kernels.rnn_step_backward(dh, hs[t + 1], da[t])                    # da_t = dh_t (1 - h_t^2)
-        np.matmul(da[t], w_hh, out=dh)                                     # dh_{t-1} = da_t w_hh
-    da2d = da.reshape(steps * n_batch, hidden)
-    dw_ih = da2d.T @ x_time_major.reshape(steps * n_batch, -1)            # (H, D)
-    dw_hh = da2d.T @ hs[:-1].reshape(steps * n_batch, hidden)             # (H, H)
-    db = da2d.sum(axis=0)                                                  # (H,)
+        dhs = np.empty((0, n_batch, hidden), dtype=dtype)                  # "not given"
+    da = np.empty((n_batch, hidden), dtype=dtype)                          # one step's, scratch
+    dx = np.empty((steps if need_input_grad else 0, n_batch, features), dtype=dtype)
+    if hidden_grads is None:
+        hidden_grads = np.empty((0, n_batch, hidden), dtype=dtype)
+    blocks = -(-n_batch // ROWS_PER_BLOCK)
+    dw_ih = np.zeros((blocks, hidden, features), dtype=dtype)             # one share per block
+    dw_hh = np.zeros((blocks, hidden, hidden), dtype=dtype)
+    db = np.zeros((blocks, hidden), dtype=dtype)
+    with blas_threads(1):   # each Numba thread multiplies its own rows: see nn.kernels.blas
+        kernels.rnn_sequence_backward(dhs, dh, x_time_major, hs,
+                                      np.ascontiguousarray(w_ih, dtype=dtype),
+                                      np.ascontiguousarray(w_hh, dtype=dtype), da, dx,
+                                      hidden_grads, dw_ih, dw_hh, db, ROWS_PER_BLOCK)
+    # the blocks' shares, summed in block order (the same for any thread count)
+    dw_ih, dw_hh, db = dw_ih.sum(axis=0), dw_hh.sum(axis=0), db.sum(axis=0)
     if not need_input_grad:
         return None, dw_ih, dw_hh, db
-    dx = (da2d @ w_ih).reshape(steps, n_batch, -1).transpose(1, 0, 2)      # (N, T, D)
-    return np.ascontiguousarray(dx), dw_ih, dw_hh, db
+    return np.ascontiguousarray(dx.transpose(1, 0, 2)), dw_ih, dw_hh, db                 # (N, T, D)
 
 
 class SimpleRNN(RecurrentLayer):
@@ -114,6 +128,14 @@ class SimpleRNN(RecurrentLayer):
     def sequence_forward(self, x):
         return simple_rnn_forward(x, self.params["w_ih"], self.params["w_hh"], self.params["b"])
 
+    def infer(self, x):
+        """Prediction only (no backward may follow): h_T without keeping every step's state."""
+        if self.return_sequences:
+            return self.forward(x, training=False)
+        last, _ = simple_rnn_forward(x, self.params["w_ih"], self.params["w_hh"], self.params["b"],
+                                     keep_steps=False)
+        return last[0]
+
     def sequence_backward(self, dhs, hidden_grads, need_input_grad):
         dx, self.grads["w_ih"], self.grads["w_hh"], self.grads["b"] = simple_rnn_backward(
             dhs, self.cache, need_input_grad, hidden_grads)
@@ -128,6 +150,11 @@ class SimpleRNN(RecurrentLayer):
 
     @classmethod
     def warm_up(cls, dtype):
+        super().warm_up(dtype)
+        # the one-step kernels run inside the sequence kernels; compile them for direct callers too
         state = np.zeros((1, 1), dtype)
-        kernels.rnn_step_forward(state, state.copy(), state.copy())
+        step = kernels.rnn_step_forward_fast if dtype == np.float32 else kernels.rnn_step_forward
+        step(state, state.copy(), state.copy())
         kernels.rnn_step_backward(state, state.copy(), state.copy())
+        blas.gemm(state, state.copy(), state.copy())
+        blas.gemm_at_add(state, state.copy(), state.copy())
