@@ -181,6 +181,7 @@ def test_report_states_significance_per_pair(tmp_path):
     path = write_report(tmp_path, figures=False)
     text = path.read_text()
     assert "| CNN | default | 3 | 95.00 | 1.000 | 92.52 - 97.48 | 100 |" in text
+    assert "Finished cells: models CNN, GRU, MLP; seeds 0, 1, 2." in text
     assert sentence(cnn_mlp) in text and sentence(cnn_gru) in text
     assert str(tmp_path) not in text
     table = (tmp_path / "results.csv").read_text().splitlines()

@@ -42,14 +42,17 @@ def results_csv(groups):
 
 def markdown(numbers, manifest, figures):
     lines = ["# How sure are we? A study over seeds", ""]
+    # Models and seeds as the finished cells have them (a later, smaller command may have
+    # rewritten study.json); the recipe's other choices from study.json.
+    models = list(dict.fromkeys(group["title"] for group in numbers["groups"]))
+    seeds = sorted({seed for group in numbers["groups"] for seed in group["seeds"]})
+    recipe = [f"models {', '.join(models)}", f"seeds {', '.join(map(str, seeds))}"]
     if manifest:
-        recipe = [f"models {', '.join(manifest.get('models', []))}",
-                  f"seeds {', '.join(map(str, manifest.get('seeds', [])))}"]
         recipe += [f"--set {item}" for item in manifest.get("settings", [])]
         recipe.append(f"epochs {manifest['epochs']}" if manifest.get("epochs") else "each model's recipe epochs")
         if manifest.get("limit"):
             recipe.append(f"the first {manifest['limit']:,} training and test images")
-        lines += ["Grid: " + "; ".join(recipe) + ".", ""]
+    lines += ["Finished cells: " + "; ".join(recipe) + ".", ""]
     lines += ["## Test accuracy over seeds", "",
               "Mean, sample standard deviation and 95 % t interval (mean +- t(0.975, n-1) sd / sqrt(n)) "
               "of each model's test accuracy, in %.", "",
