@@ -235,8 +235,16 @@ class DrawApp:
             self.message = EMPTY_MESSAGE
             return
         print(f"Teaching {digit} ...", flush=True)
-        with one_numba_thread():
-            result = self.teacher.teach(self.image, digit)
+        try:
+            with one_numba_thread():
+                result = self.teacher.teach(self.image, digit)
+        except (UserError, OSError) as error:
+            # The personal set cannot take it (damaged, not a folder, read-only, disk full): say
+            # what is wrong and what to do, and keep the window and the drawing.
+            line = str(error) if isinstance(error, UserError) else f"cannot teach: {error}"
+            self.message = line
+            print(f"error: {line}", file=sys.stderr, flush=True)
+            return
         self.version += 1                       # the models changed: recompute every view
         self.predict(announce=False)
         note = "" if result["replay"] else "; MNIST not found: fine-tuned on your examples alone"

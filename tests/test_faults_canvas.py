@@ -1,0 +1,171 @@
+"""Issue 20, the canvas's items: draw.py given a broken model file (4), weights full of NaN (5),
+a personal set that cannot take a taught drawing (6), a DISPLAY that is no display (14) and a
+headless demo with nothing to end it (15).  Each test failed before its fix.
+
+Every test has its own user data folder ($CNN_VS_LSTM_HOME in tmp_path); the app is driven
+in-process with pygame's dummy video driver, the command line in a subprocess where a hang was
+the fault (with a timeout, so the old code fails instead of waiting forever).
+"""
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pygame
+import pytest
+
+from canvas import cli as draw
+from canvas.app import CANVAS_RECT, WINDOW_SIZE, DrawApp
+from canvas.demo import digit_events, key_event
+from models import build_model, load_model, shipped_weights
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def user_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_VS_LSTM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    return tmp_path / "home"
+
+
+@pytest.fixture()
+def screen():
+    pygame.display.init()
+    pygame.font.init()
+    surface = pygame.display.set_mode(WINDOW_SIZE)
+    pygame.event.clear()
+    yield surface
+    pygame.display.quit()
+
+
+def untrained(name, folder, seed=0):
+    path = Path(folder) / f"{name}.npz"
+    build_model(name, rng=np.random.default_rng(seed)).save(path)
+    return str(path)
+
+
+def nan_weights(name, path, seed=0):
+    """A weights file of ``name`` whose every float weight is NaN, with a valid checksum."""
+    model = build_model(name, rng=np.random.default_rng(seed))
+    model.network.load_state({key: np.full_like(value, np.nan) if value.dtype.kind == "f" else value
+                              for key, value in model.network.state().items()})
+    model.save(path)
+    return model
+
+
+def run_draw(args, env, timeout=60):
+    environment = {k: v for k, v in os.environ.items() if k not in ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY")}
+    environment.update(env)
+    return subprocess.run([sys.executable, str(REPO_ROOT / "draw.py"), *args], cwd=REPO_ROOT,
+                          env=environment, capture_output=True, text=True, timeout=timeout)
+
+
+def one_error_line(stderr):
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+def play(app, events):
+    app.post(events)
+    app.step()
+    app.render()
+
+
+# ------------------------------------------------------------------ item 6: teaching that cannot be saved
+def teaching_app(screen):
+    from kit.paths import personal_dir
+    from models.training.teaching import Teacher
+    teacher = Teacher({}, folder=personal_dir(), mnist_dir=None)
+    app = DrawApp([build_model("mlp", rng=np.random.default_rng(42))], screen, teacher=teacher)
+    play(app, digit_events(4, draw.DEMO_BOX) + [key_event(pygame.K_p)])
+    return app
+
+
+def teach_and_expect_an_error(app, capsys, expected):
+    """T, 5 on ``app``: the window stays open with the drawing, the status line and stderr say
+    ``expected``; returns the status line."""
+    drawing = pygame.surfarray.array3d(app.canvas).copy()
+    capsys.readouterr()
+    play(app, [key_event(pygame.K_t), key_event(pygame.K_5)])
+    err = capsys.readouterr().err
+    assert app.running and not app.teaching
+    np.testing.assert_array_equal(pygame.surfarray.array3d(app.canvas), drawing)   # the drawing kept
+    assert expected in app.message, app.message
+    assert one_error_line(err) == f"error: {app.message}"
+    message = app.message
+    play(app, [key_event(pygame.K_p)])                     # and the window still works
+    assert app.running and app.results
+    return message
+
+
+def test_item_6_a_label_of_200_in_the_personal_set_is_said_not_fatal(screen, user_data, capsys):
+    from nn.idx import write_idx
+    folder = user_data / "personal"
+    folder.mkdir(parents=True)
+    images = np.zeros((2, 28, 28), np.uint8)
+    for split in ("train", "t10k"):
+        write_idx(folder / f"{split}-images-idx3-ubyte", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte", np.array([3, 200], np.uint8))
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    message = teach_and_expect_an_error(teaching_app(screen), capsys, "label 200")
+    assert "move" in message and "aside" in message
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before   # nothing written
+
+
+def test_item_6_other_damage_to_the_set_keeps_the_window_open(screen, user_data, capsys):
+    folder = user_data / "personal"
+    folder.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (folder / name).write_bytes(b"garbage")
+    message = teach_and_expect_an_error(teaching_app(screen), capsys, "damaged")
+    assert "aside" in message
+    assert (folder / "train-images-idx3-ubyte").read_bytes() == b"garbage"
+
+
+def test_item_6_personal_being_a_file_is_said_not_fatal(screen, user_data, capsys):
+    user_data.mkdir(parents=True)
+    (user_data / "personal").write_text("my notes")
+    message = teach_and_expect_an_error(teaching_app(screen), capsys, "is a file, not a folder")
+    assert "move the file aside" in message
+    assert (user_data / "personal").read_text() == "my notes"
+
+
+def test_item_6_a_read_only_user_folder_is_said_not_fatal(screen, user_data, capsys, monkeypatch):
+    from models.training import teaching
+    user_data.mkdir(parents=True)
+    user_data.chmod(0o555)
+    if os.geteuid() == 0:        # root writes anyway: the writer fails as it would for a person
+        def refused(path, array, compress=False):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        monkeypatch.setattr(teaching, "write_idx", refused)
+    try:
+        message = teach_and_expect_an_error(teaching_app(screen), capsys, "not writable")
+        assert "CNN_VS_LSTM_HOME" in message and str(user_data) in message
+    finally:
+        user_data.chmod(0o755)
+
+
+@pytest.mark.parametrize("writer", ["data", "weights"])
+def test_item_6_a_full_disk_is_said_not_fatal_and_the_set_is_kept(screen, user_data, capsys, monkeypatch,
+                                                                  writer):
+    from models.base import Model
+    from models.training import teaching
+    app = teaching_app(screen)
+    play(app, [key_event(pygame.K_t), key_event(pygame.K_4)])            # one example taught
+    folder = user_data / "personal"
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    if writer == "data":
+        monkeypatch.setattr(teaching, "write_idx", full)
+    else:
+        monkeypatch.setattr(Model, "save", full)
+    message = teach_and_expect_an_error(app, capsys, "disk is full")
+    assert "free some space" in message
+    if writer == "data":
+        assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
