@@ -133,6 +133,33 @@ def chosen_models(args):
     return [(name, given.get(name)) for name in dict.fromkeys(names)]
 
 
+def finite_weights(model, path):
+    """``model``, or a WeightsError naming ``path`` if any weight is NaN or infinite (a valid
+    checksum says only that the file is as written, not that what was written is numbers)."""
+    for key, array in model.network.state().items():
+        array = np.asarray(array)
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise WeightsError(f"{path}: the weights are not finite numbers (NaN or infinity in "
+                               f"{key}); the file is damaged")
+    return model
+
+
+def load_checked(path, name):
+    """The model in weights file ``path`` (of model ``name``), its weights all finite numbers.
+    An error inside a model file's own code while rebuilding it is one line, as for the probe."""
+    try:
+        return finite_weights(load_model(path, expect=name), path)
+    except UserError:
+        raise
+    except Exception as error:
+        spec = registry.get(name)
+        if not spec.from_model_file:
+            raise
+        text = str(error).splitlines()[0] if str(error) else ""
+        raise UserError(f"{spec.source}: building the network for {path} raised "
+                        f"{type(error).__name__}" + (f": {text}" if text else "")) from None
+
+
 def train_command(name):
     script = REPOSITORY / f"train_{name}.py"
     return f"python {script.name}" if script.is_file() else registry.get(name).train_command
@@ -149,11 +176,15 @@ def load_models(args):
             taught = None if args.shipped else personal_weights(name)
             path, flag = (taught or shipped_weights(name)), f"--weights {name}=PATH"
         try:
-            models[name] = load_model(path, expect=name)
-        except WeightsError as error:
+            models[name] = load_checked(path, name)
+        except UserError as error:           # WeightsError, or another one-line refusal
             if given is None and path != shipped_weights(name):   # a damaged personal file
                 print(f"warning: {error}; using the shipped weights", file=sys.stderr, flush=True)
-                models[name] = load_model(shipped_weights(name), expect=name)
+                try:
+                    models[name] = load_checked(shipped_weights(name), name)
+                except UserError as shipped_error:
+                    raise UserError(f"{shipped_error} - reinstall the kit or train one with "
+                                    f"'{train_command(name)}'") from None
                 continue
             raise UserError(f"{error} - train one with '{train_command(name)}' "
                             f"or point {flag} at a weights file") from None

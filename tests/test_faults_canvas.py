@@ -75,6 +75,53 @@ def play(app, events):
     app.render()
 
 
+# ------------------------------------------------------------------ item 5: weights full of NaN
+def test_item_5_a_nan_weights_file_on_the_command_line_is_one_line(tmp_path, capsys):
+    path = tmp_path / "nan_cnn.npz"
+    nan_weights("cnn", path)
+    with pytest.raises(SystemExit) as stop:
+        draw.main(["--models", "cnn", "--cnn", str(path)], session=lambda app: 0)
+    assert stop.value.code == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert str(path) in line and "not finite" in line and "--cnn" in line
+
+
+def test_item_5_a_nan_personal_weights_file_is_skipped_with_a_warning(user_data, capsys):
+    from models.training.teaching import PersonalSet
+    if not shipped_weights("cnn").is_file():
+        pytest.skip("no shipped CNN weights")
+    personal = PersonalSet(user_data / "personal")
+    personal.folder.mkdir(parents=True)
+    nan_weights("cnn", personal.weights_path("cnn"))
+    models = draw.load_models(draw.make_parser().parse_args(["--models", "cnn"]))
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith("warning: ")
+    assert str(personal.weights_path("cnn")) in warning[0] and "shipped" in warning[0]
+    image = np.random.default_rng(1).random((1, 28, 28), dtype=np.float32)
+    shipped = load_model(shipped_weights("cnn"), expect="cnn")
+    np.testing.assert_array_equal(models["cnn"].logits(image), shipped.logits(image))
+
+
+def test_item_5_the_window_survives_a_model_whose_answers_are_nan(screen, tmp_path, capsys):
+    """Even with NaN weights in memory (not caught at load), P, R, F and W draw and say so."""
+    broken = {}
+    for name in ("cnn", "lstm"):
+        nan_weights(name, tmp_path / f"{name}.npz")
+        broken[name] = build_model(name, rng=np.random.default_rng(0))
+        broken[name].network.load_state(load_model(tmp_path / f"{name}.npz").network.state())
+    fine = build_model("mlp", rng=np.random.default_rng(0))
+    app = DrawApp({"cnn": broken["cnn"], "lstm": broken["lstm"], "mlp": fine}, screen)
+    play(app, digit_events(4, draw.DEMO_BOX) + [key_event(pygame.K_p)])
+    out = capsys.readouterr().out
+    assert app.running and "CNN: no answer (its outputs are not finite" in out
+    assert "MLP: " in out and "not finite" in app.message
+    for key in (pygame.K_r, pygame.K_TAB, pygame.K_f, pygame.K_w):   # every view renders
+        play(app, [key_event(key)])
+        app.rows_read, app.dirty = 28, True
+        app.render()
+    assert app.running
+
+
 # ------------------------------------------------------------------ item 6: teaching that cannot be saved
 def teaching_app(screen):
     from kit.paths import personal_dir
