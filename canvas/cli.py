@@ -29,10 +29,12 @@ import nn
 from canvas.app import BRUSH, CANVAS_RECT, HELP, WINDOW_SIZE, DrawApp
 from canvas.demo import digit_events, key_event, number_events
 from canvas.display import display_problem
-from kit.cli import CommandLineParser, add_threads_flag, exit_on_user_error, positive_int
+from kit.cli import (CommandLineParser, add_model_file_flag, add_threads_flag, exit_on_user_error,
+                     positive_int)
 from kit.data import resolve_data_dir
 from kit.paths import personal_dir
 from models import load_model, registry, shipped_weights
+from models.probe import check_model_spec
 from models.analysis.study import feature_maps, has_conv_layers, reads_rows, row_by_row
 from models.training.teaching import Teacher, personal_weights
 from nn.errors import UserError, WeightsError
@@ -87,6 +89,8 @@ def make_parser(prog="draw.py"):
              "and press P, as a person would")
     add("--view", choices=tuple(VIEW_KEYS), default="predictions",
         help="with --demo: the panel to show after predicting (default: predictions)")
+    add_model_file_flag(parser, help="a Python file defining MODEL = ModelSpec(...) (docs/extending.md): "
+                                     "its model is shown too, with --weights NAME=PATH")
     # One image at a time gains nothing from threads, and waking Numba's and BLAS's workers costs
     # ~10 ms per parallel kernel on a busy machine (measured: a P took 126 ms with 2 threads
     # while training ran, 4 ms with 1).
@@ -127,10 +131,29 @@ def chosen_models(args):
     else:
         names = [name for name in registry.shipped() if shipped_weights(name).is_file()]
     names += [name for name in given if name not in names]
+    model_file = getattr(args, "model_file_name", None)
+    if model_file is not None and model_file not in names:
+        names.append(model_file)
     if not names:
         raise UserError("no trained models found: train one with 'python -m models.train --model NAME' "
                         "or name a weights file with --weights NAME=PATH")
     return [(name, given.get(name)) for name in dict.fromkeys(names)]
+
+
+def load_model_file(path):
+    """Register the model of ``--model-file`` and probe it with one small batch of 28 x 28 images
+    (what the canvas gives it) before any weights are read: a model file that cannot read a
+    drawing is one line saying what is wrong with it.  Returns the model's name."""
+    try:
+        spec = registry.load_model_file(path)
+    except UserError:
+        raise
+    except Exception as error:       # raised while importing the person's file
+        text = str(error).splitlines()[0] if str(error) else ""
+        raise UserError(f"{path}: importing it raised {type(error).__name__}"
+                        + (f": {text}" if text else "")) from None
+    check_model_spec(spec, dict(spec.options), image_shape=(28, 28), num_classes=10)
+    return spec.name
 
 
 def finite_weights(model, path):
@@ -273,6 +296,8 @@ def main(argv=None, prog="draw.py", session=None):
 def run_app(args, session=None):
     """The canvas with parsed flags (see :func:`main`)."""
     check_display()                      # before loading anything: fail in well under a second
+    if args.model_file is not None:
+        args.model_file_name = load_model_file(args.model_file)
     models = load_models(args)
     warm_up(models)
     screen = open_window()

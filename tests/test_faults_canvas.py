@@ -75,6 +75,84 @@ def play(app, events):
     app.render()
 
 
+# ------------------------------------------------------------------ item 4: a broken --model-file
+MODEL_FILE = '''
+import numpy as np
+from models.inputs import image_pixels
+from models.registry import ModelSpec, Recipe
+from nn.layers import Dense, ReLU, Sequential
+
+
+def build(rng, image_shape=(28, 28), num_classes=10, hidden=16):
+    pixels = image_shape[0] * image_shape[1]
+    {body}
+
+
+def to_input(images):
+    {to_input}
+
+
+MODEL = ModelSpec(name="{name}", title="Mine", description="a person's model file",
+                  build=build, to_input=to_input, options={{"hidden": 16}},
+                  recipe=Recipe(epochs=1), shipped=False)
+'''
+GOOD_BUILD = "return Sequential([Dense(pixels, hidden, rng=rng), ReLU(), Dense(hidden, num_classes, rng=rng)])"
+GOOD_INPUT = "return image_pixels(images)"
+
+
+@pytest.mark.parametrize("case, body, to_input, expected, own_frame", [
+    ("raises", "return helper(pixels)\n\n\ndef helper(pixels):\n    raise RuntimeError('my bug')", GOOD_INPUT,
+     "build() raised RuntimeError: my bug", "in helper"),
+    ("none", "Sequential([Dense(pixels, num_classes, rng=rng)])", GOOD_INPUT,
+     "build() returned NoneType, not a network", None),
+    ("outputs", "return Sequential([Dense(pixels, 7, rng=rng)])", GOOD_INPUT,
+     "outputs of shape (2, 7) for 2 images, not (2, 10)", None),
+    ("input_size", "return Sequential([Dense(100, num_classes, rng=rng)])", GOOD_INPUT,
+     "does it expect another input size?", None),
+    ("to_input_shape", GOOD_BUILD, "return images.reshape(1, -1)",
+     "to_input() turned 2 images of 28 x 28 into (1, 1568)", None),
+])
+def test_item_4_draw_names_what_is_wrong_with_a_model_file_in_one_line(tmp_path, capsys, case, body,
+                                                                      to_input, expected, own_frame):
+    model_file = tmp_path / f"canvas_broken_{case}.py"
+    model_file.write_text(MODEL_FILE.format(body=body, to_input=to_input, name=f"canvas_broken_{case}"))
+    with pytest.raises(SystemExit) as stop:
+        draw.main(["--model-file", str(model_file), "--weights", f"canvas_broken_{case}=w.npz"],
+                  session=lambda app: 0)
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith(f"error: {model_file.resolve()}: ") and expected in lines[0], lines
+    assert not any("Traceback" in line for line in lines)
+    if own_frame is None:
+        assert lines[1:] == []
+    else:       # the person's own frames below the line, and only theirs
+        assert any(own_frame in line for line in lines[1:])
+        assert not any("canvas/" in line or "models/probe" in line for line in lines[1:]), lines
+
+
+def test_item_4_a_good_model_file_is_drawn_with_its_weights(tmp_path, capsys, screen):
+    from models import registry
+    model_file = tmp_path / "canvas_good.py"
+    model_file.write_text(MODEL_FILE.format(body=GOOD_BUILD, to_input=GOOD_INPUT, name="canvas_good"))
+    registry.load_model_file(model_file)
+    weights = untrained("canvas_good", tmp_path)
+    seen = {}
+
+    def session(app):
+        play(app, digit_events(3, draw.DEMO_BOX) + [key_event(pygame.K_p)])
+        seen["models"], seen["results"] = list(app.models), app.results
+        return 0
+    assert draw.main(["--models", "mlp", "--model-file", str(model_file), "--weights",
+                      f"canvas_good={weights}"], session=session) == 0
+    assert seen["models"] == ["mlp", "canvas_good"] and seen["results"]["canvas_good"].shape == (1, 10)
+    assert "Mine: " in capsys.readouterr().out
+    # Without weights for it: the one line says how to get them.
+    with pytest.raises(SystemExit) as stop:
+        draw.main(["--models", "mlp", "--model-file", str(model_file)], session=lambda app: 0)
+    line = one_error_line(capsys.readouterr().err)
+    assert stop.value.code == 2 and "--model-file" in line and "--weights canvas_good=PATH" in line
+
+
 # ------------------------------------------------------------------ item 5: weights full of NaN
 def test_item_5_a_nan_weights_file_on_the_command_line_is_one_line(tmp_path, capsys):
     path = tmp_path / "nan_cnn.npz"
