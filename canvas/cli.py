@@ -28,7 +28,7 @@ import pygame
 import nn
 from canvas.app import BRUSH, CANVAS_RECT, HELP, WINDOW_SIZE, DrawApp
 from canvas.demo import digit_events, key_event, number_events
-from canvas.display import display_problem
+from canvas.display import HEADLESS_DRIVERS, display_problem
 from kit.cli import (CommandLineParser, add_model_file_flag, add_threads_flag, exit_on_user_error,
                      positive_int)
 from kit.data import resolve_data_dir
@@ -240,8 +240,19 @@ def open_window():
         screen = pygame.display.set_mode(WINDOW_SIZE)
     except pygame.error:
         raise UserError(NO_DISPLAY) from None
+    requested = os.environ.get("SDL_VIDEODRIVER", "")
+    if pygame.display.get_driver() in HEADLESS_DRIVERS and requested not in HEADLESS_DRIVERS:
+        # SDL fell back to an invisible window (no usable display): nothing could ever end it.
+        raise UserError(f"no display available (SDL found none and would open an invisible "
+                        f"window{display_shown()}; set DISPLAY, or SDL_VIDEODRIVER=dummy for a "
+                        "headless run)")
     pygame.display.set_caption("Draw a digit or a number")
     return screen
+
+
+def display_shown():
+    display = os.environ.get("DISPLAY")
+    return f", DISPLAY={display}" if display else ""
 
 
 def check_display():

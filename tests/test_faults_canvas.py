@@ -294,3 +294,29 @@ def test_item_6_a_full_disk_is_said_not_fatal_and_the_set_is_kept(screen, user_d
     assert "free some space" in message
     if writer == "data":
         assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+
+
+# ------------------------------------------------------------------ item 14: a DISPLAY that is no display
+@pytest.mark.parametrize("display", ["localhost", "!!garbage"])
+def test_item_14_a_display_that_is_not_a_display_name_is_one_line_at_once(tmp_path, display):
+    weights = untrained("cnn", tmp_path)
+    try:
+        result = run_draw(["--models", "cnn", "--cnn", weights], {"DISPLAY": display}, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"DISPLAY={display}: draw.py waited instead of saying there is no display")
+    assert result.returncode == 2
+    line = one_error_line(result.stderr)
+    assert line.startswith(f"error: no display available (DISPLAY={display} is not an X display name")
+
+
+def test_item_14_sdl_falling_back_to_an_invisible_window_is_refused(monkeypatch):
+    """Whatever the display check misses: SDL's quiet fallback to its offscreen driver."""
+    from nn.errors import UserError
+    monkeypatch.delenv("SDL_VIDEODRIVER")
+    monkeypatch.setenv("DISPLAY", ":97")
+    monkeypatch.setattr(draw, "check_display", lambda: None)
+    try:
+        with pytest.raises(UserError, match=r"no display available \(SDL found none .*DISPLAY=:97"):
+            draw.open_window()
+    finally:
+        pygame.display.quit()
