@@ -86,7 +86,8 @@ def make_parser(prog="draw.py"):
              "saved there after the demo, which then quits")
     add("--demo", type=demo_number, metavar="NUMBER",
         help="write this digit or number (1-6 digits, e.g. 7 or 2026) with scripted mouse events "
-             "and press P, as a person would")
+             "and press P, as a person would; with a headless SDL_VIDEODRIVER (dummy) it needs "
+             "--screenshot, since no window would show it and nothing could end it")
     add("--view", choices=tuple(VIEW_KEYS), default="predictions",
         help="with --demo: the panel to show after predicting (default: predictions)")
     add_model_file_flag(parser, help="a Python file defining MODEL = ModelSpec(...) (docs/extending.md): "
@@ -255,6 +256,15 @@ def display_shown():
     return f", DISPLAY={display}" if display else ""
 
 
+def check_demo(args):
+    """--demo on a headless driver without --screenshot: nobody could see it or end it."""
+    if (args.demo is not None and not args.screenshot
+            and os.environ.get("SDL_VIDEODRIVER", "") in HEADLESS_DRIVERS):
+        raise UserError(f"--demo with SDL_VIDEODRIVER={os.environ['SDL_VIDEODRIVER']} shows no window "
+                        "and would never end: add --screenshot PATH to save the result (the demo "
+                        "then quits), or run it on a display")
+
+
 def check_display():
     """A one-line error, before any work, when DISPLAY names an X server that is not there
     (SDL would otherwise fall back to an invisible window and wait forever)."""
@@ -307,6 +317,7 @@ def main(argv=None, prog="draw.py", session=None):
 def run_app(args, session=None):
     """The canvas with parsed flags (see :func:`main`)."""
     check_display()                      # before loading anything: fail in well under a second
+    check_demo(args)
     if args.model_file is not None:
         args.model_file_name = load_model_file(args.model_file)
     models = load_models(args)

@@ -320,3 +320,17 @@ def test_item_14_sdl_falling_back_to_an_invisible_window_is_refused(monkeypatch)
             draw.open_window()
     finally:
         pygame.display.quit()
+
+
+# ------------------------------------------------------------------ item 15: a headless demo
+def test_item_15_a_headless_demo_without_a_screenshot_says_so_and_exits(tmp_path):
+    weights = untrained("cnn", tmp_path)
+    try:
+        result = run_draw(["--models", "cnn", "--cnn", weights, "--demo", "7"],
+                          {"SDL_VIDEODRIVER": "dummy", "CNN_VS_LSTM_HOME": str(tmp_path)}, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("--demo with SDL_VIDEODRIVER=dummy and no --screenshot never returned")
+    assert result.returncode == 2
+    line = one_error_line(result.stderr)
+    assert "--demo with SDL_VIDEODRIVER=dummy" in line and "--screenshot PATH" in line
+    assert "it needs --screenshot" in " ".join(draw.make_parser().format_help().split())
