@@ -5,6 +5,7 @@ Draw a digit or a whole number with the mouse; every shipped model says what it 
     python draw.py                          # every shipped model (weights/*.npz), or your taught ones
     python draw.py --models cnn,gru --live
     python draw.py --weights cnn=runs/cnn/cnn.npz --lstm runs/lstm/lstm.npz
+    python draw.py --model-file my_net.py --weights my_net=runs/my_net.npz   # your own model too
     SDL_VIDEODRIVER=dummy python draw.py --demo 2026 --screenshot docs/draw.png   # headless picture
 
 Keys: left mouse draws, P predicts (answers printed and shown), C clears, L toggles live
