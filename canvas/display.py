@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import sys
+import threading
 
 HEADLESS_DRIVERS = ("dummy", "offscreen")
 _DISPLAY = re.compile(r"^(?P<host>[^:]*):(?P<number>\d+)(\.\d+)?$")
@@ -75,6 +76,17 @@ def display_problem(environ=None, timeout=1.0):
         return None
     if not is_display_name(display) and sys.platform.startswith("linux"):
         return f"DISPLAY={display} is not an X display name such as :0 or host:0"
-    if not x_server_answers(display, timeout):
+    if not answers_in_time(display, timeout):
         return f"DISPLAY={display} but no X server answers there"
     return None
+
+
+def answers_in_time(display, timeout):
+    """:func:`x_server_answers`, given at most a few ``timeout``s in all: a socket's timeout does
+    not cover looking up a host's name, which can hang.  A check still running then is a no."""
+    answer = []
+    worker = threading.Thread(target=lambda: answer.append(x_server_answers(display, timeout)),
+                              daemon=True)     # left behind if it hangs: the program exits anyway
+    worker.start()
+    worker.join(3 * timeout)
+    return bool(answer and answer[0])

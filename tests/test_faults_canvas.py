@@ -336,3 +336,15 @@ def test_item_15_a_headless_demo_without_a_screenshot_says_so_and_exits(tmp_path
     line = one_error_line(result.stderr)
     assert "--demo with SDL_VIDEODRIVER=dummy" in line and "--screenshot PATH" in line
     assert "it needs --screenshot" in " ".join(draw.make_parser().format_help().split())
+
+
+def test_item_14_a_display_check_that_does_not_return_is_cut_short(monkeypatch):
+    """A host name whose lookup hangs (the socket timeout does not cover getaddrinfo): the check
+    answers within its own time limit, naming the display."""
+    import time
+    from canvas import display
+    monkeypatch.setattr(display, "_connects", lambda family, address, timeout: time.sleep(20) or True)
+    started = time.perf_counter()
+    problem = display.display_problem({"DISPLAY": "slow.example:0"}, timeout=0.5)
+    assert time.perf_counter() - started < 5
+    assert problem is not None and problem.startswith("DISPLAY=slow.example:0 but no X server answers")
