@@ -39,6 +39,7 @@ HELP = ("Mouse: draw   P: predict   C: clear   L: live   Tab: next model   Left/
         "F: feature maps   R: row by row   W: why   T+digit: teach   X: shipped weights   "
         "S: screenshot   Q: quit")
 EMPTY_MESSAGE = "The canvas is empty: draw a digit first."
+NOT_FINITE = "no answer (its outputs are not finite numbers: its weights are damaged)"
 LIVE_INTERVAL = 0.15     # s between live predictions while drawing
 ROW_INTERVAL = 0.06      # s per row when the row-by-row view animates its reading
 DIGIT_KEYS = {getattr(pygame, f"K_{d}"): d for d in range(10)}
@@ -52,6 +53,8 @@ def format_answer(label, probabilities):
     'CNN: 2026 (97.1 %)' with the product of the digits' probabilities.
     """
     probabilities = np.asarray(probabilities)
+    if not np.isfinite(probabilities).all():
+        return f"{label}: {NOT_FINITE}"
     answer, probability = read_number(probabilities.reshape(-1, probabilities.shape[-1]))
     return f"{label}: {answer} ({100 * probability:.1f} %)"
 
@@ -235,8 +238,16 @@ class DrawApp:
             self.message = EMPTY_MESSAGE
             return
         print(f"Teaching {digit} ...", flush=True)
-        with one_numba_thread():
-            result = self.teacher.teach(self.image, digit)
+        try:
+            with one_numba_thread():
+                result = self.teacher.teach(self.image, digit)
+        except (UserError, OSError) as error:
+            # The personal set cannot take it (damaged, not a folder, read-only, disk full): say
+            # what is wrong and what to do, and keep the window and the drawing.
+            line = str(error) if isinstance(error, UserError) else f"cannot teach: {error}"
+            self.message = line
+            print(f"error: {line}", file=sys.stderr, flush=True)
+            return
         self.version += 1                       # the models changed: recompute every view
         self.predict(announce=False)
         note = "" if result["replay"] else "; MNIST not found: fine-tuned on your examples alone"
@@ -367,6 +378,9 @@ class DrawApp:
         """[(title, answer text, probability, (K, 10) probabilities)] per model, for the table."""
         rows = []
         for name, probabilities in self.results.items():
+            if not np.isfinite(probabilities).all():    # damaged weights: no bars, no answer
+                rows.append((self.title(name), "?", 0.0, np.zeros_like(probabilities)))
+                continue
             answer, probability = read_number(probabilities)
             rows.append((self.title(name), answer, probability, probabilities))
         return rows
@@ -375,7 +389,10 @@ class DrawApp:
         """A frame around each digit found on the canvas, with the selected model's answer."""
         if self.predicted_version != self.version or not self.results:
             return
-        digits = self.results[self.selected].argmax(axis=1)
+        probabilities = self.results[self.selected]
+        if not np.isfinite(probabilities).all():
+            return
+        digits = probabilities.argmax(axis=1)
         for k, (piece, digit) in enumerate(zip(self.pieces, digits)):
             top, bottom, left, right = piece.box
             box = pygame.Rect(CANVAS_RECT.x + left - 4, CANVAS_RECT.y + top - 4,

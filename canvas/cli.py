@@ -5,6 +5,7 @@ Draw a digit or a whole number with the mouse; every shipped model says what it 
     python draw.py                          # every shipped model (weights/*.npz), or your taught ones
     python draw.py --models cnn,gru --live
     python draw.py --weights cnn=runs/cnn/cnn.npz --lstm runs/lstm/lstm.npz
+    python draw.py --model-file my_net.py --weights my_net=runs/my_net.npz   # your own model too
     SDL_VIDEODRIVER=dummy python draw.py --demo 2026 --screenshot docs/draw.png   # headless picture
 
 Keys: left mouse draws, P predicts (answers printed and shown), C clears, L toggles live
@@ -28,11 +29,13 @@ import pygame
 import nn
 from canvas.app import BRUSH, CANVAS_RECT, HELP, WINDOW_SIZE, DrawApp
 from canvas.demo import digit_events, key_event, number_events
-from canvas.display import display_problem
-from kit.cli import CommandLineParser, add_threads_flag, exit_on_user_error, positive_int
+from canvas.display import HEADLESS_DRIVERS, display_problem
+from kit.cli import (CommandLineParser, add_model_file_flag, add_threads_flag, exit_on_user_error,
+                     positive_int)
 from kit.data import resolve_data_dir
 from kit.paths import personal_dir
 from models import load_model, registry, shipped_weights
+from models.probe import check_model_spec
 from models.analysis.study import feature_maps, has_conv_layers, reads_rows, row_by_row
 from models.training.teaching import Teacher, personal_weights
 from nn.errors import UserError, WeightsError
@@ -84,9 +87,12 @@ def make_parser(prog="draw.py"):
              "saved there after the demo, which then quits")
     add("--demo", type=demo_number, metavar="NUMBER",
         help="write this digit or number (1-6 digits, e.g. 7 or 2026) with scripted mouse events "
-             "and press P, as a person would")
+             "and press P, as a person would; with a headless SDL_VIDEODRIVER (dummy) it needs "
+             "--screenshot, since no window would show it and nothing could end it")
     add("--view", choices=tuple(VIEW_KEYS), default="predictions",
         help="with --demo: the panel to show after predicting (default: predictions)")
+    add_model_file_flag(parser, help="a Python file defining MODEL = ModelSpec(...) (docs/extending.md): "
+                                     "its model is shown too, with --weights NAME=PATH")
     # One image at a time gains nothing from threads, and waking Numba's and BLAS's workers costs
     # ~10 ms per parallel kernel on a busy machine (measured: a P took 126 ms with 2 threads
     # while training ran, 4 ms with 1).
@@ -127,10 +133,56 @@ def chosen_models(args):
     else:
         names = [name for name in registry.shipped() if shipped_weights(name).is_file()]
     names += [name for name in given if name not in names]
+    model_file = getattr(args, "model_file_name", None)
+    if model_file is not None and model_file not in names:
+        names.append(model_file)
     if not names:
         raise UserError("no trained models found: train one with 'python -m models.train --model NAME' "
                         "or name a weights file with --weights NAME=PATH")
     return [(name, given.get(name)) for name in dict.fromkeys(names)]
+
+
+def load_model_file(path):
+    """Register the model of ``--model-file`` and probe it with one small batch of 28 x 28 images
+    (what the canvas gives it) before any weights are read: a model file that cannot read a
+    drawing is one line saying what is wrong with it.  Returns the model's name."""
+    try:
+        spec = registry.load_model_file(path)
+    except UserError:
+        raise
+    except Exception as error:       # raised while importing the person's file
+        text = str(error).splitlines()[0] if str(error) else ""
+        raise UserError(f"{path}: importing it raised {type(error).__name__}"
+                        + (f": {text}" if text else "")) from None
+    check_model_spec(spec, dict(spec.options), image_shape=(28, 28), num_classes=10)
+    return spec.name
+
+
+def finite_weights(model, path):
+    """``model``, or a WeightsError naming ``path`` if any weight is NaN or infinite (a valid
+    checksum says only that the file is as written, not that what was written is numbers)."""
+    for key, array in model.network.state().items():
+        array = np.asarray(array)
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise WeightsError(f"{path}: the weights are not finite numbers (NaN or infinity in "
+                               f"{key}); the file is damaged")
+    return model
+
+
+def load_checked(path, name):
+    """The model in weights file ``path`` (of model ``name``), its weights all finite numbers.
+    An error inside a model file's own code while rebuilding it is one line, as for the probe."""
+    try:
+        return finite_weights(load_model(path, expect=name), path)
+    except UserError:
+        raise
+    except Exception as error:
+        spec = registry.get(name)
+        if not spec.from_model_file:
+            raise
+        text = str(error).splitlines()[0] if str(error) else ""
+        raise UserError(f"{spec.source}: building the network for {path} raised "
+                        f"{type(error).__name__}" + (f": {text}" if text else "")) from None
 
 
 def train_command(name):
@@ -149,11 +201,15 @@ def load_models(args):
             taught = None if args.shipped else personal_weights(name)
             path, flag = (taught or shipped_weights(name)), f"--weights {name}=PATH"
         try:
-            models[name] = load_model(path, expect=name)
-        except WeightsError as error:
+            models[name] = load_checked(path, name)
+        except UserError as error:           # WeightsError, or another one-line refusal
             if given is None and path != shipped_weights(name):   # a damaged personal file
                 print(f"warning: {error}; using the shipped weights", file=sys.stderr, flush=True)
-                models[name] = load_model(shipped_weights(name), expect=name)
+                try:
+                    models[name] = load_checked(shipped_weights(name), name)
+                except UserError as shipped_error:
+                    raise UserError(f"{shipped_error} - reinstall the kit or train one with "
+                                    f"'{train_command(name)}'") from None
                 continue
             raise UserError(f"{error} - train one with '{train_command(name)}' "
                             f"or point {flag} at a weights file") from None
@@ -186,8 +242,28 @@ def open_window():
         screen = pygame.display.set_mode(WINDOW_SIZE)
     except pygame.error:
         raise UserError(NO_DISPLAY) from None
+    requested = os.environ.get("SDL_VIDEODRIVER", "")
+    if pygame.display.get_driver() in HEADLESS_DRIVERS and requested not in HEADLESS_DRIVERS:
+        # SDL fell back to an invisible window (no usable display): nothing could ever end it.
+        raise UserError(f"no display available (SDL found none and would open an invisible "
+                        f"window{display_shown()}; set DISPLAY, or SDL_VIDEODRIVER=dummy for a "
+                        "headless run)")
     pygame.display.set_caption("Draw a digit or a number")
     return screen
+
+
+def display_shown():
+    display = os.environ.get("DISPLAY")
+    return f", DISPLAY={display}" if display else ""
+
+
+def check_demo(args):
+    """--demo on a headless driver without --screenshot: nobody could see it or end it."""
+    if (args.demo is not None and not args.screenshot
+            and os.environ.get("SDL_VIDEODRIVER", "") in HEADLESS_DRIVERS):
+        raise UserError(f"--demo with SDL_VIDEODRIVER={os.environ['SDL_VIDEODRIVER']} shows no window "
+                        "and would never end: add --screenshot PATH to save the result (the demo "
+                        "then quits), or run it on a display")
 
 
 def check_display():
@@ -242,6 +318,9 @@ def main(argv=None, prog="draw.py", session=None):
 def run_app(args, session=None):
     """The canvas with parsed flags (see :func:`main`)."""
     check_display()                      # before loading anything: fail in well under a second
+    check_demo(args)
+    if args.model_file is not None:
+        args.model_file_name = load_model_file(args.model_file)
     models = load_models(args)
     warm_up(models)
     screen = open_window()

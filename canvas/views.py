@@ -65,6 +65,13 @@ def grey_surface(image, size, tint=(255, 255, 255)):
     return pygame.transform.scale(pygame.surfarray.make_surface(rgb), size)
 
 
+def finite(value):
+    """``value`` as a float, 0.0 if it is NaN or infinite (damaged weights): a bar's length must
+    be a number of pixels, and a NaN one stops the window."""
+    value = float(value)
+    return value if math.isfinite(value) else 0.0
+
+
 def bar_chart(surface, rect, probabilities, title, fonts, truth=None):
     """Ten bars, one per digit, the most likely one highlighted and its percentage written."""
     pygame.draw.rect(surface, PANEL, rect, border_radius=6)
@@ -75,7 +82,7 @@ def bar_chart(surface, rect, probabilities, title, fonts, truth=None):
     pitch = (rect.width - 20) / 10
     for digit, p in enumerate(probabilities):
         x = rect.x + 10 + digit * pitch
-        bar_height = max(1, int(round(float(p) * height)))
+        bar_height = max(1, int(round(finite(p) * height)))
         color = TOP_BAR if digit == top else BAR
         pygame.draw.rect(surface, color, (int(x + 3), base - bar_height, int(pitch - 6), bar_height))
         label_color = TEXT if digit == top else MUTED
@@ -284,7 +291,7 @@ def render_rows(surface, rect, fonts, image, row_probabilities, rows_read, title
     for t in range(min(rows_read, 28)):
         probabilities = row_probabilities[t]
         digit = int(np.argmax(probabilities))
-        confidence = float(probabilities[digit])
+        confidence = finite(probabilities[digit])
         y = top + t * pitch
         color = TEXT if digit == final else MUTED
         text(surface, f"row {t + 1:2d}: {digit}", (x, y + pitch // 2), fonts.small, color, "midleft")

@@ -18,6 +18,7 @@ When a model misreads a drawing, the person says the right digit (draw.py: T, th
 Fine-tuning runs the network in training mode (dropout on, BatchNorm on batch statistics and
 updating its running averages), exactly as :mod:`models.training.trainer` does.  NumPy and the kit only.
 """
+import errno
 import time
 from pathlib import Path
 
@@ -72,15 +73,27 @@ class PersonalSet:
         image_path, label_path = self.path("train", "images"), self.path("train", "labels")
         if not image_path.exists() and not label_path.exists():
             return np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8)
+        aside = f" - move {self.folder} aside (rename it) to start a new set"
         try:
             images, labels = read_idx(image_path), read_idx(label_path)
         except DataError as error:
-            raise UserError(f"the personal data set is damaged: {error}") from None
+            raise UserError(f"the personal data set is damaged: {error}{aside}") from None
+        except OSError as error:
+            raise UserError(f"{self.folder}: cannot read the personal data set "
+                            f"({error.strerror or error}){aside}") from None
         if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1:
             raise UserError(f"{self.folder}: the personal data set is not (N, 28, 28) images and "
-                            f"(N,) labels: {images.shape}, {labels.shape}")
+                            f"(N,) labels: {images.shape}, {labels.shape}{aside}")
         count = min(len(images), len(labels))
-        return images[:count], labels[:count]
+        images, labels = images[:count], labels[:count]
+        if labels.dtype.kind not in "iu" or images.dtype != np.uint8:
+            raise UserError(f"{self.folder}: the personal data set holds {images.dtype} images and "
+                            f"{labels.dtype} labels, not bytes{aside}")
+        wrong = np.flatnonzero((labels < 0) | (labels > 9))
+        if wrong.size:
+            raise UserError(f"{self.folder}: the personal data set holds label {int(labels[wrong[0]])} "
+                            f"(example {int(wrong[0]) + 1}); labels are digits 0-9{aside}")
+        return images, labels
 
     def append(self, image, label):
         """Add one float (28, 28) image in [0, 1] with its label; returns the new count."""
@@ -93,14 +106,36 @@ class PersonalSet:
         pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
         images = np.concatenate([images, pixels[None]])
         labels = np.concatenate([labels, np.array([label], np.uint8)])
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for split in ("train", "t10k"):                 # images first: see load()
-            write_idx(self.path(split, "images"), images)
-            write_idx(self.path(split, "labels"), labels)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise UserError(f"{self.folder}: is a file, not a folder, so the personal data set "
+                            "cannot go there - move the file aside (rename it) and teach again")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for split in ("train", "t10k"):                 # images first: see load()
+                write_idx(self.path(split, "images"), images)
+                write_idx(self.path(split, "labels"), labels)
+        except OSError as error:
+            raise cannot_write(self.folder, "the personal data set", error) from None
         return len(labels)
 
     def weights_path(self, model_name):
         return self.folder / f"{model_name}.npz"
+
+
+def cannot_write(folder, what, error):
+    """A one-line UserError for an OSError writing ``what`` in ``folder``: what is wrong and what
+    to do (every file is written atomically, so what was there before is still there)."""
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOSPC or error.errno == errno.EDQUOT:
+        advice = "the disk is full: free some space and teach again"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = ("the folder is not writable: make it writable, or set CNN_VS_LSTM_HOME to a "
+                  "writable folder, and teach again")
+    elif error.errno in (errno.ENOTDIR, errno.EEXIST):
+        advice = "a file stands where a folder should be: move it aside (rename it) and teach again"
+    else:
+        advice = "fix that and teach again"
+    return UserError(f"{folder}: cannot write {what} ({reason}) - {advice}")
 
 
 def load_replay(mnist_dir, count=REPLAY_SIZE, seed=0):
@@ -212,7 +247,10 @@ class Teacher:
         for name, model in self.models.items():
             fine_tune(model, images, labels, replay, self.rng)
             path = self.data.weights_path(name)
-            model.save(path, extra={**model.extra, "personal_examples": count})
+            try:
+                model.save(path, extra={**model.extra, "personal_examples": count})
+            except OSError as error:
+                raise cannot_write(self.data.folder, f"the taught weights {path.name}", error) from None
             saved[name] = path
         return {"count": count, "replay": replay is not None,
                 "seconds": time.perf_counter() - started, "saved": saved}
