@@ -33,6 +33,7 @@ from models.training.config import RECIPE_FLAGS, TrainerCallbacks, TrainingConfi
 from models.training.lock import OutputLock
 from models.training.trainer import EXIT_INTERRUPTED, RunPlace, train
 from nn.errors import UserError
+from nn.serialize import check_finite
 from nn.threads import set_threads
 
 DEFAULT_PROG = "python -m models.train"
@@ -175,6 +176,7 @@ def resumed_run(path, spec, argv, prog, place):
     and ``place.out``.  The run keeps the recipe it started with: --epochs may grow, where the
     data is and how fast may change, any other flag given again must match, or we refuse."""
     meta, arrays = read_checkpoint(path)
+    check_finite(path, arrays)   # a checkpoint of a diverged run: resuming it cannot recover
     resumed = checkpoint_model(path, checkpoint_model_name(path, meta))
     if spec is not None and resumed.name != spec.name:
         raise UserError(f"{path}: is a checkpoint of the {resumed.title}, not the {spec.title}")

@@ -1,0 +1,112 @@
+"""The command-side faults of issue 20 (evaluate, compare, export, data, loading weights and model
+files): each test names its item.
+
+Commands run in a process of their own where what the person sees (one line, the exit status)
+is the point; the loaders are called in this process.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models import registry
+from models.base import build_model, load_model
+from nn.errors import UserError, WeightsError
+from nn.serialize import save_weights
+from tests.test_faults_training import SHORT, error_line, interrupted_run, rewrite_checkpoint, train  # noqa: F401
+from tests.test_faults_training import data_read_once, numba_threads_restored, user_data_folder  # noqa: F401
+
+REPO = Path(__file__).resolve().parent.parent
+LIMIT = 100
+
+
+def command(module, *args, cwd=REPO, env_extra=None):
+    """``python -m MODULE ARGS`` in a process of its own."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def one_line_error(result, status=2):
+    assert result.returncode == status, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+# ------------------------------------------------------------------ item 7: NaN and infinite weights
+def weights_with(path, value, name="mlp", key_index=0):
+    """Weights of an untrained ``name`` with one value of its first array set to ``value``, saved
+    with a valid checksum (as a diverged run would write them)."""
+    model = build_model(name, np.random.default_rng(0))
+    state = {key: array.copy() for key, array in model.network.state().items()}
+    key = sorted(state)[key_index]
+    state[key].flat[3] = value
+    save_weights(path, state, model.header())
+    return key
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_item_7_non_finite_weights_are_refused_when_loaded(tmp_path, value):
+    path = tmp_path / "diverged.npz"
+    key = weights_with(path, value)
+    with pytest.raises(WeightsError) as error:
+        load_model(path)
+    assert str(error.value).startswith(f"{path}: array '{key}' holds 1 NaN or infinite value")
+
+
+def test_item_7_non_finite_safetensors_are_refused_when_loaded(tmp_path):
+    from models.base import HEADER_KEY
+    from nn.safetensors import save_file
+    from nn.serialize import weights_header
+    model = build_model("mlp", np.random.default_rng(0))
+    state = {key: array.copy() for key, array in model.network.state().items()}
+    state[sorted(state)[1]][:] = np.nan
+    path = tmp_path / "diverged.safetensors"
+    save_file(state, path, {"model": "mlp", HEADER_KEY: json.dumps(weights_header(state, model.header()))})
+    with pytest.raises(WeightsError, match=rf"^{path}: array '{sorted(state)[1]}' holds"):
+        load_model(path)
+
+
+def test_item_7_evaluate_export_and_compare_refuse_nan_weights(tmp_path, mnist_dir):
+    path = tmp_path / "diverged.npz"
+    key = weights_with(path, np.nan)
+    evaluated = command("models.evaluate", "--weights", path, "--data", mnist_dir, "--limit", LIMIT, "--json")
+    assert evaluated.stdout == ""
+    assert f"{path}: array '{key}' holds 1 NaN" in one_line_error(evaluated)
+    out = tmp_path / "out.safetensors"
+    exported = command("models.export", "--weights", path, "--out", out)
+    assert f"array '{key}'" in one_line_error(exported) and not out.exists()
+    good = tmp_path / "cnn.npz"
+    build_model("cnn", np.random.default_rng(1)).save(good)
+    compared = command("models.compare", "--models", f"{good},{path}", "--data", mnist_dir, "--limit", LIMIT,
+                       "--out", tmp_path / "report", "--quiet")
+    assert f"array '{key}'" in one_line_error(compared) and not (tmp_path / "report").exists()
+
+
+def test_item_7_evaluate_json_never_prints_nan(tmp_path, mnist_dir):
+    # Finite weights so large that the outputs overflow to infinity, and the loss is NaN.
+    model = build_model("mlp", np.random.default_rng(0))
+    state = {key: array * np.float32(1e37) if array.dtype.kind == "f" else array
+             for key, array in model.network.state().items()}
+    path = tmp_path / "huge.npz"
+    save_weights(path, state, model.header())
+    result = command("models.evaluate", "--weights", path, "--data", mnist_dir, "--limit", LIMIT, "--json")
+    assert result.stdout == "" and "NaN" not in result.stdout
+    assert "NaN or infinite" in one_line_error(result)
+
+
+def test_item_7_a_nan_checkpoint_is_refused_on_resume(tmp_path, mnist_dir):
+    _, checkpoint = interrupted_run(tmp_path, mnist_dir, model="mlp")
+
+    def poison(arrays):
+        key = sorted(name for name in arrays if name.startswith("model/"))[0]
+        arrays[key] = np.full_like(arrays[key], np.nan)
+    rewrite_checkpoint(checkpoint, array_change=poison)
+    result = train("--resume", checkpoint, "--threads", 1, "--quiet")
+    assert result.returncode == 2, result.stderr
+    assert error_line(result).startswith(f"error: {checkpoint}: array 'model/") and "NaN" in error_line(result)
