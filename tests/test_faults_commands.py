@@ -110,3 +110,40 @@ def test_item_7_a_nan_checkpoint_is_refused_on_resume(tmp_path, mnist_dir):
     result = train("--resume", checkpoint, "--threads", 1, "--quiet")
     assert result.returncode == 2, result.stderr
     assert error_line(result).startswith(f"error: {checkpoint}: array 'model/") and "NaN" in error_line(result)
+
+
+# ------------------------------------------------------------------ item 13: histories without validation
+@pytest.fixture
+def trained_without_validation(tmp_path, mnist_dir):
+    """A real short MLP run with --val-fraction 0: its history holds null validation numbers."""
+    out = tmp_path / "noval" / "mlp.npz"
+    result = train("--model", "mlp", *SHORT, "--val-fraction", 0, "--data", mnist_dir, "--out", out)
+    assert result.returncode == 0, result.stderr
+    history = json.loads(out.with_name("mlp.history.json").read_text())
+    assert history["epochs"] and all(e["val_accuracy"] is None for e in history["epochs"])
+    return out
+
+
+def test_item_13_evaluate_reads_a_history_without_validation(tmp_path, mnist_dir, trained_without_validation):
+    pytest.importorskip("matplotlib")
+    from models.analysis.evaluate import read_history
+    history, where = read_history(trained_without_validation)
+    assert history is not None, where
+    plots = tmp_path / "plots"
+    result = command("models.evaluate", "--weights", trained_without_validation, "--data", mnist_dir,
+                     "--limit", LIMIT, "--plots", plots)
+    assert result.returncode == 0, result.stderr
+    assert (plots / "mlp_training_curves.png").is_file() and "skipped" not in result.stderr, result.stderr
+
+
+def test_item_13_compare_reads_a_history_without_validation(tmp_path, mnist_dir, trained_without_validation):
+    other = tmp_path / "cnn.npz"
+    build_model("cnn", np.random.default_rng(1)).save(other)
+    out = tmp_path / "report"
+    result = command("models.compare", "--models", f"{other},{trained_without_validation}", "--data", mnist_dir,
+                     "--out", out, "--limit", LIMIT, "--sweep-images", 20, "--latency-calls", 3,
+                     "--speed-seconds", 0.05, "--quiet")
+    assert result.returncode == 0, result.stderr
+    training = json.loads((out / "report.json").read_text())["training"]
+    assert training["mlp"]["epochs"] == 2 and training["mlp"]["final_val_accuracy"] is None
+    assert "MLP was trained 2 epochs without a validation set" in (out / "report.md").read_text()
