@@ -147,3 +147,30 @@ def test_item_13_compare_reads_a_history_without_validation(tmp_path, mnist_dir,
     training = json.loads((out / "report.json").read_text())["training"]
     assert training["mlp"]["epochs"] == 2 and training["mlp"]["final_val_accuracy"] is None
     assert "MLP was trained 2 epochs without a validation set" in (out / "report.md").read_text()
+
+
+# ------------------------------------------------------------------ item 16: compare --download
+def small_weights(folder, *names):
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for seed, name in enumerate(names):
+        paths.append(folder / f"{name}.npz")
+        build_model(name, np.random.default_rng(seed)).save(paths[-1])
+    return paths
+
+
+QUICK = ["--limit", LIMIT, "--sweep-images", 20, "--latency-calls", 3, "--speed-seconds", 0.05, "--quiet"]
+
+
+def test_item_16_compare_takes_download(tmp_path, mnist_dir, monkeypatch):
+    from models.commands import compare
+    assert compare.make_parser().parse_args(["--download"]).download is True
+    asked = []
+    import models.analysis.evaluate as evaluation
+    real = evaluation.ensure_mnist
+    monkeypatch.setattr(evaluation, "ensure_mnist",
+                        lambda folder, download_if_missing=False: asked.append(download_if_missing) or real(folder))
+    cnn, mlp = small_weights(tmp_path / "w", "cnn", "mlp")
+    assert compare.main(["--models", f"{cnn},{mlp}", "--data", mnist_dir, "--download", "--out", tmp_path / "r",
+                         *QUICK]) == 0
+    assert asked == [True] and (tmp_path / "r" / "report.md").is_file()

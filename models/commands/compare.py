@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.cli import CommandLineParser, add_data_flag, add_threads_flag, exit_on_user_error, positive_int
+from kit.cli import (CommandLineParser, add_data_flag, add_download_flag, add_threads_flag, exit_on_user_error,
+                     positive_int)
 from models import registry
 from models.analysis.compare.context import Context, shown_data_folder
 from models.analysis.compare.report import write_report
@@ -40,6 +41,7 @@ def make_parser(prog=DEFAULT_PROG):
     add("--pair", metavar="A,B", help="the two models whose disagreements are shown digit by digit "
                                       "(default: the first two)")
     add_data_flag(parser)
+    add_download_flag(parser)
     add("--out", metavar="DIR", default="reports/compare", help="folder for report.md, report.json and the PNGs "
                                                                 "(default: reports/compare)")
     add("--limit", type=positive_int, metavar="N", help="use only the first N test images")
@@ -101,7 +103,7 @@ def run(args, argv, sections, started, log, out):
     for path in args.model_file:
         registry.load_model_file(path)
     models, paths, pair = load_models(args.models, args.pair)
-    images, labels, data_dir = load_test_set(args.data, args.limit)
+    images, labels, data_dir = load_test_set(args.data, args.limit, download=args.download)
     for model in models.values():
         if images.shape[1:] != model.image_shape:
             raise UserError(f"{data_dir}: its images are {images.shape[1:]}, the "
