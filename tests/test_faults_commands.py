@@ -174,3 +174,38 @@ def test_item_16_compare_takes_download(tmp_path, mnist_dir, monkeypatch):
     assert compare.main(["--models", f"{cnn},{mlp}", "--data", mnist_dir, "--download", "--out", tmp_path / "r",
                          *QUICK]) == 0
     assert asked == [True] and (tmp_path / "r" / "report.md").is_file()
+
+
+# ------------------------------------------------------------------ item 10: a model file named like a kit model
+CLASHING_MODEL = '''
+from models.inputs import image_pixels
+from models.registry import ModelSpec, Recipe
+from nn.layers import Dense, Sequential
+
+
+def build(rng, image_shape=(28, 28), num_classes=10):
+    return Sequential([Dense(image_shape[0] * image_shape[1], num_classes, rng=rng)])
+
+
+MODEL = ModelSpec(name="cnn", title="My net", description="mine", build=build, to_input=image_pixels,
+                  recipe=Recipe(epochs=1), shipped=False)
+'''
+
+
+def test_item_10_a_model_file_named_like_a_kit_model_is_refused_naming_both_files(tmp_path, mnist_dir):
+    model_file = tmp_path / "my_net.py"
+    model_file.write_text(CLASHING_MODEL)
+    kits = registry.PACKAGE_DIR / "cnn.py"
+    with pytest.raises(UserError) as error:
+        registry.load_model_file(model_file)
+    assert str(error.value).startswith(f"{model_file}: its model is named 'cnn'") and str(kits) in str(error.value)
+    out = tmp_path / "o" / "m.npz"
+    result = command("models.train", "--model-file", model_file, "--limit", 300, "--epochs", 1, "--threads", 1,
+                     "--quiet", "--data", mnist_dir, "--out", out)
+    line = one_line_error(result)
+    assert str(model_file) in line and str(kits) in line, line
+    assert not out.parent.exists()
+
+
+def test_item_10_the_kits_own_file_given_as_a_model_file_still_loads():
+    assert registry.load_model_file(registry.PACKAGE_DIR / "mlp.py").name == "mlp"
