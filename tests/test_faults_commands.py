@@ -209,3 +209,77 @@ def test_item_10_a_model_file_named_like_a_kit_model_is_refused_naming_both_file
 
 def test_item_10_the_kits_own_file_given_as_a_model_file_still_loads():
     assert registry.load_model_file(registry.PACKAGE_DIR / "mlp.py").name == "mlp"
+
+
+# ------------------------------------------------------------------ item 11: compare --model-file adds the model
+OWN_MODEL = '''
+from models.inputs import image_pixels
+from models.registry import ModelSpec
+from nn.layers import Dense, ReLU, Sequential
+
+
+def build(rng, image_shape=(28, 28), num_classes=10, hidden=8):
+    return Sequential([Dense(image_shape[0] * image_shape[1], hidden, rng=rng), ReLU(),
+                       Dense(hidden, num_classes, rng=rng)])
+
+
+MODEL = ModelSpec(name="{name}", title="Tiny", description="an 8-unit MLP of my own", build=build,
+                  to_input=image_pixels, options={{"hidden": 8}}, shipped=False)
+'''
+
+
+def own_model(tmp_path, name):
+    model_file = tmp_path / f"{name}.py"
+    model_file.write_text(OWN_MODEL.format(name=name))
+    spec = registry.load_model_file(model_file)
+    weights = tmp_path / f"{name}.npz"
+    build_model(name, np.random.default_rng(4)).save(weights)
+    return model_file, spec, weights
+
+
+def shipped_or_skip():
+    from models.base import shipped_weights
+    if len(registry.shipped()) < 2 or not all(shipped_weights(n).is_file() for n in registry.shipped()):
+        pytest.skip("shipped weights not present")
+    return registry.shipped()
+
+
+def test_item_11_without_models_a_model_file_joins_the_shipped_models(tmp_path):
+    from models.commands.compare import load_models
+    shipped = shipped_or_skip()
+    model_file, spec, weights = own_model(tmp_path, "tiny_eleven")
+    models, paths, pair = load_models(None, None, [str(weights)], {model_file: spec})
+    assert list(models) == [*shipped, "tiny_eleven"] and paths["tiny_eleven"] == weights
+    assert pair == tuple(shipped[:2])
+    # --weights of a shipped model replaces its shipped weights, in its place
+    mine = tmp_path / "my_mlp.npz"
+    build_model("mlp", np.random.default_rng(9)).save(mine)
+    models, paths, _ = load_models(None, None, [str(mine)], {})
+    assert list(models) == shipped and paths["mlp"] == mine
+    with pytest.raises(UserError, match="--model-file .*tiny_eleven.py: no weights of its model 'tiny_eleven'"):
+        load_models(None, None, [], {model_file: spec})
+    with pytest.raises(UserError, match="with --models, list every weights file there"):
+        load_models("cnn,mlp", None, [str(weights)], {model_file: spec})
+
+
+def test_item_11_a_model_file_without_weights_is_refused_in_one_line(tmp_path, mnist_dir):
+    shipped_or_skip()
+    model_file = tmp_path / "tiny_alone.py"
+    model_file.write_text(OWN_MODEL.format(name="tiny_alone"))
+    out = tmp_path / "report"
+    result = command("models.compare", "--model-file", model_file, "--data", mnist_dir, "--out", out, *QUICK)
+    line = one_line_error(result)
+    assert f"--model-file {model_file}: no weights of its model 'tiny_alone'" in line and "--weights" in line
+    assert not out.exists()
+
+
+def test_item_11_compare_model_file_and_weights_reports_it_with_the_shipped_models(tmp_path, mnist_dir):
+    shipped = shipped_or_skip()
+    model_file, _, weights = own_model(tmp_path, "tiny_added")
+    out = tmp_path / "report"
+    result = command("models.compare", "--model-file", model_file, "--weights", weights, "--data", mnist_dir,
+                     "--out", out, *QUICK)
+    assert result.returncode == 0, result.stderr
+    numbers = json.loads((out / "report.json").read_text())
+    assert numbers["models"] == [*shipped, "tiny_added"]
+    assert "(`tiny_added`, 6,370 parameters): an 8-unit MLP of my own" in (out / "report.md").read_text()
