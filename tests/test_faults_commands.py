@@ -283,3 +283,56 @@ def test_item_11_compare_model_file_and_weights_reports_it_with_the_shipped_mode
     numbers = json.loads((out / "report.json").read_text())
     assert numbers["models"] == [*shipped, "tiny_added"]
     assert "(`tiny_added`, 6,370 parameters): an 8-unit MLP of my own" in (out / "report.md").read_text()
+
+
+# ------------------------------------------------------------------ item 4: a broken model file, at evaluate/compare/export
+from tests.test_faults_training_20 import GOOD_BUILD, GOOD_INPUT, MODEL_FILE  # noqa: E402
+
+BROKEN = [
+    ("raises", "return helper(pixels)\n\n\ndef helper(pixels):\n    raise RuntimeError('my bug')", GOOD_INPUT,
+     "build() raised RuntimeError: my bug", "in helper"),
+    ("none", "Sequential([Dense(pixels, hidden, rng=rng), ReLU(), Dense(hidden, num_classes, rng=rng)])",
+     GOOD_INPUT, "build() returned NoneType, not a network", None),
+    ("outputs", "return Sequential([Dense(pixels, hidden, rng=rng), ReLU(), Dense(hidden, 7, rng=rng)])",
+     GOOD_INPUT, "outputs of shape (2, 7) for 2 images, not (2, 10)", None),
+    ("input_size", "return Sequential([Dense(100, hidden, rng=rng), ReLU(), Dense(hidden, num_classes, rng=rng)])",
+     GOOD_INPUT, "does it expect another input size?", None),
+    ("to_input_shape", GOOD_BUILD, "return images.reshape(1, -1)",
+     "to_input() turned 2 images of 28 x 28 into (1, 1568)", None),
+    ("to_input_size", GOOD_BUILD, "return images.reshape(len(images), -1)[:, :700]",
+     "does it expect another input size?", None),
+]
+
+
+@pytest.mark.parametrize("case, body, to_input, expected, own_frame", BROKEN, ids=[row[0] for row in BROKEN])
+def test_item_4_a_model_file_broken_after_training_is_named_by_evaluate_compare_export(
+        tmp_path, mnist_dir, case, body, to_input, expected, own_frame):
+    name = f"edited_{case}"
+    model_file = tmp_path / f"{name}.py"
+    model_file.write_text(MODEL_FILE.format(body=GOOD_BUILD, to_input=GOOD_INPUT, name=name))
+    registry.load_model_file(model_file)
+    weights = tmp_path / f"{name}.npz"
+    build_model(name, np.random.default_rng(0)).save(weights)
+    model_file.write_text(MODEL_FILE.format(body=body, to_input=to_input, name=name))   # edited since
+    other = tmp_path / "cnn.npz"
+    build_model("cnn", np.random.default_rng(1)).save(other)
+    runs = {
+        "evaluate": ("models.evaluate", "--model-file", model_file, "--weights", weights, "--data", mnist_dir,
+                     "--limit", LIMIT),
+        "compare": ("models.compare", "--model-file", model_file, "--models", f"{other},{weights}",
+                    "--data", mnist_dir, "--out", tmp_path / "report", *QUICK),
+        "export": ("models.export", "--model-file", model_file, "--weights", weights, "--out", tmp_path / "x.npz"),
+    }
+    for what, (module, *args) in runs.items():
+        result = command(module, *args)
+        assert result.returncode == 2 and result.stdout == "", (what, result.stderr)
+        assert "Traceback" not in result.stderr, (what, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert lines[0].startswith(f"error: {model_file.resolve()}: ") and expected in lines[0], (what, lines[0])
+        if own_frame is None:
+            assert lines[1:] == [], (what, result.stderr)
+        else:   # the person's own frames follow, and only theirs
+            assert any(own_frame in text for text in lines[1:]) and str(model_file.resolve()) in lines[1]
+            assert not any("models/" in text and str(model_file.resolve()) not in text
+                           for text in lines[1:] if text.startswith("  File")), result.stderr
+    assert not (tmp_path / "report").exists() and not (tmp_path / "x.npz").exists()
