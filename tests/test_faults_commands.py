@@ -336,3 +336,69 @@ def test_item_4_a_model_file_broken_after_training_is_named_by_evaluate_compare_
             assert not any("models/" in text and str(model_file.resolve()) not in text
                            for text in lines[1:] if text.startswith("  File")), result.stderr
     assert not (tmp_path / "report").exists() and not (tmp_path / "x.npz").exists()
+
+
+# ------------------------------------------------------------------ item 17: advice in the terms of the program typed
+def installed(*args, capsys):
+    """``cnn-vs-lstm ARGS`` (the installed command's dispatcher) in this process: (status, out, err)."""
+    from canvas.main import main
+    try:
+        status = main([str(arg) for arg in args])
+    except SystemExit as stop:
+        status = stop.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.mark.parametrize("what", ["evaluate", "compare", "train"])
+def test_item_17_missing_data_advice_names_the_installed_command_download_and_data(tmp_path, capsys, what):
+    cnn, mlp = small_weights(tmp_path / "w", "cnn", "mlp")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = {"evaluate": ["--weights", mlp], "compare": ["--models", f"{cnn},{mlp}", "--out", tmp_path / "r"],
+            "train": ["--model", "mlp", "--out", tmp_path / "t" / "m.npz", "--epochs", 1]}[what]
+    status, out, err = installed(what, *args, "--data", empty, capsys=capsys)
+    assert status == 2 and out == "", err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert f"cnn-vs-lstm data download --dir {empty}" in lines[0], lines[0]
+    assert "python -m" not in lines[0] and "--download" in lines[0] and "--data DIR" in lines[0], lines[0]
+
+
+def test_item_17_the_module_form_still_names_the_module(tmp_path, capsys):
+    from models.commands.evaluate import main
+    _, mlp = small_weights(tmp_path / "w", "cnn", "mlp")
+    with pytest.raises(SystemExit):
+        main(["--weights", str(mlp), "--data", str(tmp_path / "absent")])
+    line = capsys.readouterr().err.strip()
+    assert f"python -m kit.data download --dir {tmp_path / 'absent'}" in line and "--download" in line, line
+
+
+def test_item_17_data_takes_data_as_well_as_dir(tmp_path, capsys, mnist_dir):
+    status, out, err = installed("data", "verify", "--data", mnist_dir, capsys=capsys)
+    assert status == 0, err
+    assert out.count("SHA-256 verified") == 4
+    status, out, err = installed("data", "verify", "--dir", mnist_dir, capsys=capsys)
+    assert status == 0 and out.count("SHA-256 verified") == 4, err
+    absent = tmp_path / "absent"
+    status, out, err = installed("data", "verify", "--data", absent, capsys=capsys)
+    assert status == 2 and f"cnn-vs-lstm data download --dir {absent}" in err and "python -m" not in err, err
+
+
+def test_item_17_a_failed_download_names_the_folder_and_what_to_do(tmp_path, capsys):
+    folder = tmp_path / "mnist"
+    status, out, err = installed("data", "download", "--data", folder, "--mirror", (tmp_path / "nowhere").as_uri(),
+                                 "--timeout", 1, capsys=capsys)
+    assert status == 2, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: could not download train-images-idx3-ubyte.gz") and "Traceback" not in err
+    assert f"copy the four MNIST files" in line and f"into {folder} by hand" in line, line
+
+
+def test_item_17_data_help_names_the_command_and_the_real_user_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CNN_VS_LSTM_HOME", str(tmp_path / "home"))
+    status, out, _ = installed("data", "--help", capsys=capsys)
+    assert status == 0 and out.startswith("usage: cnn-vs-lstm data")
+    assert str(tmp_path / "home" / "mnist") in " ".join(out.split())
+    status, out, _ = installed("data", "verify", "--help", capsys=capsys)
+    assert status == 0 and "--data DIR, --dir DIR" in out

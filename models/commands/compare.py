@@ -11,6 +11,7 @@ import numpy as np
 
 from kit.cli import (CommandLineParser, add_data_flag, add_download_flag, add_threads_flag, exit_on_user_error,
                      positive_int)
+from kit.data import advice_for
 from models import registry
 from models.analysis.compare.context import Context, shown_data_folder
 from models.analysis.compare.report import write_report
@@ -118,7 +119,8 @@ def main(argv=None, prog=DEFAULT_PROG, sections=None):
         raise UserError(f"--out {out}: exists and is not a folder")
     if not (args.speed_seconds > 0 and math.isfinite(args.speed_seconds)):
         raise UserError(f"--speed-seconds {args.speed_seconds:g}: must be a positive number of seconds")
-    with set_threads(args.threads):      # restored on return, for a caller in the same process
+    # threads restored on return, for a caller in the same process; advice in the prog's terms
+    with set_threads(args.threads), advice_for(prog):
         return run(args, argv, sections, started, log, out)
 
 

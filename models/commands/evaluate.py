@@ -15,6 +15,7 @@ import numpy as np
 import nn
 from kit.cli import (CommandLineParser, add_data_flag, add_download_flag, add_json_flag, add_model_file_flag,
                      add_model_flag, add_threads_flag, add_weights_flag, exit_on_user_error, positive_int)
+from kit.data import advice_for
 from models import registry
 from models.analysis.evaluate import evaluate, format_text, load_test_set, write_plots
 from models.base import load_model, resolve_weights
@@ -42,7 +43,8 @@ def make_parser(prog="python -m models.evaluate"):
 @exit_on_user_error
 def main(argv=None, prog="python -m models.evaluate"):
     args = make_parser(prog).parse_args(argv)
-    with nn.set_threads(args.threads):      # restored on return, for a caller in the same process
+    # threads restored on return, for a caller in the same process; advice in the prog's terms
+    with nn.set_threads(args.threads), advice_for(prog):
         return run(args)
 
 

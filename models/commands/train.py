@@ -25,6 +25,7 @@ from pathlib import Path
 from kit.cli import (CommandLineParser, add_data_flag, add_download_flag, add_model_file_flag,
                      add_model_flag, add_threads_flag, exit_on_user_error, fraction, positive_float,
                      positive_int)
+from kit.data import advice_for
 from kit.paths import new_run_path
 from models import registry
 from models.training.checkpoint import (check_files_are_its_own, checkpoint_model_name, parse_checkpoint,
@@ -131,7 +132,8 @@ def run(argv=None, model=None, prog=None, callbacks=None):
     """Parse flags and train; returns the process exit status.  ``model`` fixes --model
     (train_cnn.py, train_lstm.py); ``callbacks`` (a TrainerCallbacks) reach into the run."""
     try:
-        return _run(sys.argv[1:] if argv is None else list(argv), model, prog, callbacks)
+        with advice_for(prog or DEFAULT_PROG):   # missing-data advice names the program as typed
+            return _run(sys.argv[1:] if argv is None else list(argv), model, prog, callbacks)
     except KeyboardInterrupt:  # a Ctrl-C the trainer was not waiting for (a second one, flags)
         print("error: interrupted; every file on disk is whole (all writes are atomic) and the "
               "last checkpoint, if there is one, resumes the run", file=sys.stderr)
