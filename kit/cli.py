@@ -72,10 +72,10 @@ def add_weights_flag(parser, help="weights file (default: the model's shipped we
     parser.add_argument("--weights", metavar="PATH", help=help)
 
 
-def add_data_flag(parser, flag="--data"):
-    """``--data DIR`` (``--dir DIR`` for ``python -m kit.data``): the MNIST folder, read by
-    :func:`kit.data.resolve_data_dir`."""
-    parser.add_argument(flag, metavar="DIR", help=DATA_HELP)
+def add_data_flag(parser, *aliases):
+    """``--data DIR`` (``--dir DIR`` too for ``python -m kit.data``, its older name): the MNIST
+    folder as ``args.data``, read by :func:`kit.data.resolve_data_dir`."""
+    parser.add_argument("--data", *aliases, dest="data", metavar="DIR", help=DATA_HELP)
 
 
 def add_download_flag(parser):

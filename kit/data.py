@@ -2,10 +2,10 @@
 
 Usage::
 
-    python -m kit.data download [--dir DIR] [--mirror URL ...]
-    python -m kit.data verify [--dir DIR]
+    python -m kit.data download [--data DIR] [--mirror URL ...]
+    python -m kit.data verify [--data DIR]
 
-The folder is ``--dir``, else the ``MNIST_DIR`` environment variable, else ``./data/mnist`` where
+(``cnn-vs-lstm data`` is the same program.)  The folder is ``--data`` (or ``--dir``), else the ``MNIST_DIR`` environment variable, else ``./data/mnist`` where
 it exists, else the per-user data folder (``~/.local/share/cnn-vs-lstm-numpy/mnist`` on Linux).
 Every file is checked against the SHA-256 of its *uncompressed* content, so a gzipped and a raw
 copy verify alike and a mirror cannot hand us different bytes.
@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import namedtuple
+from contextlib import contextmanager
 from pathlib import Path
 
 from kit.cli import CommandLineParser, add_data_flag, exit_on_user_error
@@ -93,6 +94,44 @@ def resolve_data_dir(arg=None) -> Path:
     return user_mnist_dir()
 
 
+# The program the person typed (``cnn-vs-lstm evaluate``, ``python -m models.train``), set by
+# :func:`advice_for` while a command runs, so that advice names commands they can type.
+_advice = {"prog": None}
+
+
+@contextmanager
+def advice_for(prog):
+    """While the block runs, missing-data errors name the commands of ``prog``'s program: an
+    installed ``cnn-vs-lstm evaluate`` is told ``cnn-vs-lstm data download``, which works without
+    the virtual environment active, ``python -m models.evaluate`` ``python -m kit.data download``."""
+    previous, _advice["prog"] = _advice["prog"], prog
+    try:
+        yield
+    finally:
+        _advice["prog"] = previous
+
+
+def data_program(prog=None):
+    """'cnn-vs-lstm data' for a command of the installed ``cnn-vs-lstm``, else 'python -m kit.data'."""
+    words = str(prog or _advice["prog"] or "").split()
+    if words and not words[0].startswith("python") and not words[0].endswith(".py"):
+        return f"{words[0]} data"
+    return "python -m kit.data"
+
+
+def _advised(error, directory, in_command=True):
+    """``error`` (a DataError naming kit.mnist's fetch command) with the program's own command,
+    and, for a command that reads MNIST, its --download and --data flags."""
+    text = str(error)
+    command = download_command(directory)
+    if command not in text:
+        return error
+    own = command.replace("python -m kit.data", data_program(), 1)
+    if in_command:
+        own += ", or run this command again with --download, or with --data DIR for a folder that has them"
+    return type(error)(text.replace(command, own))
+
+
 def ensure_mnist(directory, download_if_missing=False, ask=None) -> dict:
     """:func:`require_mnist`, fetching the files first when they are missing and the user agrees:
     ``download_if_missing`` (the ``--download`` flag), or a yes at a prompt on a terminal.
@@ -100,11 +139,11 @@ def ensure_mnist(directory, download_if_missing=False, ask=None) -> dict:
     directory = Path(directory)
     try:
         return require_mnist(directory)
-    except DataError:
+    except DataError as missing:
         if not download_if_missing:
             ask = ask if ask is not None else (sys.stdin.isatty() and sys.stderr.isatty())
             if not ask:
-                raise
+                raise _advised(missing, directory) from None
             print(f"MNIST is not in {directory}. Download it there (about 11 MB, checked against "
                   "its SHA-256 sums)? [y/N] ", end="", file=sys.stderr, flush=True)
             try:
@@ -112,7 +151,7 @@ def ensure_mnist(directory, download_if_missing=False, ask=None) -> dict:
             except EOFError:
                 answer = ""
             if answer not in ("y", "yes"):
-                raise
+                raise _advised(missing, directory) from None
         download(directory, progress=sys.stderr.isatty())
         return require_mnist(directory)
 
@@ -353,7 +392,9 @@ def download(directory, mirrors=None, progress=True, timeout=DEFAULT_TIMEOUT) ->
         else:
             if created and not any(directory.iterdir()):
                 directory.rmdir()  # a failed first download leaves no trace, not even the folder
-            raise DataError(f"could not download {name}.gz from any mirror; last error: {reason}")
+            raise DataError(f"could not download {name}.gz from any mirror (last error: {reason}); "
+                            f"check the network and run the download again, or copy the four MNIST files "
+                            f"({', '.join(MNIST_FILES)}, gzipped or not) into {directory} by hand")
     return results
 
 
@@ -409,8 +450,9 @@ def timeout_seconds(text) -> float:
 def _parser(prog="python -m kit.data") -> argparse.ArgumentParser:
     parser = CommandLineParser(
         prog=prog,
-        description="Download and verify the MNIST IDX files. The folder is --dir, else "
-                    f"$MNIST_DIR, else ./{DEFAULT_DATA_DIR.as_posix()}, else the user data folder.",
+        description="Download and verify the MNIST IDX files. The folder is --data (or --dir), else "
+                    f"$MNIST_DIR, else ./{DEFAULT_DATA_DIR.as_posix()} where it exists, else the user "
+                    f"data folder: {user_mnist_dir()}",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     down = commands.add_parser(
@@ -441,7 +483,15 @@ def _parser(prog="python -m kit.data") -> argparse.ArgumentParser:
 def main(argv=None, prog="python -m kit.data") -> int:
     """Command-line entry point; see ``python -m kit.data --help``."""
     args = _parser(prog).parse_args(argv)
-    directory = resolve_data_dir(args.dir)
+    directory = resolve_data_dir(args.data)
+    with advice_for(prog):
+        try:
+            return _run(args, directory)
+        except DataError as error:
+            raise _advised(error, directory, in_command=False) from None
+
+
+def _run(args, directory) -> int:
     if args.command == "download":
         progress = sys.stderr.isatty() if args.progress is None else args.progress
         for result in download(directory, args.mirror, progress=progress, timeout=args.timeout):

@@ -225,6 +225,12 @@ def _checked_architecture(path, meta, arrays, expect):
             or not all(isinstance(side, int) and 1 <= side <= 4096 for side in image_shape)):
         raise WeightsError(f"{path}: malformed header (num_classes {num_classes!r}, "
                            f"image_shape {image_shape!r})")
+    if spec.from_model_file:
+        # A person's model file may have changed since the weights were written: build it and
+        # pass one small batch through before anything else, so a mistake in it is one line
+        # naming the file (and their own code's lines), not a traceback from deep in a command.
+        from models.probe import check_model_spec
+        check_model_spec(spec, options, tuple(image_shape), num_classes)
     layers = meta.get("layers")
     if not isinstance(layers, list) or not layers:
         raise WeightsError(f"{path}: the weights file lists no layers")

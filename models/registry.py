@@ -186,4 +186,10 @@ def load_model_file(path) -> ModelSpec:
     spec = getattr(module, "MODEL", None)
     if spec is None:
         raise UserError(f"{path}: defines no MODEL = ModelSpec(...)")
+    # A kit model's name would be trained under, then every weights file of it checked against
+    # the kit's own file: refused now, before any work, rather than by evaluate and draw later.
+    kits = _package_model_files().get(getattr(spec, "name", None))
+    if kits is not None and kits.resolve() != path.resolve():
+        raise UserError(f"{path}: its model is named {spec.name!r}, the name of the kit's model in {kits}; "
+                        "give yours another name (ModelSpec(name=...))")
     return register(spec, path.resolve())

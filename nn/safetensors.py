@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from nn.errors import WeightsError
-from nn.serialize import (FORMAT, MAX_JSON_DEPTH, MAX_TOTAL_BYTES, VERSION, atomic_write_bytes,
+from nn.serialize import (FORMAT, MAX_JSON_DEPTH, MAX_TOTAL_BYTES, VERSION, atomic_write_bytes, check_finite,
                           json_depth, state_checksum)
 
 MAX_HEADER_BYTES = 100 * 2**20   # the reference implementation's limit on N
@@ -207,8 +207,10 @@ class SafetensorsFile:
     def read_state(self):
         """name -> array for every tensor; with a kit header, its checksum verified."""
         state = {name: self.read(name) for name in self.arrays}
-        if self.meta is not None and state_checksum(state, self.meta) != self.meta.get("checksum"):
-            self._fail("checksum mismatch - the file was modified or is corrupt")
+        if self.meta is not None:   # the kit's weights: checked like an .npz's
+            if state_checksum(state, self.meta) != self.meta.get("checksum"):
+                self._fail("checksum mismatch - the file was modified or is corrupt")
+            check_finite(self.path, state)
         return state
 
     def close(self):

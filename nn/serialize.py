@@ -316,6 +316,7 @@ class WeightsArchive:
                                f"({_one_line(error)})") from None
         if state_checksum(state, self.meta) != self.meta.get("checksum"):
             self._fail("checksum mismatch - the file was modified or is corrupt")
+        check_finite(self.path, state)
         return state
 
     def close(self):
@@ -336,6 +337,20 @@ def read_weights(path, max_bytes=MAX_TOTAL_BYTES):
     :class:`WeightsArchive` to check shapes before reading the data)."""
     with WeightsArchive(path, max_bytes) as archive:
         return archive.meta, archive.read_state()
+
+
+def check_finite(path, state):
+    """Refuse ``state`` (key -> array) if a float array holds NaN or an infinity: such weights
+    load, predict one class for everything and report ~10 % as if it were a result.  The checksum
+    cannot catch them (a diverged run writes them faithfully).  Every loader calls this: .npz
+    and safetensors weights (``read_state``) and a training checkpoint when it is resumed."""
+    for key in sorted(state):
+        array = np.asarray(state[key])
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            count = int(array.size - np.isfinite(array).sum())
+            raise WeightsError(f"{path}: array '{key}' holds {count:,} NaN or infinite value"
+                               f"{'' if count == 1 else 's'} (of {array.size:,}); these weights are "
+                               "unusable (a diverged run?) - retrain, or use another file")
 
 
 def check_state(path, state, expected):

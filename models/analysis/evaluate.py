@@ -97,7 +97,9 @@ def read_history(weights_path):
         epochs = history["epochs"]
         for record in epochs:
             for key in ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"):
-                float(record[key])
+                # null validation numbers: a run with --val-fraction 0 had no validation set
+                if record[key] is not None or not key.startswith("val_"):
+                    float(record[key])
     except (OSError, ValueError, KeyError, TypeError) as error:
         return None, f"{history_path}: not a readable training history ({type(error).__name__}: {error})"
     return history, str(history_path)

@@ -88,6 +88,8 @@ def plot_training_curves(histories, path):
         color = model_color(index)
         x = [e["epoch"] for e in epochs]
         for key, style, kind in (("train", "-", "train"), ("val", "--", "validation")):
+            if any(e[f"{key}_loss"] is None or e[f"{key}_accuracy"] is None for e in epochs):
+                continue   # a run without validation (--val-fraction 0): no validation line
             loss_axes.plot(x, [e[f"{key}_loss"] for e in epochs], style, color=color,
                            label=f"{label} {kind}", marker="." if len(x) < 40 else None)
             accuracy = [100 * e[f"{key}_accuracy"] for e in epochs]

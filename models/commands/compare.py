@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.cli import CommandLineParser, add_data_flag, add_threads_flag, exit_on_user_error, positive_int
+from kit.cli import (CommandLineParser, add_data_flag, add_download_flag, add_threads_flag, exit_on_user_error,
+                     positive_int)
+from kit.data import advice_for
 from models import registry
 from models.analysis.compare.context import Context, shown_data_folder
 from models.analysis.compare.report import write_report
@@ -35,11 +37,15 @@ def make_parser(prog=DEFAULT_PROG):
         help="comma-separated model names (their shipped weights) or weights files, at least two "
              "(default: every shipped model: " + ", ".join(registry.shipped()) + ")")
     add("--model-file", metavar="PATH", action="append", default=[],
-        help="a Python file defining MODEL = ModelSpec(...), for weights of a model defined outside "
-             "the kit (may be repeated)")
+        help="a Python file defining MODEL = ModelSpec(...): a model defined outside the kit, added "
+             "to the comparison with its weights from --weights or --models (may be repeated)")
+    add("--weights", metavar="PATH", action="append", default=[],
+        help="without --models: a weights file added to the shipped models (a model file's weights), "
+             "or replacing the shipped weights of its model (may be repeated)")
     add("--pair", metavar="A,B", help="the two models whose disagreements are shown digit by digit "
                                       "(default: the first two)")
     add_data_flag(parser)
+    add_download_flag(parser)
     add("--out", metavar="DIR", default="reports/compare", help="folder for report.md, report.json and the PNGs "
                                                                 "(default: reports/compare)")
     add("--limit", type=positive_int, metavar="N", help="use only the first N test images")
@@ -58,8 +64,15 @@ def make_parser(prog=DEFAULT_PROG):
     return parser
 
 
-def load_models(models_arg, pair_arg):
-    """{name: Model} in the order given, their weights paths, and the pair; one line if wrong."""
+def load_models(models_arg, pair_arg, weights_args=(), model_files=()):
+    """{name: Model} in the order given, their weights paths, and the pair; one line if wrong.
+
+    Without ``models_arg`` (--models): every shipped model, each ``weights_args`` file (--weights)
+    replacing its model's shipped weights or, for another model, added after them.  Every model of
+    ``model_files`` ({path: spec}, the --model-file flags) must be in the comparison."""
+    if models_arg and weights_args:
+        raise UserError("--weights adds weights to the shipped models; with --models, list every "
+                        "weights file there")
     items = [item.strip() for item in models_arg.split(",")] if models_arg else registry.shipped()
     if any(not item for item in items):
         raise UserError(f"--models {models_arg!r}: an empty name in the list")
@@ -71,6 +84,20 @@ def load_models(models_arg, pair_arg):
             raise UserError(f"--models: two weights files of the model {model.name!r} "
                             f"({paths[model.name]} and {path}); name each model once")
         models[model.name], paths[model.name] = model, path
+    given = {}
+    for item in weights_args:
+        path = resolve_weights(item)
+        model = load_model(path)
+        if model.name in given:
+            raise UserError(f"--weights: two weights files of the model {model.name!r} "
+                            f"({given[model.name]} and {path}); give each model once")
+        given[model.name] = path
+        models[model.name], paths[model.name] = model, path
+    for source, spec in dict(model_files).items():
+        if spec.name not in models:
+            where = "--models" if models_arg else "--weights PATH"
+            raise UserError(f"--model-file {source}: no weights of its model {spec.name!r} in the "
+                            f"comparison; give them with {where}")
     if len(models) < 2:
         raise UserError(f"--models: a comparison needs at least two models, got {', '.join(models)}")
     pair = tuple(list(models)[:2])
@@ -95,16 +122,16 @@ def main(argv=None, prog=DEFAULT_PROG, sections=None):
         raise UserError(f"--out {out}: exists and is not a folder")
     if not (args.speed_seconds > 0 and math.isfinite(args.speed_seconds)):
         raise UserError(f"--speed-seconds {args.speed_seconds:g}: must be a positive number of seconds")
-    with set_threads(args.threads):      # restored on return, for a caller in the same process
+    # threads restored on return, for a caller in the same process; advice in the prog's terms
+    with set_threads(args.threads), advice_for(prog):
         return run(args, argv, sections, started, log, out)
 
 
 def run(args, argv, sections, started, log, out):
     """The comparison with parsed and checked flags; returns the exit status."""
-    for path in args.model_file:
-        registry.load_model_file(path)
-    models, paths, pair = load_models(args.models, args.pair)
-    images, labels, data_dir = load_test_set(args.data, args.limit)
+    model_files = {path: registry.load_model_file(path) for path in args.model_file}
+    models, paths, pair = load_models(args.models, args.pair, args.weights, model_files)
+    images, labels, data_dir = load_test_set(args.data, args.limit, download=args.download)
     for model in models.values():
         if images.shape[1:] != model.image_shape:
             raise UserError(f"{data_dir}: its images are {images.shape[1:]}, the "

@@ -10,9 +10,12 @@ printed; the evaluation itself is :mod:`models.analysis.evaluate`.
 import json
 import sys
 
+import numpy as np
+
 import nn
 from kit.cli import (CommandLineParser, add_data_flag, add_download_flag, add_json_flag, add_model_file_flag,
                      add_model_flag, add_threads_flag, add_weights_flag, exit_on_user_error, positive_int)
+from kit.data import advice_for
 from models import registry
 from models.analysis.evaluate import evaluate, format_text, load_test_set, write_plots
 from models.base import load_model, resolve_weights
@@ -40,7 +43,8 @@ def make_parser(prog="python -m models.evaluate"):
 @exit_on_user_error
 def main(argv=None, prog="python -m models.evaluate"):
     args = make_parser(prog).parse_args(argv)
-    with nn.set_threads(args.threads):      # restored on return, for a caller in the same process
+    # threads restored on return, for a caller in the same process; advice in the prog's terms
+    with nn.set_threads(args.threads), advice_for(prog):
         return run(args)
 
 
@@ -60,7 +64,8 @@ def run(args):
     images, labels, data_dir = load_test_set(args.data, args.limit, model.num_classes, args.download)
     if images.shape[1:] != model.image_shape:
         raise UserError(f"{data_dir}: its images are {images.shape[1:]}, the model reads {model.image_shape}")
-    evaluation = evaluate(model, images, labels)
+    with np.errstate(over="ignore", invalid="ignore"):   # non-finite outputs: said once, below
+        evaluation = evaluate(model, images, labels)
     plot_paths, notes = [], []
     if args.plots:
         try:
@@ -68,9 +73,15 @@ def run(args):
         except OSError as error:
             raise UserError(f"cannot write the plots into {args.plots}: {error.strerror or error}") from None
     if args.json:
-        print(json.dumps({"model": model.name, "weights": str(weights_path), "data": str(data_dir),
-                          **evaluation.summary(),
-                          **({"plots": [str(p) for p in plot_paths]} if args.plots else {})}))
+        results = {"model": model.name, "weights": str(weights_path), "data": str(data_dir),
+                   **evaluation.summary(), **({"plots": [str(p) for p in plot_paths]} if args.plots else {})}
+        try:   # JSON has no NaN or Infinity: a reader would choke on Python's spelling of them
+            text = json.dumps(results, allow_nan=False)
+        except ValueError:
+            raise UserError(f"{weights_path}: the results hold NaN or infinite numbers (loss "
+                            f"{evaluation.loss}), which JSON cannot carry; the model's outputs are "
+                            "not finite") from None
+        print(text)
     else:
         print(format_text(model, weights_path, data_dir, evaluation))
         if plot_paths:

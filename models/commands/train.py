@@ -25,6 +25,7 @@ from pathlib import Path
 from kit.cli import (CommandLineParser, add_data_flag, add_download_flag, add_model_file_flag,
                      add_model_flag, add_threads_flag, exit_on_user_error, fraction, positive_float,
                      positive_int)
+from kit.data import advice_for
 from kit.paths import new_run_path
 from models import registry
 from models.training.checkpoint import (check_files_are_its_own, checkpoint_model_name, parse_checkpoint,
@@ -33,6 +34,7 @@ from models.training.config import RECIPE_FLAGS, TrainerCallbacks, TrainingConfi
 from models.training.lock import OutputLock
 from models.training.trainer import EXIT_INTERRUPTED, RunPlace, train
 from nn.errors import UserError
+from nn.serialize import check_finite
 from nn.threads import set_threads
 
 DEFAULT_PROG = "python -m models.train"
@@ -130,7 +132,8 @@ def run(argv=None, model=None, prog=None, callbacks=None):
     """Parse flags and train; returns the process exit status.  ``model`` fixes --model
     (train_cnn.py, train_lstm.py); ``callbacks`` (a TrainerCallbacks) reach into the run."""
     try:
-        return _run(sys.argv[1:] if argv is None else list(argv), model, prog, callbacks)
+        with advice_for(prog or DEFAULT_PROG):   # missing-data advice names the program as typed
+            return _run(sys.argv[1:] if argv is None else list(argv), model, prog, callbacks)
     except KeyboardInterrupt:  # a Ctrl-C the trainer was not waiting for (a second one, flags)
         print("error: interrupted; every file on disk is whole (all writes are atomic) and the "
               "last checkpoint, if there is one, resumes the run", file=sys.stderr)
@@ -175,6 +178,7 @@ def resumed_run(path, spec, argv, prog, place):
     and ``place.out``.  The run keeps the recipe it started with: --epochs may grow, where the
     data is and how fast may change, any other flag given again must match, or we refuse."""
     meta, arrays = read_checkpoint(path)
+    check_finite(path, arrays)   # a checkpoint of a diverged run: resuming it cannot recover
     resumed = checkpoint_model(path, checkpoint_model_name(path, meta))
     if spec is not None and resumed.name != spec.name:
         raise UserError(f"{path}: is a checkpoint of the {resumed.title}, not the {spec.title}")

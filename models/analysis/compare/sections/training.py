@@ -8,13 +8,16 @@ def training_summary(history):
     if not history or not history.get("epochs"):
         return None
     epochs = history["epochs"]
+    summary = {"epochs": len(epochs), "final_train_accuracy": float(epochs[-1]["train_accuracy"]),
+               "final_train_loss": float(epochs[-1]["train_loss"])}
+    if any(e["val_accuracy"] is None or e["val_loss"] is None for e in epochs):
+        # trained without validation (--val-fraction 0): no validation numbers to report
+        return {**summary, "best_epoch": int(history.get("best_epoch") or epochs[-1]["epoch"]),
+                "best_val_accuracy": None, "final_val_accuracy": None, "final_val_loss": None}
     best = max(epochs, key=lambda e: e["val_accuracy"])
-    return {"epochs": len(epochs),
-            "best_epoch": int(history.get("best_epoch") or best["epoch"]),
+    return {**summary, "best_epoch": int(history.get("best_epoch") or best["epoch"]),
             "best_val_accuracy": float(history.get("best_val_accuracy") or best["val_accuracy"]),
-            "final_train_accuracy": float(epochs[-1]["train_accuracy"]),
             "final_val_accuracy": float(epochs[-1]["val_accuracy"]),
-            "final_train_loss": float(epochs[-1]["train_loss"]),
             "final_val_loss": float(epochs[-1]["val_loss"])}
 
 
@@ -23,6 +26,10 @@ def describe_training(training):
     for name, t in training.items():
         if not t:
             text.append(f"No training history was found for the {title_of(name)}.")
+            continue
+        if t["final_val_accuracy"] is None:
+            text.append(f"The {title_of(name)} was trained {t['epochs']} epochs without a validation set; in "
+                        f"its last epoch training accuracy was {pct(t['final_train_accuracy'], 2)}.")
             continue
         gap = t["final_train_accuracy"] - t["final_val_accuracy"]
         text.append(f"The {title_of(name)} reached its best validation accuracy, {pct(t['best_val_accuracy'], 2)}, "
