@@ -84,6 +84,8 @@ class ModelSpec:
     @property
     def train_command(self) -> str:
         """The command that trains this model: by name for the kit's own, by file otherwise."""
+        if self.kind == "sequence":
+            return "python -m models.training.reader --out runs/reader.npz"
         if self.from_model_file:
             return f"python -m models.train --model-file {shlex.quote(str(self.source))}"
         return f"python -m models.train --model {self.name}"

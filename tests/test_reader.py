@@ -244,3 +244,38 @@ def test_to_strip_scales_the_ink_to_20_rows():
     strip = to_strip(canvas)
     assert strip.shape == (28, 12)         # 4 + 4 + 4 margin, a multiple of 4
     assert np.allclose(strip[4:24, 4:8], 1.0) and strip[:4].max() == 0 and strip[24:].max() == 0
+
+
+# ----------------------------------------------------------------------------- training
+
+def test_the_digit_trainer_refuses_the_reader_and_names_its_command():
+    from models.training.trainer import train
+    spec = registry.get("reader")
+    assert spec.train_command == "python -m models.training.reader --out runs/reader.npz"
+    with pytest.raises(UserError, match="reads whole numbers.*models.training.reader"):
+        train(spec, None, None)
+
+
+@pytest.mark.slow
+def test_reader_training_resumes_to_the_same_weights_and_never_overwrites(mnist_dir, tmp_path):
+    from models.training.reader import ReaderConfig, evaluate_reader, train_reader
+    import io
+    config = ReaderConfig(epochs=2, numbers=24, batch_size=8, channels=(4, 8), hidden=8,
+                          test_numbers=4)
+    whole = train_reader(config, tmp_path / "a" / "r.npz", mnist_dir, stream=io.StringIO())
+    first = train_reader(config, tmp_path / "b" / "r.npz", mnist_dir, stream=io.StringIO(),
+                         until_epoch=1)
+    assert len(whole) == 2 and len(first) == 1 and whole[0] == {**first[0], "seconds": whole[0]["seconds"]}
+    with pytest.raises(UserError, match="a run is already there; add --resume"):
+        train_reader(config, tmp_path / "b" / "r.npz", mnist_dir, stream=io.StringIO())
+    other = ReaderConfig(**{**config.__dict__, "lr": 1e-3})
+    with pytest.raises(UserError, match=r"another recipe \(lr\)"):
+        train_reader(other, tmp_path / "b" / "r.npz", mnist_dir, resume=True, stream=io.StringIO())
+    resumed = train_reader(config, tmp_path / "b" / "r.npz", mnist_dir, resume=True,
+                           stream=io.StringIO())
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in whole]
+    a, b = load_model(tmp_path / "a" / "r.npz"), load_model(tmp_path / "b" / "r.npz")
+    for key, value in a.network.state().items():
+        assert np.array_equal(value, b.network.state()[key]), key
+    scores = evaluate_reader(tmp_path / "a" / "r.npz", mnist_dir, 4, stream=io.StringIO())
+    assert scores == {"apart": whole[-1]["test_apart"], "touching": whole[-1]["test_touching"]}

@@ -2,6 +2,7 @@
 
     python -m models.training.reader --out runs/reader.npz              # a new run
     python -m models.training.reader --out runs/reader.npz --resume     # go on after a stop
+    python -m models.training.reader --evaluate runs/reader.npz --test-numbers 1000
 
 Each epoch composes ``--numbers`` fresh numbers of 1-6 digits from the *training* digits
 (:func:`kit.images.compose.compose_numbers`, every gap from overlapping to wide), drawn from a
@@ -89,12 +90,16 @@ def _parser():
     parser = argparse.ArgumentParser(prog="python -m models.training.reader",
                                      description="Train the reader on composed MNIST numbers.")
     defaults = ReaderConfig()
-    parser.add_argument("--out", required=True, help="the weights file to write (.npz)")
+    parser.add_argument("--out", help="the weights file to write (.npz)")
+    parser.add_argument("--evaluate", metavar="WEIGHTS",
+                        help="only measure a reader on --test-numbers test numbers per condition")
     parser.add_argument("--resume", action="store_true", help="go on from <out>'s checkpoint")
     parser.add_argument("--data", default=None, help="the MNIST folder")
     for name in ("epochs", "numbers", "batch_size", "hidden", "seed", "test_numbers"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--until-epoch", type=int, default=None,
+                        help="stop after this many epochs (--resume goes on later)")
     return parser
 
 
@@ -120,8 +125,11 @@ def _read_checkpoint(path, config):
     return arrays, meta["history"]
 
 
-def train_reader(config, out, directory, resume=False, stream=sys.stderr):
-    """Run (or resume) a reader training; returns the history (a list of epoch records)."""
+def train_reader(config, out, directory, resume=False, stream=sys.stderr, until_epoch=None):
+    """Run (or resume) a reader training; returns the history (a list of epoch records).
+
+    ``until_epoch`` stops after that many epochs are done (a run in parts, e.g. on a shared
+    machine's time slots; --resume goes on), None runs to ``config.epochs``."""
     out = Path(out)
     history_path, checkpoint_path = sibling_paths(out)
     if not resume and any(p.exists() for p in (out, checkpoint_path, history_path)):
@@ -143,7 +151,8 @@ def train_reader(config, out, directory, resume=False, stream=sys.stderr):
     step = TrainingStep(model.network, optimizer, NumberLoss())
     steps_per_epoch = -(-config.numbers // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    for epoch in range(len(history), config.epochs):
+    last = config.epochs if until_epoch is None else min(config.epochs, until_epoch)
+    for epoch in range(len(history), last):
         started = time.perf_counter()
         rng = np.random.default_rng([config.seed, epoch])
         bar = ProgressBar(config.numbers, f"epoch {epoch + 1}/{config.epochs}", "num", stream)
@@ -178,12 +187,33 @@ def train_reader(config, out, directory, resume=False, stream=sys.stderr):
     return history
 
 
+def evaluate_reader(weights, directory, count, stream=sys.stdout):
+    """Print and return {condition: exact-match fraction} of the reader in ``weights`` on
+    ``count`` test numbers of 2-6 digits per condition (:func:`test_sets`)."""
+    from models.reading import load_reader
+    model = load_reader(weights)
+    scores = {}
+    for name, numbers in test_sets(directory, count).items():
+        started = time.perf_counter()
+        scores[name] = exact_match(model.network, numbers)
+        print(f"{name}: {100 * scores[name]:.1f} % of {count} test numbers read exactly "
+              f"({time.perf_counter() - started:.1f} s)", file=stream, flush=True)
+    return scores
+
+
 def main(argv=None):
-    flags = _parser().parse_args(argv)
+    parser = _parser()
+    flags = parser.parse_args(argv)
+    if (flags.out is None) == (flags.evaluate is None):
+        parser.error("give --out WEIGHTS to train, or --evaluate WEIGHTS to measure")
     config = ReaderConfig(**{k: getattr(flags, k) for k in (
         "epochs", "numbers", "batch_size", "lr", "hidden", "seed", "test_numbers")})
     try:
-        train_reader(config, flags.out, resolve_data_dir(flags.data), flags.resume)
+        if flags.evaluate:
+            evaluate_reader(flags.evaluate, resolve_data_dir(flags.data), config.test_numbers)
+        else:
+            train_reader(config, flags.out, resolve_data_dir(flags.data), flags.resume,
+                         until_epoch=flags.until_epoch)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
