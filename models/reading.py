@@ -3,9 +3,12 @@
     number, probability = read_number_image(canvas)         # canvas: uint8 (H, W), ink white
     number, probability = read_number_image(canvas, reader="runs/reader.npz")
 
-The drawing is cropped to its ink, scaled so the ink is 20 px high (the height of the composed
-numbers the reader was trained on, :mod:`kit.images.compose`), placed on a strip 28 px high with a
-4 px margin left and right, and read: the most probable class of every column (greedy CTC
+The drawing is put on one line first (:func:`level`): each group of ink columns between empty
+columns (a digit standing apart, or digits that touch) is moved up or down so the groups' middles
+line up, and gaps wider than half the tallest group are narrowed to that - a hand wanders more
+than the numbers the reader was trained on (:mod:`kit.images.compose`).  Then the ink is
+cropped, scaled to 20 px high, placed on a strip 28 px high with a 4 px margin left and right,
+and read: the most probable class of every column (greedy CTC
 decoding), and the probability the reader gives that whole number, p(number | image) summed over
 every alignment by CTC's forward recursion - not just the best path's.
 """
@@ -14,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from kit.images.preprocess import INK_THRESHOLD, ink_bounding_box, resize_area
+from kit.images.segment import connected_components, merge_overlapping_columns
 from models.base import ImageError, load_model
 from models.reader import BLANK, STRIDE, digits_of, frames_of
 from nn.ctc import ctc_forward, greedy_decode
@@ -25,15 +29,47 @@ MARGIN = 4            # px of black left and right of the ink
 _loaded = {}          # weights path -> (modification time, model)
 
 
+def column_groups(grey):
+    """[(left, right, top, bottom)] of the ink's column groups, left to right: the connected
+    components, merged where their columns overlap (the pieces of one broken digit; digits
+    written over each other), so no two groups share a column."""
+    rows, starts, ends, labels = connected_components(grey > INK_THRESHOLD)
+    count = int(labels.max()) + 1
+    lefts = np.full(count, grey.shape[1]); np.minimum.at(lefts, labels, starts)
+    rights = np.zeros(count, np.int64); np.maximum.at(rights, labels, ends + 1)
+    tops = np.full(count, grey.shape[0]); np.minimum.at(tops, labels, rows)
+    bottoms = np.zeros(count, np.int64); np.maximum.at(bottoms, labels, rows + 1)
+    spans = list(zip(lefts.tolist(), rights.tolist()))
+    return [(int(lefts[g].min()), int(rights[g].max()), int(tops[g].min()), int(bottoms[g].max()))
+            for g in map(np.array, merge_overlapping_columns(spans))]
+
+
+def level(grey):
+    """float (H, W) ink -> (h, w): the column groups centred on one line, wide gaps narrowed."""
+    found = column_groups(grey)
+    groups = [(left, right) for left, right, _, _ in found]
+    extents = [(top, bottom) for _, _, top, bottom in found]
+    height = max(bottom - top for top, bottom in extents)
+    widest_gap = max(1, height // 2)
+    gaps = [min(widest_gap, b[0] - a[1]) for a, b in zip(groups, groups[1:])] + [0]
+    width = sum(right - left for left, right in groups) + sum(gaps)
+    out = np.zeros((height, width), np.float32)
+    x = 0
+    for (left, right), (top, bottom), gap in zip(groups, extents, gaps):
+        offset = (height - (bottom - top)) // 2
+        out[offset:offset + bottom - top, x:x + right - left] = grey[top:bottom, left:right]
+        x += right - left + gap
+    return out
+
+
 def to_strip(image):
     """A drawing (uint8 (H, W), white ink on black) -> float32 (28, W') in [0, 1], W' a
-    multiple of 4, the ink scaled to 20 px high; None when there is no ink."""
+    multiple of 4, the ink levelled and scaled to 20 px high; None when there is no ink."""
     grey = image.astype(np.float32) / np.float32(255)
     box = ink_bounding_box(grey, INK_THRESHOLD)
     if box is None:
         return None
-    top, bottom, left, right = box
-    ink = grey[top:bottom, left:right]
+    ink = level(grey)
     scale = INK_HEIGHT / ink.shape[0]
     # A very flat drawing (a dash) is capped at 4 px per column of the network's input.
     width = max(1, int(round(ink.shape[1] * scale)))
