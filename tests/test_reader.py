@@ -296,3 +296,28 @@ def test_level_puts_groups_on_one_line_and_narrows_wide_gaps():
     assert (levelled[:, :10] == 1).all() and (levelled[:, 30:50] == 1).all()   # same rows now
     assert (levelled[:, 10:30] == 0).all()                                     # gap cut to 40 // 2
     assert (levelled[15:25, 52:56] == 1).all() and levelled[:15, 52:56].max() == 0
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a zip", "other shapes"])
+def test_reader_resume_refuses_a_damaged_checkpoint_in_one_line(mnist_dir, tmp_path, damage):
+    import io
+    from models.training.reader import ReaderConfig, train_reader
+    config = ReaderConfig(epochs=2, numbers=8, batch_size=8, channels=(4, 8), hidden=8,
+                          test_numbers=2)
+    out = tmp_path / "r.npz"
+    train_reader(config, out, mnist_dir, stream=io.StringIO(), until_epoch=1)
+    checkpoint = tmp_path / "r.checkpoint.npz"
+    if damage == "truncated":
+        checkpoint.write_bytes(checkpoint.read_bytes()[:300])
+    elif damage == "not a zip":
+        checkpoint.write_text("hello")
+    else:
+        with np.load(checkpoint, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+        arrays["model/0.weight"] = np.zeros((3, 1, 3, 3), np.float32)
+        np.savez(checkpoint, **arrays)
+    before = checkpoint.read_bytes()
+    with pytest.raises(UserError) as caught:
+        train_reader(config, out, mnist_dir, resume=True, stream=io.StringIO())
+    assert str(checkpoint) in str(caught.value) and "\n" not in str(caught.value)
+    assert checkpoint.read_bytes() == before

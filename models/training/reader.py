@@ -24,6 +24,7 @@ import json
 import math
 import sys
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,9 +37,9 @@ from models.base import build_model
 from models.reader import NUM_CLASSES, NumberLoss
 from models.reading import read_strips
 from models.training.checkpoint import sibling_paths
-from nn.errors import UserError
+from nn.errors import UserError, WeightsError
 from nn.optim import Adam
-from nn.serialize import atomic_savez, atomic_write_text
+from nn.serialize import atomic_savez, atomic_write_text, check_state
 from nn.step import TrainingStep, finite
 
 HISTORY_FORMAT = "cnn-vs-lstm-numpy/reader-history"
@@ -112,11 +113,19 @@ def _save_checkpoint(path, model, optimizer, config, history):
 
 
 def _read_checkpoint(path, config):
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {k: archive[k] for k in archive.files}
-    meta = json.loads(str(arrays.pop("__meta__")))
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path}: not a reader checkpoint")
+    """(arrays, history) of a checkpoint, or one UserError line saying what is wrong with it."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+        meta = json.loads(str(arrays.pop("__meta__")))
+        if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+            raise UserError(f"{path}: not a reader checkpoint")
+        meta["config"]["channels"], meta["history"]   # noqa: B018 (both must be there)
+    except UserError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
+        raise UserError(f"{path}: unreadable checkpoint ({type(error).__name__}: "
+                        f"{' '.join(str(error).split())})") from None
     saved = {**meta["config"], "channels": tuple(meta["config"]["channels"])}
     if saved != asdict(config):
         differs = sorted(k for k in saved if saved[k] != asdict(config).get(k))
@@ -145,8 +154,15 @@ def train_reader(config, out, directory, resume=False, stream=sys.stderr, until_
     history = []
     if resume:
         arrays, history = _read_checkpoint(checkpoint_path, config)
-        model.network.load_state({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
-        optimizer.load_state({k[6:]: v for k, v in arrays.items() if k.startswith("optim/")})
+        weights = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
+        moments = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
+        try:
+            check_state(checkpoint_path, weights, model.network.state())
+            check_state(checkpoint_path, moments, optimizer.state())
+        except WeightsError as error:
+            raise UserError(str(error)) from None
+        model.network.load_state(weights)
+        optimizer.load_state(moments)
         print(f"resuming after epoch {len(history)} of {config.epochs}", file=stream)
     step = TrainingStep(model.network, optimizer, NumberLoss())
     steps_per_epoch = -(-config.numbers // config.batch_size)
