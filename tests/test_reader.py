@@ -193,9 +193,13 @@ def tiny_trained_reader(mnist_dir, tmp_path, steps=300):
     step = TrainingStep(model.network, Adam(model.network.parameters(), lr=1e-2), NumberLoss())
     # One number per step, unpadded, as read_number_image reads it (the backward LSTM would
     # otherwise learn to start in a fixed amount of padding).
-    losses = [step(x[k:k + 1, None, :, :widths[k]],
-                   (targets[k:k + 1], widths[k:k + 1], lengths[k:k + 1])).loss
-              for k in np.arange(steps) % 3]
+    results = [step(x[k:k + 1, None, :, :widths[k]],
+                    (targets[k:k + 1], widths[k:k + 1], lengths[k:k + 1]))
+               for k in np.arange(steps) % 3]
+    losses = [result.loss for result in results]
+    # TrainingStep counts with the criterion's count_correct: each number read right by the end.
+    assert [result.correct for result in results[:3]] == [0, 0, 0]
+    assert [result.correct for result in results[-3:]] == [1, 1, 1]
     path = tmp_path / "tiny-reader.npz"
     model.save(path)
     return model, path, canvases, texts, losses, (x, widths)
