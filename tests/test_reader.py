@@ -325,3 +325,15 @@ def test_reader_resume_refuses_a_damaged_checkpoint_in_one_line(mnist_dir, tmp_p
         train_reader(config, out, mnist_dir, resume=True, stream=io.StringIO())
     assert str(checkpoint) in str(caught.value) and "\n" not in str(caught.value)
     assert checkpoint.read_bytes() == before
+
+
+def test_reader_command_line_errors_are_one_line(tmp_path, capsys):
+    from models.training.reader import main
+    assert main(["--out", str(tmp_path / "r.npz"), "--data", str(tmp_path / "none")]) == 2
+    assert main(["--evaluate", str(tmp_path / "none.npz"), "--data", str(tmp_path)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and "does not exist" in errors[0] and "none.npz" in errors[1]
+    assert not (tmp_path / "r.npz").exists() and not (tmp_path / "r.lock").exists()
+    with pytest.raises(SystemExit) as caught:
+        main(["--out", str(tmp_path / "r.npz"), "--evaluate", str(tmp_path / "r.npz")])
+    assert caught.value.code == 2

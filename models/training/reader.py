@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kit.cli import add_threads_flag, positive_float, positive_int
 from kit.data import resolve_data_dir
 from kit.images.compose import APART, TOUCHING, compose_numbers, mnist_pool
 from kit.progress import ProgressBar, format_duration
@@ -37,10 +38,12 @@ from models.base import build_model
 from models.reader import NUM_CLASSES, NumberLoss
 from models.reading import read_strips
 from models.training.checkpoint import sibling_paths
+from models.training.lock import OutputLock
 from nn.errors import UserError, WeightsError
 from nn.optim import Adam
 from nn.serialize import atomic_savez, atomic_write_text, check_state
 from nn.step import TrainingStep, finite
+from nn.threads import set_threads
 
 HISTORY_FORMAT = "cnn-vs-lstm-numpy/reader-history"
 CHECKPOINT_FORMAT = "cnn-vs-lstm-numpy/reader-checkpoint"
@@ -96,10 +99,13 @@ def _parser():
                         help="only measure a reader on --test-numbers test numbers per condition")
     parser.add_argument("--resume", action="store_true", help="go on from <out>'s checkpoint")
     parser.add_argument("--data", default=None, help="the MNIST folder")
-    for name in ("epochs", "numbers", "batch_size", "hidden", "seed", "test_numbers"):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--until-epoch", type=int, default=None,
+    for name in ("epochs", "numbers", "batch_size", "hidden", "test_numbers"):
+        parser.add_argument("--" + name.replace("_", "-"), type=positive_int,
+                            default=getattr(defaults, name))
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--lr", type=positive_float, default=defaults.lr)
+    add_threads_flag(parser)
+    parser.add_argument("--until-epoch", type=positive_int, default=None,
                         help="stop after this many epochs (--resume goes on later)")
     return parser
 
@@ -225,11 +231,13 @@ def main(argv=None):
     config = ReaderConfig(**{k: getattr(flags, k) for k in (
         "epochs", "numbers", "batch_size", "lr", "hidden", "seed", "test_numbers")})
     try:
-        if flags.evaluate:
-            evaluate_reader(flags.evaluate, resolve_data_dir(flags.data), config.test_numbers)
-        else:
-            train_reader(config, flags.out, resolve_data_dir(flags.data), flags.resume,
-                         until_epoch=flags.until_epoch)
+        with set_threads(flags.threads):
+            if flags.evaluate:
+                evaluate_reader(flags.evaluate, resolve_data_dir(flags.data), config.test_numbers)
+            else:
+                with OutputLock(flags.out):       # one trainer per --out
+                    train_reader(config, flags.out, resolve_data_dir(flags.data), flags.resume,
+                                 until_epoch=flags.until_epoch)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
