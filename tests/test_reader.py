@@ -337,3 +337,20 @@ def test_reader_command_line_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as caught:
         main(["--out", str(tmp_path / "r.npz"), "--evaluate", str(tmp_path / "r.npz")])
     assert caught.value.code == 2
+
+
+def test_composed_sizes_and_baselines_vary_within_bounds():
+    images, labels = block_pool()
+    batch = compose_numbers(images, labels, np.random.default_rng(9), 60, digits=(1, 1),
+                            gap=APART, straight_ones=0.0)
+    heights, centres = [], []
+    for strip in batch.images:
+        rows = np.flatnonzero(strip.max(axis=1) > 0.5)
+        heights.append(rows[-1] - rows[0] + 1)
+        centres.append((rows[-1] + rows[0]) / 2)
+    assert 13 <= min(heights) < 17 and 22 < max(heights) <= 26      # height_range 15-24, jitter 10 %
+    assert max(centres) - min(centres) >= 3                           # the line wanders
+    ones = compose_numbers(np.zeros((1, 28, 28), np.float32), np.ones(1, np.int64),
+                           np.random.default_rng(1), 20, digits=(1, 1), straight_ones=1.0)
+    assert (ones.sources[:, 0] == -1).all() and ones.texts == ["1"] * 20   # every 1 a drawn bar
+    assert all(strip.max() == 1.0 for strip in ones.images)
