@@ -38,6 +38,7 @@ from nn.errors import UserError
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPOSITORY_WEIGHTS = PACKAGE_DIR.parent / "weights"
 _DECLARES_MODEL = re.compile(r"^MODEL\s*=\s*ModelSpec\(", re.MULTILINE)
+_DECLARES_SEQUENCE = re.compile(r"^\s*kind\s*=\s*[\"']sequence[\"']", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class ModelSpec:
     options: dict = field(default_factory=dict)
     recipe: Recipe = field(default_factory=Recipe)
     recurrent: bool = False
+    # "digit": one 28x28 digit -> 10 classes (every per-digit command lists it); "sequence": a
+    # strip of any width -> a number (models/reader.py), listed only by names(kind="sequence").
+    kind: str = "digit"
     # Found, not declared: whether weights/<name>.npz is part of the kit (set when the spec is
     # made; False given here keeps a model out of the shipped ones even so).
     shipped: Optional[bool] = None
@@ -80,6 +84,8 @@ class ModelSpec:
     @property
     def train_command(self) -> str:
         """The command that trains this model: by name for the kit's own, by file otherwise."""
+        if self.kind == "sequence":
+            return "python -m models.training.reader --out runs/reader.npz"
         if self.from_model_file:
             return f"python -m models.train --model-file {shlex.quote(str(self.source))}"
         return f"python -m models.train --model {self.name}"
@@ -120,8 +126,9 @@ def register(spec: ModelSpec, source="") -> ModelSpec:
     return spec
 
 
-def _package_model_files():
-    """{name: path} of the package's model files, by reading, not importing, models/*.py."""
+def _package_model_files(kind="digit"):
+    """{name: path} of the package's model files of ``kind`` (None: every kind), by reading, not
+    importing, models/*.py."""
     found = {}
     for path in sorted(PACKAGE_DIR.glob("*.py")):
         if path.stem.startswith("_"):
@@ -130,15 +137,18 @@ def _package_model_files():
             text = path.read_text(encoding="utf-8")
         except OSError:
             continue
-        if _DECLARES_MODEL.search(text):
+        file_kind = "sequence" if _DECLARES_SEQUENCE.search(text) else "digit"
+        if _DECLARES_MODEL.search(text) and kind in (None, file_kind):
             found[path.stem] = path
     return found
 
 
-def names(shipped_only=False):
-    """Every known model name: the package's model files first (sorted), then loaded files."""
-    result = list(_package_model_files())
-    result += [name for name in _specs if name not in result]
+def names(shipped_only=False, kind="digit"):
+    """Every known model name of ``kind`` ("digit", the per-digit classifiers; "sequence", the
+    number readers; None: all): the package's model files first (sorted), then loaded files."""
+    result = list(_package_model_files(kind))
+    result += [name for name, spec in _specs.items()
+               if name not in result and kind in (None, spec.kind)]
     if shipped_only:
         result = [name for name in result if get(name).shipped]
     return result
@@ -153,7 +163,7 @@ def get(name) -> ModelSpec:
     """The spec of model ``name``; one line naming the known models if there is none."""
     if name in _specs:
         return _specs[name]
-    files = _package_model_files()
+    files = _package_model_files(None)
     if name in files:
         module = importlib.import_module(f"models.{name}")
         spec = getattr(module, "MODEL", None)

@@ -22,7 +22,8 @@ from nn.losses import SoftmaxCrossEntropy
 class StepResult:
     loss: float          # mean softmax cross-entropy of the batch
     logits: np.ndarray   # (N, C), training mode (dropout on)
-    correct: int         # how many of the N argmax(logits) equal the labels
+    correct: int         # how many of the N argmax(logits) equal the labels (or, for a criterion
+                         # with count_correct(logits, labels), what it counts: numbers read right)
     updated: bool        # False when ``accept`` refused the loss: no backward, no update
 
 
@@ -36,13 +37,16 @@ class TrainingStep:
 
     def __call__(self, x, labels, lr: Optional[float] = None,
                  accept: Optional[Callable[[float], bool]] = None) -> StepResult:
-        """One step on the batch ``x`` (N, ...) with integer ``labels`` (N,).
+        """One step on the batch ``x`` (N, ...) with integer ``labels`` (N,) - or whatever the
+        criterion's ``forward(logits, labels)`` takes (the reader's: targets, widths, lengths).
 
         ``lr`` sets the optimizer's learning rate for this update (a schedule); ``None`` keeps it.
         """
         logits = self.network.forward(x, training=True)
         loss = float(self.criterion.forward(logits, labels))
-        correct = int(np.count_nonzero(logits.argmax(axis=1) == labels))
+        count_correct = getattr(self.criterion, "count_correct", None)   # a sequence loss's own
+        correct = (int(np.count_nonzero(logits.argmax(axis=1) == labels)) if count_correct is None
+                   else int(count_correct(logits, labels)))
         if accept is not None and not accept(loss):
             return StepResult(loss, logits, correct, updated=False)
         self.network.backward(self.criterion.backward())   # dL/dlogits = (softmax - onehot) / N

@@ -286,6 +286,9 @@ def history_from_version_0(old, option_names, data=None):
 
 def train(spec, config: TrainingConfig, place: RunPlace):
     """Train ``spec``'s model with ``config``, writing to ``place.out``; returns the exit status."""
+    if spec.kind != "digit":
+        raise UserError(f"the {spec.title} model reads whole numbers, not digits; train it with: "
+                        f"{spec.train_command}")
     with ctrl_c_handled():
         try:
             run = Run(spec, config, place)
