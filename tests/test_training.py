@@ -259,12 +259,16 @@ def test_the_shipped_histories_hold_the_recipe_and_no_path_or_test_hook():
 
     from models.training.config import CONFIG_VERSION, TrainingConfig
     histories = sorted((REPO / "weights").glob("*.history.json"))
-    assert {path.name.split(".")[0] for path in histories} == {"cnn", "lstm", "gru", "rnn", "mlp"}
+    assert {path.name.split(".")[0] for path in histories} == {"cnn", "lstm", "gru", "rnn", "mlp", "reader"}
     for path in histories:
         history = json.loads(path.read_text())
         words = list(strings_and_keys(history))
         assert not [w for w in words if w.startswith(("/", "~", "\\")) or w[1:3] in (":\\", ":/")], path
         assert not HOOKS_AND_PLACES & set(words), (path, HOOKS_AND_PLACES & set(words))
+        if path.name.startswith("reader."):    # the number reader's own trainer (models.training.reader)
+            assert history["format"] == "cnn-vs-lstm-numpy/reader-history"
+            assert len(history["epochs"]) == history["config"]["epochs"] == 30
+            continue
         config = TrainingConfig.from_json(history["config"], path)
         assert config.model == history["model"] == path.name.split(".")[0]
         assert config.version == CONFIG_VERSION and config.data["train_images"] == 60000
