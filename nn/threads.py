@@ -16,8 +16,9 @@ thread: call it from the thread that runs the model (the main thread, in every p
 
 Two settings cannot be made at run time because the libraries read them once, when they load:
 OpenBLAS's spin timeout and its CPU core type.  ``import nn`` sets them in the environment
-(:func:`prepare_native_libraries`) when NumPy is not loaded yet; if NumPy came first, only speed
-on a busy machine is lost, never the thread count.  Results do not depend on the thread count in
+(:func:`prepare_native_libraries`) when NumPy is not loaded yet; if NumPy came first, the trainer
+holds NumPy's BLAS to one thread while it trains (:func:`numpy_blas_calmed`), which measured as
+fast as the timeout, and the thread count is never lost.  Results do not depend on the thread count in
 practice (BLAS splits the output, not the sums, and our kernels never share an output element
 between threads), but the guarantee that holds everywhere is: same seed, same flags, same
 --threads -> identical weights.
@@ -210,6 +211,37 @@ def blas_threads(count):
             library.set_num_threads(previous)
 
 
+_numpy_blas_spins = False   # NumPy's OpenBLAS was loaded before `import nn`, with the default spin
+
+
+@contextmanager
+def numpy_blas_calmed():
+    """Keep NumPy's own BLAS to one thread inside the block if it was loaded before ``import nn``.
+
+    A notebook imports NumPy first; its OpenBLAS then has the default spin timeout (read once, at
+    load: :func:`_calm_blas_threads` came too late), and its threads spin against our Numba
+    kernels between products.  Measured on 2 cores, 2026-12-06: the CNN trained from Python after
+    ``import numpy`` at 1,190-1,340 img/s against 1,720-2,160 from the command line, and at
+    1,980-2,340 with NumPy's pool held to one thread, which this does (SciPy's BLAS, the one the
+    kernels call, loads after us and keeps its threads).  Nothing changes when ``nn`` came first
+    or when OPENBLAS_THREAD_TIMEOUT was set; the count is restored on exit.
+    """
+    changed = []
+    if _numpy_blas_spins:
+        import numpy
+        numpy_dir = os.path.dirname(numpy.__file__)   # .../numpy, and the wheel's .../numpy.libs
+        for library in _blas_libraries():
+            previous = library.get_num_threads()
+            if library.filepath.startswith(numpy_dir) and previous is not None and previous > 1:
+                library.set_num_threads(1)
+                changed.append((library, previous))
+    try:
+        yield
+    finally:
+        for library, previous in changed:
+            library.set_num_threads(previous)
+
+
 def _calm_blas_threads() -> None:
     """Keep OpenBLAS worker threads from busy-waiting for long between calls.
 
@@ -224,8 +256,11 @@ def _calm_blas_threads() -> None:
     Read when NumPy loads OpenBLAS, so this only helps if nn is imported before numpy (``import
     nn`` does it; see :func:`prepare_native_libraries`).
     """
+    global _numpy_blas_spins
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
+    elif "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
+        _numpy_blas_spins = True   # loaded before us, with the default spin: see numpy_blas_calmed
     # Numba's parallel kernels run on OpenMP threads, which by default also spin after each
     # kernel, against the BLAS threads of the product that follows.  Passive waiting measured
     # 2,318 -> 3,061 img/s for the CNN on 2 cores.  Read when OpenMP starts (first parallel call).

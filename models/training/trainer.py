@@ -59,6 +59,7 @@ from nn.optim import SGD, Adam
 from nn.serialize import atomic_write_text
 from nn.step import TrainingStep
 from nn.warmup import warm_up
+from nn.threads import numpy_blas_calmed
 
 __all__ = ["RunPlace", "train", "sibling_paths", "learning_rate", "data_identity", "probe_model"]
 
@@ -289,7 +290,7 @@ def train(spec, config: TrainingConfig, place: RunPlace):
     if spec.kind != "digit":
         raise UserError(f"the {spec.title} model reads whole numbers, not digits; train it with: "
                         f"{spec.train_command}")
-    with ctrl_c_handled():
+    with ctrl_c_handled(), numpy_blas_calmed():   # full speed from a notebook too
         try:
             run = Run(spec, config, place)
         except KeyboardInterrupt:
