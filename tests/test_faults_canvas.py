@@ -20,6 +20,7 @@ from canvas import cli as draw
 from canvas.app import CANVAS_RECT, WINDOW_SIZE, DrawApp
 from canvas.demo import digit_events, key_event
 from models import build_model, load_model, shipped_weights
+from tests.support.model_files import BROKEN, write_model_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,46 +77,10 @@ def play(app, events):
 
 
 # ------------------------------------------------------------------ item 4: a broken --model-file
-MODEL_FILE = '''
-import numpy as np
-from models.inputs import image_pixels
-from models.registry import ModelSpec, Recipe
-from nn.layers import Dense, ReLU, Sequential
-
-
-def build(rng, image_shape=(28, 28), num_classes=10, hidden=16):
-    pixels = image_shape[0] * image_shape[1]
-    {body}
-
-
-def to_input(images):
-    {to_input}
-
-
-MODEL = ModelSpec(name="{name}", title="Mine", description="a person's model file",
-                  build=build, to_input=to_input, options={{"hidden": 16}},
-                  recipe=Recipe(epochs=1), shipped=False)
-'''
-GOOD_BUILD = "return Sequential([Dense(pixels, hidden, rng=rng), ReLU(), Dense(hidden, num_classes, rng=rng)])"
-GOOD_INPUT = "return image_pixels(images)"
-
-
-@pytest.mark.parametrize("case, body, to_input, expected, own_frame", [
-    ("raises", "return helper(pixels)\n\n\ndef helper(pixels):\n    raise RuntimeError('my bug')", GOOD_INPUT,
-     "build() raised RuntimeError: my bug", "in helper"),
-    ("none", "Sequential([Dense(pixels, num_classes, rng=rng)])", GOOD_INPUT,
-     "build() returned NoneType, not a network", None),
-    ("outputs", "return Sequential([Dense(pixels, 7, rng=rng)])", GOOD_INPUT,
-     "outputs of shape (2, 7) for 2 images, not (2, 10)", None),
-    ("input_size", "return Sequential([Dense(100, num_classes, rng=rng)])", GOOD_INPUT,
-     "does it expect another input size?", None),
-    ("to_input_shape", GOOD_BUILD, "return images.reshape(1, -1)",
-     "to_input() turned 2 images of 28 x 28 into (1, 1568)", None),
-])
+@pytest.mark.parametrize("case, body, to_input, expected, own_frame", BROKEN, ids=[row[0] for row in BROKEN])
 def test_item_4_draw_names_what_is_wrong_with_a_model_file_in_one_line(tmp_path, capsys, case, body,
                                                                       to_input, expected, own_frame):
-    model_file = tmp_path / f"canvas_broken_{case}.py"
-    model_file.write_text(MODEL_FILE.format(body=body, to_input=to_input, name=f"canvas_broken_{case}"))
+    model_file = write_model_file(tmp_path, f"canvas_broken_{case}", body, to_input)
     with pytest.raises(SystemExit) as stop:
         draw.main(["--model-file", str(model_file), "--weights", f"canvas_broken_{case}=w.npz"],
                   session=lambda app: 0)
@@ -132,8 +97,7 @@ def test_item_4_draw_names_what_is_wrong_with_a_model_file_in_one_line(tmp_path,
 
 def test_item_4_a_good_model_file_is_drawn_with_its_weights(tmp_path, capsys, screen):
     from models import registry
-    model_file = tmp_path / "canvas_good.py"
-    model_file.write_text(MODEL_FILE.format(body=GOOD_BUILD, to_input=GOOD_INPUT, name="canvas_good"))
+    model_file = write_model_file(tmp_path, "canvas_good")
     registry.load_model_file(model_file)
     weights = untrained("canvas_good", tmp_path)
     seen = {}

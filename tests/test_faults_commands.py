@@ -286,7 +286,7 @@ def test_item_11_compare_model_file_and_weights_reports_it_with_the_shipped_mode
 
 
 # ------------------------------------------------------------------ item 4: a broken model file, at evaluate/compare/export
-from tests.test_faults_training_20 import GOOD_BUILD, GOOD_INPUT, MODEL_FILE  # noqa: E402
+from tests.support.model_files import GOOD_BUILD, GOOD_INPUT, MODEL_FILE, TO_INPUT_SIZE  # noqa: E402
 
 BROKEN = [
     ("raises", "return helper(pixels)\n\n\ndef helper(pixels):\n    raise RuntimeError('my bug')", GOOD_INPUT,
@@ -299,8 +299,7 @@ BROKEN = [
      GOOD_INPUT, "does it expect another input size?", None),
     ("to_input_shape", GOOD_BUILD, "return images.reshape(1, -1)",
      "to_input() turned 2 images of 28 x 28 into (1, 1568)", None),
-    ("to_input_size", GOOD_BUILD, "return images.reshape(len(images), -1)[:, :700]",
-     "does it expect another input size?", None),
+    TO_INPUT_SIZE,
 ]
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from kit.mnist import find_mnist_file
 from nn.idx import read_idx, write_idx
+from tests.support.model_files import BROKEN, TO_INPUT_RAISES, write_model_file
 from tests.test_faults_training import (  # noqa: F401 (fixtures: autouse in this module too)
     REPO, SHORT, as_version_0, data_read_once, error_line, interrupted_run, numba_threads_restored,
     rewrite_checkpoint, train, user_data_folder)
@@ -127,48 +128,11 @@ def test_item_3_an_empty_out_is_one_line(tmp_path):
 
 
 # ------------------------------------------------------------------ item 4: a model file's model is probed first
-MODEL_FILE = '''
-import numpy as np
-from models.inputs import image_pixels
-from models.registry import ModelSpec, Recipe
-from nn.layers import Dense, ReLU, Sequential
-
-
-def build(rng, image_shape=(28, 28), num_classes=10, hidden=16):
-    pixels = image_shape[0] * image_shape[1]
-    {body}
-
-
-def to_input(images):
-    {to_input}
-
-
-MODEL = ModelSpec(name="{name}", title="Broken", description="a model file with a mistake",
-                  build=build, to_input=to_input, options={{"hidden": 16}},
-                  recipe=Recipe(epochs=1), shipped=False)
-'''
-GOOD_BUILD = "return Sequential([Dense(pixels, hidden, rng=rng), ReLU(), Dense(hidden, num_classes, rng=rng)])"
-GOOD_INPUT = "return image_pixels(images)"
-
-
-@pytest.mark.parametrize("case, body, to_input, expected, own_frame", [
-    ("raises", "return helper(pixels)\n\n\ndef helper(pixels):\n    raise RuntimeError('my bug')", GOOD_INPUT,
-     "build() raised RuntimeError: my bug", "in helper"),
-    ("none", "Sequential([Dense(pixels, num_classes, rng=rng)])", GOOD_INPUT,
-     "build() returned NoneType, not a network", None),
-    ("outputs", "return Sequential([Dense(pixels, 7, rng=rng)])", GOOD_INPUT,
-     "outputs of shape (2, 7) for 2 images, not (2, 10)", None),
-    ("input_size", "return Sequential([Dense(100, num_classes, rng=rng)])", GOOD_INPUT,
-     "does it expect another input size?", None),
-    ("to_input_shape", GOOD_BUILD, "return images.reshape(1, -1)",
-     "to_input() turned 2 images of 28 x 28 into (1, 1568)", None),
-    ("to_input_raises", GOOD_BUILD, "return images.reshape(len(images), 3, -1)",
-     "to_input() of 2 images of 28 x 28 raised ValueError", "in to_input"),
-])
+@pytest.mark.parametrize("case, body, to_input, expected, own_frame", BROKEN + [TO_INPUT_RAISES],
+                         ids=[row[0] for row in BROKEN + [TO_INPUT_RAISES]])
 def test_item_4_a_broken_model_file_is_named_in_one_line(tmp_path, mnist_dir, case, body, to_input,
                                                          expected, own_frame):
-    model_file = tmp_path / f"broken_{case}.py"
-    model_file.write_text(MODEL_FILE.format(body=body, to_input=to_input, name=f"broken_{case}"))
+    model_file = write_model_file(tmp_path, f"broken_{case}", body, to_input)
     out = tmp_path / "o" / "m.npz"
     result = train("--model-file", model_file, *SHORT, "--data", mnist_dir, "--out", out)
     assert result.returncode == 2, result.stderr
