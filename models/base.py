@@ -168,6 +168,18 @@ def resolve_weights(source):
     return Path(source)
 
 
+def weights_from_flags(model, model_file, weights, what):
+    """(model name or None, weights path) named by a command's --model, --model-file and --weights.
+
+    A model file is registered first and names the model unless --model does; without a model or
+    weights it is one line: "say which ``what``: ..." (e.g. ``what="model to evaluate"``)."""
+    if model_file:
+        model = model or registry.load_model_file(model_file).name
+    if not model and not weights:
+        raise UserError(f"say which {what}: --model NAME ({', '.join(registry.names())}) or --weights PATH")
+    return model, resolve_weights(weights or model)
+
+
 def load_model(source, expect=None):
     """A ready model from a weights file (.npz, or .safetensors written by
     :meth:`Model.to_safetensors`) or a shipped model's name.

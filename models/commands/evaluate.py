@@ -18,7 +18,7 @@ from kit.cli import (CommandLineParser, add_data_flag, add_download_flag, add_js
 from kit.data import advice_for
 from models import registry
 from models.analysis.evaluate import evaluate, format_text, load_test_set, write_plots
-from models.base import load_model, resolve_weights
+from models.base import load_model, weights_from_flags
 from nn.errors import UserError
 
 
@@ -53,13 +53,7 @@ def run(args):
     if args.plots:
         from models.analysis.plots import require_matplotlib
         require_matplotlib()
-    if args.model_file:
-        spec = registry.load_model_file(args.model_file)
-        args.model = args.model or spec.name
-    if not args.model and not args.weights:
-        raise UserError("say which model to evaluate: --model NAME (" + ", ".join(registry.names())
-                        + ") or --weights PATH")
-    weights_path = resolve_weights(args.weights or args.model)
+    args.model, weights_path = weights_from_flags(args.model, args.model_file, args.weights, "model to evaluate")
     model = load_model(weights_path, expect=args.model)
     images, labels, data_dir = load_test_set(args.data, args.limit, model.num_classes, args.download)
     if images.shape[1:] != model.image_shape:

@@ -25,7 +25,7 @@ import nn
 from kit.cli import (CommandLineParser, add_model_file_flag, add_model_flag, add_threads_flag, add_weights_flag,
                      exit_on_user_error)
 from models import registry
-from models.base import load_model, resolve_weights
+from models.base import load_model, weights_from_flags
 from nn.errors import UserError
 
 FORMATS = {".safetensors": "safetensors", ".npz": "an .npz weights file"}
@@ -55,18 +55,12 @@ def main(argv=None, prog="python -m models.export"):
 
 def run(args):
     """The command with parsed flags: convert and write; returns the exit status."""
-    if args.model_file:
-        spec = registry.load_model_file(args.model_file)
-        args.model = args.model or spec.name
-    if not args.model and not args.weights:
-        raise UserError("say which weights to export: --model NAME (" + ", ".join(registry.names())
-                        + ") or --weights PATH")
+    args.model, source = weights_from_flags(args.model, args.model_file, args.weights, "weights to export")
     out = Path(args.out)
     if out.suffix not in FORMATS:
         raise UserError(f"--out {out}: name a .safetensors or an .npz file")
     if out.is_dir():
         raise UserError(f"--out {out} is a directory; name a file in it")
-    source = resolve_weights(args.weights or args.model)
     if out.exists() and source.resolve() == out.resolve():
         raise UserError(f"--out {out} is the input file; write to another name")
     if out.exists() and not args.force:
