@@ -6,6 +6,7 @@ is not significant, "single run" without a study, the study's seeds with one.
 """
 import itertools
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -204,3 +205,99 @@ def test_per_class_sentence_says_not_distinguishable_for_one_image():
             "5 % (paired permutation test over the images, single run, Holm-adjusted p = 1 over 10 tests). "
             "Digit by digit, the difference is significant at 5 % for none of the 10 digits and not "
             "distinguishable for the others.") in text[-1]
+
+
+# ---------------------------------------------------------------- the report with a tiny real study
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory, mnist_dir):
+    """2 models x 2 seeds, one epoch on 200 images: each cell an ordinary run of the trainer
+    (run_cell, what a Dask worker runs), written as the study folder keeps it."""
+    from models.analysis.studies import folder
+    from models.analysis.studies.cell import run_cell
+    from models.commands.study import build_plan, make_parser
+    study = tmp_path_factory.mktemp("tiny") / "study"
+    args = make_parser().parse_args(["run", str(study), "--models", "mlp,rnn", "--seeds", "2", "--epochs", "1",
+                                     "--limit", "200"])
+    for cell, config in build_plan(args, "study"):
+        folder.write_cell(study, cell, run_cell(cell, config, str(mnist_dir)))
+    return study
+
+
+@pytest.mark.slow
+def test_compare_with_a_tiny_study_shows_intervals_and_bands(tiny_study, mnist_dir, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import json
+
+    from models.analysis import memory, plots
+    from models.analysis.evaluate import load_test_set
+    from models.base import load_model
+    from models.commands import compare as cli
+    drawn = {}
+    real_curves, real_sweep = plots.plot_training_curves, plots.plot_sweep
+    monkeypatch.setattr(plots, "plot_training_curves", lambda histories, path, bands=None: drawn.update(
+        curves=bands) or real_curves(histories, path, bands=bands))
+    monkeypatch.setattr(plots, "plot_sweep", lambda path, *a, **k: drawn.update({path.name: a[3]}) or real_sweep(path, *a, **k))
+    out = tmp_path / "report"
+    assert cli.main(["--models", "mlp,rnn", "--data", mnist_dir, "--out", out, "--limit", 200, "--sweep-images", 40,
+                     "--latency-calls", 3, "--speed-seconds", 0.05, "--quiet", "--study", tiny_study]) == 0
+    report = (out / "report.md").read_text()
+    numbers = json.loads((out / "report.json").read_text())
+    cells = {(r["model"], r["seed"]): r for r in
+             (json.loads(p.read_text()) for p in tiny_study.glob("*/result.json"))}
+    assert sorted(cells) == [("mlp", 0), ("mlp", 1), ("rnn", 0), ("rnn", 1)]
+    t_975_df1 = 12.706204736174707      # the 97.5 % point of Student's t with 1 degree of freedom (tables)
+
+    def mean_and_half(values):
+        return np.mean(values), t_975_df1 * np.std(values, ddof=1) / math.sqrt(2)
+
+    # every test accuracy carries its interval over the seeds: the glance table's column
+    for name, title in (("mlp", "MLP"), ("rnn", "RNN")):
+        mean, half = mean_and_half([cells[(name, seed)]["test_accuracy"] for seed in (0, 1)])
+        shipped = numbers["evaluations"][name]["accuracy"]
+        assert f"| {title} | {100 * shipped:.2f} % |" in report
+        assert f"| {100 * mean:.2f} ± {100 * half:.2f} (2) |" in report
+    # the training curves: a band over the two seeds of each model, from their own histories
+    histories = {title: [json.loads((tiny_study / f"{name}-seed{seed}" / "model.history.json").read_text())["epochs"]
+                         for seed in (0, 1)] for name, title in (("mlp", "MLP"), ("rnn", "RNN"))}
+    assert drawn["curves"] == histories
+    assert "The shaded bands are the study's runs" in report
+    assert "Over the study's 2 seeds of the RNN (1 epoch each; mean ± the half-width" in report
+    # the blank-row curves: a band from the lowest to the highest seed, measured here again
+    images, labels, _ = load_test_set(str(mnist_dir), 200)
+    subset = sweeps.sweep_subset(200, 40)
+    per_seed = [memory.blank_row_accuracy(load_model(tiny_study / f"rnn-seed{seed}" / "model.npz"),
+                                          images[subset], labels[subset]) for seed in (0, 1)]
+    series, = drawn["memory_blank_rows.png"]
+    np.testing.assert_allclose(series["band"][0], np.min(per_seed, axis=0))
+    np.testing.assert_allclose(series["band"][1], np.max(per_seed, axis=0))
+    mean, half = mean_and_half([run[0] for run in per_seed])
+    shipped = numbers["memory"]["blank_rows"]["accuracy"]["rnn"][0]
+    assert f"| 0 | {100 * shipped:.1f} ({100 * mean:.1f} ± {100 * half:.1f}) |" in report
+    # robustness: every cell over the seeds too
+    assert sorted(numbers["robustness_over_seeds"]["blur"][""]) == ["mlp", "rnn"]
+    assert "in brackets the mean over the study's seeds ± the half-width of its 95 % t interval" in report
+    # every sentence that compares the two models gives its verdict
+    comparing = [line for line in report.splitlines() if line.startswith("- ") and (
+        "as many errors as" in line or "loses more accuracy than" in line or "each lose more accuracy" in line
+        or "F1 is higher for" in line or "keeps the most gradient" in line or "holds the digit best" in line
+        or "gets wrong, the" in line)]
+    assert len(comparing) >= 10
+    for line in comparing:
+        assert re.search(r"(significant|not distinguishable) at 5 % \((paired t-test over 2 seeds|McNemar|paired "
+                         r"permutation|Mann)", line), line
+    assert "over the study's seeds" in report
+
+
+def test_per_image_gradient_norms_average_to_the_reported_ones():
+    """The single-run test of two gradient ratios reads each image's norms; their mean over the
+    images is the curve the report draws."""
+    from models.analysis import memory
+    from models.base import build_model
+    model = build_model("rnn", np.random.default_rng(3))
+    images = np.random.default_rng(4).random((12, 28, 28), dtype=np.float32)
+    labels = np.arange(12) % 10
+    rows = memory.hidden_gradient_norms(model, images, labels, batch_size=5, per_image=True)
+    assert rows.shape == (12, 28) and (rows > 0).all()
+    np.testing.assert_allclose(rows.mean(axis=0), memory.hidden_gradient_norms(model, images, labels), rtol=1e-5)   # float32 batches of 5 and 12
+    one = memory.hidden_gradient_norms(model, images[7:8], labels[7:8])
+    np.testing.assert_allclose(rows[7], one, rtol=1e-6)

@@ -46,12 +46,21 @@ def training_summary(history):
 
 def seeds_summary(runs):
     """Over a study's seeds ({seed: list of epoch records}): per seed the epochs, the best
-    validation accuracy and its epoch, the last epoch's training and validation accuracy."""
-    summaries = [training_summary({"epochs": epochs}) for epochs in runs.values() if epochs]
-    if not summaries:
-        return None
-    keys = ("epochs", "best_epoch", "best_val_accuracy", "final_train_accuracy", "final_val_accuracy")
-    return {"seeds": list(runs), **{key: [s[key] for s in summaries] for key in keys}}
+    validation accuracy and its epoch, the last epoch's training and validation accuracy (None
+    for a run without validation)."""
+    found = {"seeds": [], "epochs": [], "best_epoch": [], "best_val_accuracy": [], "final_train_accuracy": [],
+             "final_val_accuracy": []}
+    for seed, epochs in runs.items():
+        if not epochs:
+            continue
+        validated = all(e.get("val_accuracy") is not None for e in epochs)
+        best = max(epochs, key=lambda e: e["val_accuracy"]) if validated else epochs[-1]
+        for key, value in (("seeds", seed), ("epochs", len(epochs)), ("best_epoch", int(best["epoch"])),
+                           ("best_val_accuracy", best["val_accuracy"] if validated else None),
+                           ("final_train_accuracy", float(epochs[-1]["train_accuracy"])),
+                           ("final_val_accuracy", epochs[-1]["val_accuracy"] if validated else None)):
+            found[key].append(value)
+    return found if found["seeds"] else None
 
 
 def _seeds(values):
