@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 import pytest
+from scipy.stats import beta
 
 from models.analysis import memory
 from models.analysis.compare import perturbations, sweeps, timing
@@ -450,7 +451,11 @@ def test_three_model_report_states_measured_values_and_links_every_figure(repo_r
         assert got["per_class"] == expected["per_class"]
         assert got["confusion_matrix"] == expected["confusion_matrix"]
         title = model.title
-        row = f"| {title} | {100 * expected['accuracy']:.2f} % | {LIMIT - expected['n_correct']:,} |"
+        k = expected["n_correct"]   # the single-run interval: Clopper-Pearson, from the beta quantiles
+        low = beta.ppf(0.025, k, LIMIT - k + 1) if k else 0.0
+        high = beta.ppf(0.975, k + 1, LIMIT - k) if k < LIMIT else 1.0
+        row = (f"| {title} | {100 * expected['accuracy']:.2f} % | {100 * low:.2f} % - {100 * high:.2f} % | "
+               f"{LIMIT - k:,} |")
         assert row in report
         assert re.search(rf"^{title}\s+{100 * expected['accuracy']:.2f}%", result.stdout, re.M)
         assert f"- **{title}** (`{name}`, {model.num_parameters():,} parameters): {model.spec.description}" in report
@@ -523,6 +528,13 @@ def test_report_without_matplotlib_skips_figures(repo_root, mnist_dir, weights, 
     assert "![" not in report and not list(out.glob("*.png"))
     assert "| CNN |" in report and "### Blanked rows" in report and "### CNN and LSTM" in report
     assert "Recurrent models compared: LSTM." in report
+    # no study: the intervals and the tests are the single run's, and say so
+    assert "| model | test accuracy | 95 % interval (single run) | errors |" in report
+    assert "No study was given (`--study DIR`): comparisons below are decided on this single run" in report
+    assert re.search(r"The difference between the two is (significant|not distinguishable) at 5 % \(McNemar's "
+                     r"exact test, single run, p = [0-9.e-]+\)\.", report)
+    assert "Each cell: the accuracy in %, and in brackets its exact 95 % interval over the 20 images (single run" in report
+    assert "(single run: " in report and "study's" not in report
 
 
 @pytest.mark.slow

@@ -137,18 +137,24 @@ def test_a_folder_holding_another_studys_cell_is_refused(tmp_path, capsys):
 
 # ---------------------------------------------------------------- the report, on made-up cells
 def fake_cell(study, model, seed, accuracy, wrong, n=100):
-    """A finished cell with ``wrong`` the indices of the test images it misreads."""
+    """A finished cell with ``wrong`` the indices of the test images it misreads (its weights are
+    the model's initial ones for the seed: the comparison report measures them)."""
     labels = np.arange(n) % 10
     predictions = labels.copy()
     predictions[list(wrong)] = (labels[list(wrong)] + 1) % 10
     cell = Cell(model, seed, {})
     history = {"epochs": [{"epoch": 1, "val_accuracy": accuracy - 0.01, "train_accuracy": accuracy},
                           {"epoch": 2, "val_accuracy": accuracy, "train_accuracy": accuracy}]}
+    from models.base import build_model
+    weights = Path(study) / f".{cell.name}.npz"
+    Path(study).mkdir(parents=True, exist_ok=True)
+    build_model(model, np.random.default_rng(seed)).save(weights, extra={"seed": seed})
     folder.write_cell(study, cell, {
-        "weights": b"", "history": json.dumps(history), "predictions": predictions, "labels": labels,
+        "weights": weights.read_bytes(), "history": json.dumps(history), "predictions": predictions, "labels": labels,
         "result": {"version": 1, "cell": cell.name, "model": model, "seed": seed, "settings": {},
                    "test_accuracy": accuracy, "test_images": n, "best_epoch": 2, "seconds": 1.0,
                    "config": {}}})
+    weights.unlink()
 
 
 def test_report_states_significance_per_pair(tmp_path):

@@ -58,8 +58,9 @@ def initial_model(model, seed=None):
                        num_classes=model.num_classes, image_shape=model.image_shape, **model.options)
 
 
-def hidden_gradient_norms(model, images, labels, batch_size=500):
-    """g_t = mean over the images of ||dL_n/dh_t||_2 for t = 1..T, shape (T,), float64.
+def hidden_gradient_norms(model, images, labels, batch_size=500, per_image=False):
+    """g_t = mean over the images of ||dL_n/dh_t||_2 for t = 1..T, shape (T,), float64; with
+    ``per_image`` every image's own ||dL_n/dh_t||, shape (N, T) (for tests between models).
 
     L_n is image n's own cross-entropy: the upstream gradient is softmax(logits) - onehot per
     row (the gradient of the *sum* of the per-image losses), so in inference mode row n of
@@ -71,7 +72,7 @@ def hidden_gradient_norms(model, images, labels, batch_size=500):
     labels = np.asarray(labels)
     steps = model.network.steps()
     above = steps[steps.index(layer) + 1:]          # the layers between h_t and the logits
-    total, count = None, 0
+    total, count, rows = None, 0, []
     for start in range(0, len(images), batch_size):
         x = model.to_network_input(images[start:start + batch_size])
         y = labels[start:start + batch_size]
@@ -85,7 +86,9 @@ def hidden_gradient_norms(model, images, labels, batch_size=500):
         norms = np.linalg.norm(hidden_grads.astype(np.float64), axis=2)   # (T, N)
         total = norms.sum(axis=1) if total is None else total + norms.sum(axis=1)
         count += len(y)
-    return total / count
+        if per_image:
+            rows.append(norms.T)
+    return np.concatenate(rows) if per_image else total / count
 
 
 def append_blank_rows(images, count):
@@ -96,23 +99,26 @@ def append_blank_rows(images, count):
     return np.concatenate([images, np.zeros((n, count, width), images.dtype)], axis=1)
 
 
-def blank_row_accuracy(model, images, labels, counts=BLANK_ROWS, batch_size=500):
-    """Accuracy after k appended blank rows, for each k in ``counts``: a list of floats.
+def blank_row_correct(model, images, labels, counts=BLANK_ROWS, batch_size=500):
+    """Which images the model reads right after k appended blank rows: bool (len(counts), N).
 
     The images go through the model's own input convention (``spec.to_input``) but not through
     ``Model.check_images``, which insists on the training image size.
     """
     images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels)
-    result = []
-    for count in counts:
-        correct = 0
+    result = np.zeros((len(counts), len(images)), dtype=bool)
+    for row, count in enumerate(counts):
         for start in range(0, len(images), batch_size):
             x = model.spec.to_input(append_blank_rows(images[start:start + batch_size], count))
             logits = model.network.forward(np.ascontiguousarray(x), training=False)
-            correct += int((logits.argmax(axis=1) == labels[start:start + batch_size]).sum())
-        result.append(correct / len(images))
+            result[row, start:start + batch_size] = logits.argmax(axis=1) == labels[start:start + batch_size]
     return result
+
+
+def blank_row_accuracy(model, images, labels, counts=BLANK_ROWS, batch_size=500):
+    """Accuracy after k appended blank rows, for each k in ``counts``: a list of floats."""
+    return [float(row.mean()) for row in blank_row_correct(model, images, labels, counts, batch_size)]
 
 
 def measure(models, images, labels, counts=BLANK_ROWS, gradient_images=GRADIENT_IMAGES, log=None):
@@ -120,22 +126,27 @@ def measure(models, images, labels, counts=BLANK_ROWS, gradient_images=GRADIENT_
 
     Returns ``{"models": [names], "steps": T, "gradient_images": n, "gradients": {name:
     {"initial": [T], "trained": [T], "seed": s}}, "blank_rows": {"counts": [...], "accuracy":
-    {name: [...]}}, "images": N}``.
+    {name: [...]}}, "images": N, "per_image": {name: {"trained": (n, T), "initial": (n, T),
+    "blank_rows": (len(counts), N) bool}}}``; ``per_image`` holds each image's own numbers, for
+    the tests between models.
     """
     names = [name for name, model in models.items() if takes_part(model)]
     grad_images, grad_labels = images[:gradient_images], labels[:gradient_images]
-    gradients, accuracy = {}, {}
+    gradients, accuracy, per_image = {}, {}, {}
     for name in names:
         model = models[name]
         fresh = initial_model(model)
-        gradients[name] = {"trained": hidden_gradient_norms(model, grad_images, grad_labels).tolist(),
-                           "initial": hidden_gradient_norms(fresh, grad_images, grad_labels).tolist(),
+        trained = hidden_gradient_norms(model, grad_images, grad_labels, per_image=True)
+        initial = hidden_gradient_norms(fresh, grad_images, grad_labels, per_image=True)
+        gradients[name] = {"trained": trained.mean(axis=0).tolist(), "initial": initial.mean(axis=0).tolist(),
                            "seed": int((model.extra or {}).get("seed", 0))}
-        accuracy[name] = blank_row_accuracy(model, images, labels, counts)
+        correct = blank_row_correct(model, images, labels, counts)
+        accuracy[name] = [float(row.mean()) for row in correct]
+        per_image[name] = {"trained": trained, "initial": initial, "blank_rows": correct}
         if log:
             log(f"  memory: {model.title} done")
     steps = len(next(iter(gradients.values()))["trained"]) if gradients else 0
     return {"models": names, "steps": steps, "gradient_images": len(grad_images),
             "gradients": gradients, "images": len(images),
-            "blank_rows": {"counts": list(counts), "accuracy": accuracy}}
+            "blank_rows": {"counts": list(counts), "accuracy": accuracy}, "per_image": per_image}
 

@@ -66,7 +66,17 @@ def _log_minor_label(value, _position=None):
     return f"{value:g}" if round(mantissa) in (2, 3, 5) and abs(mantissa - round(mantissa)) < 1e-6 else ""
 
 
-def plot_training_curves(histories, path):
+def seed_band(runs, key):
+    """(epochs, lowest, highest) of ``key`` per epoch over ``runs`` (each a list of epoch
+    records), epochs 1..the shortest run; None when a run lacks the key."""
+    length = min((len(run) for run in runs), default=0)
+    if length == 0 or any(run[i].get(key) is None for run in runs for i in range(length)):
+        return None
+    values = np.array([[run[i][key] for i in range(length)] for run in runs], dtype=np.float64)
+    return np.arange(1, length + 1), values.min(axis=0), values.max(axis=0)
+
+
+def plot_training_curves(histories, path, bands=None):
     """Loss and accuracy per epoch, train (solid) vs validation (dashed), for each model.
 
     Parameters
@@ -76,6 +86,10 @@ def plot_training_curves(histories, path):
         train_loss, train_accuracy, val_loss, val_accuracy, ...}]}``).
     path : path-like
         PNG file to write.
+    bands : dict, optional
+        Label -> a list of runs over seeds (each a list of epoch records, a study's histories):
+        a shaded band from the lowest to the highest seed of the validation loss and accuracy
+        per epoch, in the label's colour.
     """
     many = len(histories) > 2   # then one legend beside both panels instead of one in each
     figure = _figure(12 if many else 10, 3.8 + (0.4 if many else 0))
@@ -96,6 +110,17 @@ def plot_training_curves(histories, path):
             accuracy_axes.plot(x, accuracy, style, color=color, label=f"{label} {kind}",
                                marker="." if len(x) < 40 else None)
             low.extend(accuracy[1:] if len(accuracy) > 1 else accuracy)
+    for index, label in enumerate(histories):
+        runs = (bands or {}).get(label)
+        for key, axes, scale in (("val_loss", loss_axes, 1), ("val_accuracy", accuracy_axes, 100)):
+            band = seed_band(runs, key) if runs else None
+            if band is None:
+                continue
+            epochs, lowest, highest = band
+            axes.fill_between(epochs, scale * lowest, scale * highest, color=model_color(index), alpha=0.2,
+                              label=f"{label} validation, {len(runs)} seeds (lowest to highest)")
+            if scale == 100:
+                low.extend(scale * lowest[1:] if len(lowest) > 1 else scale * lowest)
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     loss_axes.set(title="loss (cross-entropy, log scale)", xlabel="epoch", yscale="log")
@@ -214,7 +239,8 @@ def plot_sweep(path, title, xlabel, levels, series, examples=(), level_format=st
     levels : sequence of float, length L
         The perturbation strengths (x axis).
     series : list of dict
-        Each ``{"label", "accuracy": L values in [0, 1], "color", "linestyle"}``.
+        Each ``{"label", "accuracy": L values in [0, 1], "color", "linestyle"}``, optionally
+        ``"band": (L lowest, L highest)`` in [0, 1], shaded around the curve (an interval).
     examples : list of (str, array (L, 28, 28))
         Rows of example digits under the curve, one per level, each row with a label.
     level_format : callable
@@ -228,8 +254,13 @@ def plot_sweep(path, title, xlabel, levels, series, examples=(), level_format=st
     for item in series:
         axes.plot(levels, [100 * a for a in item["accuracy"]], item.get("linestyle", "-"),
                   marker="o", markersize=4, color=item.get("color"), label=item["label"])
+        if item.get("band") is not None:
+            lowest, highest = item["band"]
+            axes.fill_between(levels, [100 * a for a in lowest], [100 * a for a in highest],
+                              color=item.get("color"), alpha=0.18, linewidth=0)
     # Zoom on the data (small drops matter when everything is near 100 %); show chance if in view.
-    lowest = min((100 * min(item["accuracy"]) for item in series if len(item["accuracy"])), default=0.0)
+    lowest = min((100 * min(list(item["accuracy"]) + list((item.get("band") or [[]])[0]))
+                  for item in series if len(item["accuracy"])), default=0.0)
     bottom = max(0.0, 5 * math.floor((lowest - 2) / 5))
     if bottom <= 10:
         axes.axhline(10, color="gray", linewidth=0.8, linestyle=":", label="chance (10 %)")

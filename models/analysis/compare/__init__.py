@@ -22,6 +22,11 @@ with every number, and PNG figures when matplotlib is installed) into ``--out``:
   row at initialisation and after training, and the accuracy when blank rows follow the digit
   (see :mod:`models.analysis.memory`).
 
+Every accuracy carries its 95 % interval: the exact binomial interval of this single run or, with
+``--study DIR``, the mean over the study's seeds +- its t interval; every sentence that compares
+models says whether the difference is "significant at 5 %" or "not distinguishable at 5 %"
+(:mod:`models.analysis.compare.intervals`).
+
 Every sentence in the report is generated from the numbers it sits next to.  Seeds are fixed,
 so two runs on the same weights and data give the same report except for the timings.
 
@@ -31,6 +36,8 @@ The package, one idea per module (a section reads the context and writes its own
     perturbations.py  shift, rotate, rescale, blur, noise, blanked rows
     sweeps.py         the robustness sweeps and their fixed subset
     timing.py         training speed (nn.step.TrainingStep) and single-image latency
+    intervals.py      how sure each number is: single-run intervals and tests, or over a study's
+                      seeds (--study DIR), and the verdicts the sentences state
     markdown.py       titles, percentages, lists in words, tables, figure links
     section.py        Section: compute, figures, markdown, json - the one interface
     sections/         one module per section, in report order (sections.SECTIONS)

@@ -104,10 +104,11 @@ def run_sweeps(models, images, labels, sweeps=SWEEPS, seed=SEED, log=None):
     """Accuracy of every model at every level of every sweep.
 
     Returns ``{sweep key: {"levels": [...], "variants": {variant: {"accuracy": {model: [...]},
-    "example": (L, 28, 28) array}}}}``; the example row is one perturbed image per level
-    (see :func:`example_index`).
+    "correct": {model: (L, N) bool}, "example": (L, 28, 28) array}}}}``; ``correct`` says which
+    images each model reads right at each level (for the tests between models), the example row
+    is one perturbed image per level (see :func:`example_index`).
     """
-    clean = {name: float((model.predict(images) == labels).mean()) for name, model in models.items()}
+    clean = {name: model.predict(images) == labels for name, model in models.items()}
     example = example_index(labels)
     results = {}
     for sweep_index, sweep in enumerate(sweeps):
@@ -115,17 +116,19 @@ def run_sweeps(models, images, labels, sweeps=SWEEPS, seed=SEED, log=None):
         variants = {}
         for variant_index, (variant, apply) in enumerate(sweep.variants.items()):
             accuracy = {name: [] for name in models}
+            correct = {name: [] for name in models}
             examples = []
             for level_index, level in enumerate(sweep.levels):
                 rng = np.random.default_rng([seed, sweep_index, variant_index, level_index])
                 perturbed = apply(images, level, rng)
                 examples.append(perturbed[example])
                 for name, model in models.items():
-                    if perturbed is images:      # the identity level: reuse the clean answers
-                        accuracy[name].append(clean[name])
-                    else:
-                        accuracy[name].append(float((model.predict(perturbed) == labels).mean()))
-            variants[variant] = {"accuracy": accuracy, "example": np.stack(examples)}
+                    # the identity level: reuse the clean answers
+                    right = clean[name] if perturbed is images else model.predict(perturbed) == labels
+                    correct[name].append(right)
+                    accuracy[name].append(float(right.mean()))
+            variants[variant] = {"accuracy": accuracy, "example": np.stack(examples),
+                                 "correct": {name: np.stack(rows) for name, rows in correct.items()}}
         results[sweep.key] = {"levels": list(sweep.levels), "variants": variants}
         if log:
             log(f"  robustness: {sweep.title.lower()} done in {time.perf_counter() - started:.1f} s")

@@ -41,7 +41,7 @@ def training_speed(model, images, labels, batch_size=SPEED_BATCH, seconds=SPEED_
     not depend on the pixels).  ``warmup`` untimed steps first, then steps until ``seconds``
     have passed (at least five).  The rate is ``batch_size`` over the median step time, so a
     burst of other work on the machine during a few steps does not set it; the mean rate is
-    returned too.
+    returned too, and every timed step (``step_seconds``, for a test between two models).
     """
     fresh = build_model(model.name, rng=np.random.default_rng(seed), num_classes=model.num_classes,
                         image_shape=model.image_shape, **model.options)
@@ -64,7 +64,8 @@ def training_speed(model, images, labels, batch_size=SPEED_BATCH, seconds=SPEED_
         times.append(time.perf_counter() - before)
     return {"images_per_second": batch_size / float(np.median(times)),
             "mean_images_per_second": batch_size * len(times) / float(np.sum(times)),
-            "steps": len(times), "seconds": float(np.sum(times)), "batch_size": batch_size}
+            "steps": len(times), "seconds": float(np.sum(times)), "batch_size": batch_size,
+            "step_seconds": [float(t) for t in times]}
 
 
 def numba_threads():

@@ -9,31 +9,16 @@ whether their difference is "significant at 5 %" or "not distinguishable" (a pai
 seeds, Holm-corrected), with the study's figures: the validation curves with a band over seeds,
 and the accuracies with their intervals.
 """
-from itertools import combinations
-
-from models.analysis.compare.context import shown_path
+from models.analysis.compare.intervals import certainty
 from models.analysis.compare.markdown import bullets, figure_link, pct, table, title_of
 from models.analysis.compare.section import Section
-from models.analysis.studies.analysis import analyse, sentence
-from models.analysis.studies.folder import load_results
-from models.analysis.studies.stats import ALPHA, binomial_interval, holm, mcnemar_exact
+from models.analysis.studies.analysis import sentence
 
 
-def single_run(evaluations):
+def single_run(context):
     """Per model the binomial interval, per pair McNemar's exact test (Holm across pairs)."""
-    accuracy = {}
-    for name, evaluation in evaluations.items():
-        correct = int((evaluation.predictions == evaluation.labels).sum())
-        accuracy[name] = {"correct": correct, "images": evaluation.n_images,
-                          **binomial_interval(correct, evaluation.n_images)}
-    pairs = []
-    for a, b in combinations(list(evaluations), 2):
-        test = mcnemar_exact(evaluations[a].predictions, evaluations[b].predictions, evaluations[a].labels)
-        pairs.append({"a": a, "b": b, "difference": accuracy[a]["accuracy"] - accuracy[b]["accuracy"], **test})
-    for pair, adjusted in zip(pairs, holm([pair["p"] for pair in pairs])):
-        pair["p_holm"] = adjusted
-        pair["significant"] = adjusted <= ALPHA
-    return {"accuracy": accuracy, "pairs": pairs}
+    sure = certainty(context)
+    return {"accuracy": sure.accuracy, "pairs": sure.mcnemar_pairs()}
 
 
 def single_run_sentence(pair, images):
@@ -53,14 +38,12 @@ class CertaintySection(Section):
     title = "How sure are we?"
 
     def compute(self, context):
-        result = {"single_run": single_run(context.evaluations), "study": None}
-        study = getattr(context, "study", None)
-        if study:
-            context.log(f"reading the study in {study}")
-            results = load_results(study)
-            result["study"] = analyse(results)
-            result["study_folder"] = shown_path(study)
-            result["study_results"] = results   # for the figures; not in report.json
+        result = {"single_run": single_run(context), "study": None}
+        study = certainty(context).study
+        if study is not None:
+            result["study"] = study.analysis
+            result["study_folder"] = study.folder
+            result["study_results"] = study.results   # for the figures; not in report.json
         return result
 
     def figures(self, context, result, folder):

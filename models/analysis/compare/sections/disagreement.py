@@ -4,6 +4,7 @@ the digits both miss.
 """
 import numpy as np
 
+from models.analysis.compare.intervals import certainty
 from models.analysis.compare.markdown import all_models, bullets, figure_link, table, title_of
 from models.analysis.compare.section import Section
 
@@ -53,15 +54,21 @@ def describe_overlap(evaluations, overlap):
     return text
 
 
-def describe_disagreements(evaluations, groups, pair):
+def describe_disagreements(evaluations, groups, pair, sure=None):
+    """The pair's counts; with ``sure`` (the report's Certainty) whether the two differ: McNemar's
+    exact test on exactly these counts (Holm across every pair of the report) and, with a study
+    that has both, first the paired t-test over its seeds."""
     a, b = pair
     n = evaluations[a].n_images
     both = groups[f"{a}_{b}_both_wrong"]
     same = int((evaluations[a].predictions[both] == evaluations[b].predictions[both]).sum())
-    return [f"Of the {n:,} images, the {title_of(a)} gets {len(groups[f'{a}_right_{b}_wrong']):,} right "
+    text = (f"Of the {n:,} images, the {title_of(a)} gets {len(groups[f'{a}_right_{b}_wrong']):,} right "
             f"that the {title_of(b)} gets wrong, the {title_of(b)} gets "
             f"{len(groups[f'{b}_right_{a}_wrong']):,} right that the {title_of(a)} gets wrong, and both "
-            f"miss {len(both):,} ({same:,} of those with the same wrong answer)."]
+            f"miss {len(both):,} ({same:,} of those with the same wrong answer)")
+    if sure is not None:
+        text += f". The difference between the two is {sure.accuracy_verdicts(a, b)}"
+    return [text + "."]
 
 
 def _caption_pair(evaluations, pair, i):
@@ -124,7 +131,7 @@ class DisagreementSection(Section):
         a, b = context.pair
         lines += [f"### {title_of(a)} and {title_of(b)}", "",
                   f"The pair chosen with `--pair {a},{b}` (default: the first two models), image by image.", ""]
-        lines += bullets(describe_disagreements(e, groups, context.pair))
+        lines += bullets(describe_disagreements(e, groups, context.pair, certainty(context)))
         for key, title, _ in _pair_groups(context.pair):
             count = len(groups[key])
             lines += [f"#### {title} ({count:,})", "",

@@ -5,28 +5,51 @@ they are the only numbers of the report that change between two runs on the same
 """
 import os
 
+from models.analysis.compare.intervals import certainty, seeds_cell, seeds_text, verdict
 from models.analysis.compare.markdown import bullets, join_words, pct, ratio_words, seconds_words, table, title_of
 from models.analysis.compare.section import Section
+from models.analysis.studies.stats import ALPHA, mann_whitney
 from models.analysis.compare.timing import LATENCY_WARMUP, SPEED_BATCH, SPEED_WARMUP, numba_threads, \
     single_image_latency, training_speed
 
 
-def describe_summary(evaluations, facts):
+def accuracy_interval(sure, name):
+    """'95 % interval 99.39-99.66 %, single run' or, with a study, '99.41 ± 0.05 % over 5 seeds'."""
+    if sure.seeds and sure.study.has(name):
+        values = list(sure.study.test_accuracies(name).values())
+        return seeds_text(values, 2)
+    a = sure.accuracy[name]
+    return f"single-run 95 % interval {pct(a['low'], 2)}-{pct(a['high'], 2)}"
+
+
+def speed_test(speed, fast, slow):
+    """The Mann-Whitney U test of two models' timed step seconds (their step rates differ?)."""
+    test = mann_whitney(speed[fast]["step_seconds"], speed[slow]["step_seconds"])
+    return {"test": f"Mann-Whitney U test on the {len(speed[fast]['step_seconds'])} and "
+                    f"{len(speed[slow]['step_seconds'])} timed steps", "scope": "timing", "p": test["p"],
+            "p_holm": test["p"], "family": 1, "significant": test["p"] <= ALPHA}
+
+
+def describe_summary(evaluations, facts, sure=None):
     """Sentences on accuracy, errors, size, FLOPs, latency and training speed, from ``facts`` (the
-    section's result)."""
+    section's result); with ``sure`` (the report's :class:`~models.analysis.compare.intervals.Certainty`)
+    every accuracy carries its interval and every comparison its test."""
     e = evaluations
     names = list(e)
     n = e[names[0]].n_images
     errors = {name: e[name].n_images - int(e[name].correct.sum()) for name in names}
+    shown = {name: pct(e[name].accuracy, 2) + (f" ({accuracy_interval(sure, name)})" if sure else "")
+             for name in names}
     text = [f"On the {n:,} test images " + join_words(
-        f"the {title_of(name)} is right {pct(e[name].accuracy, 2)} of the time ({errors[name]:,} errors)"
-        if i == 0 else f"the {title_of(name)} {pct(e[name].accuracy, 2)} ({errors[name]:,})"
+        f"the {title_of(name)} is right {shown[name]} of the time ({errors[name]:,} errors)"
+        if i == 0 else f"the {title_of(name)} {shown[name]} ({errors[name]:,})"
         for i, name in enumerate(names)) + "."]
     order = sorted(names, key=lambda name: errors[name])
     fewest, most = order[0], order[-1]
     if errors[most] > errors[fewest] > 0:
         text.append(f"The {title_of(most)} makes {ratio_words(errors[most], errors[fewest])} as many "
-                    f"errors as the {title_of(fewest)}.")
+                    f"errors as the {title_of(fewest)}"
+                    + (f": {sure.accuracy_verdicts(most, fewest)}" if sure else "") + ".")
     p, f = facts["parameters"], facts["flops"]
     by_size = sorted(names, key=lambda name: p[name])
     by_flops = sorted(names, key=lambda name: f[name])
@@ -47,8 +70,19 @@ def describe_summary(evaluations, facts):
                 f"images/s) and the {title_of(fast[-1])} slowest ({speed[fast[-1]]:,.0f} images/s, "
                 f"{ratio_words(speed[fast[0]], speed[fast[-1]])} slower); at that speed an epoch of "
                 f"48,000 training images would take {48_000 / speed[fast[0]]:,.0f} s and "
-                f"{48_000 / speed[fast[-1]]:,.0f} s.")
+                f"{48_000 / speed[fast[-1]]:,.0f} s"
+                + (f"; the two rates are {verdict(speed_test(facts['training_speed'], fast[0], fast[-1]))}"
+                   if sure and "step_seconds" in facts["training_speed"][fast[0]] else "") + ".")
     return text
+
+
+def _setting(sure):
+    return "setting " + sure.study.setting if sure.study.setting != "default" else "default recipe"
+
+
+def _study_images(sure):
+    counts = sorted({sure.study.test_images(name) for name in sure.study.runs})
+    return " or ".join(f"{count:,}" for count in counts)
 
 
 class GlanceSection(Section):
@@ -72,16 +106,32 @@ class GlanceSection(Section):
 
     def markdown(self, context, result, figures):
         e, facts = context.evaluations, result
+        sure = certainty(context)
         rows = []
         for name in context.names:
-            rows.append([title_of(name), pct(e[name].accuracy, 2),
-                         f"{e[name].n_images - int(e[name].correct.sum()):,}",
+            a = sure.accuracy[name]
+            seeds = []
+            if sure.seeds:
+                values = list(sure.study.test_accuracies(name).values())
+                seeds = [f"{seeds_cell(values, 2)} ({len(values)})" if values else "-"]
+            rows.append([title_of(name), pct(e[name].accuracy, 2), f"{pct(a['low'], 2)} - {pct(a['high'], 2)}",
+                         *seeds, f"{e[name].n_images - int(e[name].correct.sum()):,}",
                          f"{facts['parameters'][name]:,}", f"{facts['flops'][name] / 1e6:.2f}",
                          f"{facts['training_speed'][name]['images_per_second']:,.0f}",
                          seconds_words(facts["latency"][name])])
-        lines = [table(["model", "test accuracy", "errors", "parameters", "MFLOPs / image",
-                        "training images / s", "1-image latency"], rows), ""]
-        lines += bullets(describe_summary(e, facts))
+        seeds_header = ["over seeds: mean ± 95 % CI (seeds)"] if sure.seeds else []
+        lines = [table(["model", "test accuracy", "95 % interval (single run)", *seeds_header, "errors",
+                        "parameters", "MFLOPs / image", "training images / s", "1-image latency"], rows), ""]
+        lines += [f"The interval beside each accuracy is the exact (Clopper-Pearson) 95 % interval over the "
+                  f"{e[context.names[0]].n_images:,} test images: a single run, so it shows the test images' "
+                  f"luck, not the training seed's."
+                  + (f" Over seeds: the study in `{sure.study.folder}` ({_setting(sure)}), each model "
+                     f"trained with several seeds and tested on its {_study_images(sure)} test images; "
+                     f"the mean ± the half-width of the 95 % t interval. Comparisons below are decided "
+                     f"over seeds where the study has both models." if sure.seeds else
+                     " No study was given (`--study DIR`): comparisons below are decided on this single "
+                     "run, image by image."), ""]
+        lines += bullets(describe_summary(e, facts, sure))
         speed = next(iter(facts["training_speed"].values()))
         threads = facts["threads"]
         lines += [f"Machine: {context.machine}. Training speed is measured in this run, not taken from "
@@ -100,7 +150,9 @@ class GlanceSection(Section):
         return lines
 
     def json(self, context, result):
-        return result
+        """Every number but the step times (their summary stays: steps, seconds, rates)."""
+        return {**result, "training_speed": {name: {key: value for key, value in speed.items() if key != "step_seconds"}
+                                             for name, speed in result["training_speed"].items()}}
 
     def console(self, context, result):
         """The summary table printed at the end of the run."""

@@ -5,9 +5,12 @@ recurrent models of the comparison.
 import numpy as np
 
 from models.analysis import memory
+from models.analysis.compare.intervals import (accuracy_cell, binomial_text, certainty, compare, decide, legend,
+                                               seeds_text, verdict)
 from models.analysis.compare.markdown import bullets, figure_link, join_words, number, pct, table, title_of
 from models.analysis.compare.section import Section
 from models.analysis.compare.sweeps import example_index
+from models.analysis.studies.stats import binomial_interval, log_ratio_statistic
 
 MEMORY_BAR = 0.90                     # "falls below 90 %" in the generated sentences
 
@@ -27,8 +30,9 @@ def _times(ratio, than=""):
         " " + than if than else "")
 
 
-def describe_gradients(result, titles):
-    """Sentences on the gradient norms: for each model the ratio g_T / g_1, trained and initial."""
+def describe_gradients(result, titles, sure=None):
+    """Sentences on the gradient norms: for each model the ratio g_T / g_1, trained and initial;
+    ``sure`` (a :class:`MemoryCertainty`) adds whether the compared ratios differ significantly."""
     text = []
     steps = result["steps"]
     ratios = {}
@@ -48,53 +52,122 @@ def describe_gradients(result, titles):
         text.append(
             f"Of the trained models, the {titles[best]} keeps the most gradient over the {steps} "
             f"steps and the {titles[worst]} the least: the {titles[worst]}'s ratio is "
-            f"{_factor(ratios[worst] / ratios[best])}x the {titles[best]}'s.")
+            f"{_factor(ratios[worst] / ratios[best])}x the {titles[best]}'s"
+            + (f": {verdict(decide([sure.gradient_test('trained', worst, best)])[0])}" if sure else "") + ".")
         initial = {name: result["gradients"][name]["initial"][-1] / result["gradients"][name]["initial"][0]
                    for name in result["models"]}
         order = sorted(initial, key=lambda name: initial[name])
         text.append(
             f"Freshly initialised, the {titles[order[-1]]} loses the most gradient between row {steps} "
             f"and row 1 ({_factor(initial[order[-1]])}x) and the {titles[order[0]]} the least "
-            f"({_factor(initial[order[0]])}x).")
+            f"({_factor(initial[order[0]])}x)"
+            + (f": {verdict(decide([sure.gradient_test('initial', order[-1], order[0])])[0])}" if sure else "")
+            + ".")
     return text
 
 
-def describe_blank_rows(result, titles, bar=MEMORY_BAR):
-    """Sentences on the blank-row accuracy: where each model falls below ``bar``, and the mean."""
+def describe_blank_rows(result, titles, bar=MEMORY_BAR, sure=None):
+    """Sentences on the blank-row accuracy: where each model falls below ``bar``, and the mean;
+    ``sure`` (a :class:`MemoryCertainty`) writes each accuracy with its interval and adds whether
+    the best and the worst model differ significantly from the next."""
     counts = result["blank_rows"]["counts"]
     accuracy = result["blank_rows"]["accuracy"]
     names = result["models"]
     bar_words = f"{bar * 100:.0f} %"
+    say = sure.words if sure else (lambda name, index: f"{accuracy[name][index] * 100:.1f} %")
     text = []
     falls = {}
     for name in names:
         acc = accuracy[name]
         below = next((i for i, a in enumerate(acc) if a < bar), None)
         falls[name] = counts[below] if below is not None else None
+        last = len(acc) - 1
         if below is None:
             text.append(f"The {titles[name]} stays at or above {bar_words} all the way to "
-                        f"{counts[-1]} blank rows ({acc[0] * 100:.1f} % with none, "
-                        f"{acc[-1] * 100:.1f} % with {counts[-1]}).")
+                        f"{counts[-1]} blank rows ({say(name, 0)} with none, "
+                        f"{say(name, last)} with {counts[-1]}).")
         elif below == 0:
             text.append(f"The {titles[name]} is below {bar_words} even with no blank rows "
-                        f"({acc[0] * 100:.1f} %).")
+                        f"({say(name, 0)}).")
         elif below == 1:
-            text.append(f"The {titles[name]} scores {acc[0] * 100:.1f} % with no blank rows and falls "
-                        f"below {bar_words} already at {counts[1]} ({acc[1] * 100:.1f} %); after "
-                        f"{counts[-1]} it scores {acc[-1] * 100:.1f} %.")
+            text.append(f"The {titles[name]} scores {say(name, 0)} with no blank rows and falls "
+                        f"below {bar_words} already at {counts[1]} ({say(name, 1)}); after "
+                        f"{counts[-1]} it scores {say(name, last)}.")
         else:
-            text.append(f"The {titles[name]} scores {acc[0] * 100:.1f} % with no blank rows and "
-                        f"{acc[below - 1] * 100:.1f} % after {counts[below - 1]}, then falls below "
-                        f"{bar_words} at {counts[below]} blank rows ({acc[below] * 100:.1f} %); "
-                        f"after {counts[-1]} it scores {acc[-1] * 100:.1f} %.")
+            text.append(f"The {titles[name]} scores {say(name, 0)} with no blank rows and "
+                        f"{say(name, below - 1)} after {counts[below - 1]}, then falls below "
+                        f"{bar_words} at {counts[below]} blank rows ({say(name, below)}); "
+                        f"after {counts[-1]} it scores {say(name, last)}.")
     later = [i for i, k in enumerate(counts) if k > 0]
     if len(names) >= 2 and later:
         mean = {name: float(np.mean([accuracy[name][i] for i in later])) for name in names}
         order = sorted(names, key=lambda name: -mean[name])
+        tested = ""
+        if sure and len(names) == 2:
+            tested = f": {verdict(decide([sure.blank_test(order[0], order[1], later)])[0])}"
+        elif sure:
+            best, worst = decide([sure.blank_test(order[0], order[1], later),
+                                  sure.blank_test(order[-2], order[-1], later)])
+            tested = (f"; the {titles[order[0]]} against the runner-up {titles[order[1]]}: {verdict(best)}; "
+                      f"the {titles[order[-1]]} against the {titles[order[-2]]}: {verdict(worst)}")
         text.append(f"Averaged over k = {counts[later[0]]}..{counts[later[-1]]}: " + ", ".join(
             f"{titles[name]} {mean[name] * 100:.1f} %" for name in order)
-            + f"; the {titles[order[0]]} holds the digit best and the {titles[order[-1]]} worst.")
+            + f"; the {titles[order[0]]} holds the digit best and the {titles[order[-1]]} worst{tested}.")
     return text
+
+
+class MemoryCertainty:
+    """The memory measurements' intervals and tests: single run from each image's numbers, over
+    seeds from the study's runs measured the same way on the same images (``seeds``: {name:
+    {seed: {"trained": [T], "initial": [T], "blank_rows": [accuracy per k]}}})."""
+
+    def __init__(self, result, seeds):
+        self.result, self.seeds = result, seeds or {}
+
+    def words(self, name, index):
+        value = self.result["blank_rows"]["accuracy"][name][index]
+        runs = self.seeds.get(name)
+        if runs:
+            return f"{100 * value:.1f} % ({seeds_text([run['blank_rows'][index] for run in runs.values()])})"
+        return binomial_text(value, self.result["images"])
+
+    def cell(self, name, index):
+        value = self.result["blank_rows"]["accuracy"][name][index]
+        runs = self.seeds.get(name)
+        return accuracy_cell(value, self.result["images"],
+                             [run["blank_rows"][index] for run in runs.values()] if runs else None)
+
+    def gradient_test(self, kind, a, b):
+        """Does log(g_T / g_1) of the ``kind`` ('trained' or 'initial') models a and b differ?"""
+        per_seed = [{seed: float(np.log(run[kind][-1] / run[kind][0])) for seed, run in self.seeds.get(name, {}).items()}
+                    for name in (a, b)]
+        rows = [self.result["per_image"][name][kind][:, [0, -1]] for name in (a, b)]
+        return compare(per_seed, (*rows, log_ratio_statistic))
+
+    def blank_test(self, a, b, indices):
+        """Do the two models' accuracies averaged over the blank-row counts ``indices`` differ?"""
+        per_seed = [{seed: float(np.mean([run["blank_rows"][i] for i in indices]))
+                     for seed, run in self.seeds.get(name, {}).items()} for name in (a, b)]
+        correct = [self.result["per_image"][name]["blank_rows"][indices].mean(axis=0) for name in (a, b)]
+        return compare(per_seed, tuple(correct))
+
+
+def memory_over_seeds(context, names):
+    """{name: {seed: {"trained", "initial", "blank_rows"}}}: the study's runs of the recurrent
+    models measured like the weights compared, on the same images; {} without a study."""
+    study = certainty(context).study
+    if study is None:
+        return {}
+    found = {}
+    subset = context.subset
+    for name in names:
+        for seed, model in study.models(name).items():
+            context.log(f"memory: the study's {title_of(name)}, seed {seed}")
+            measured = memory.measure({name: model}, context.images[subset], context.labels[subset])
+            found.setdefault(name, {})[seed] = {"trained": measured["gradients"][name]["trained"],
+                                                "initial": measured["gradients"][name]["initial"],
+                                                "blank_rows": measured["blank_rows"]["accuracy"][name]}
+    return found
 
 
 class MemorySection(Section):
@@ -104,7 +177,9 @@ class MemorySection(Section):
     def compute(self, context):
         subset = context.subset
         context.log("memory: hidden-state gradients and blank rows")
-        return memory.measure(context.models, context.images[subset], context.labels[subset], log=context.log)
+        result = memory.measure(context.models, context.images[subset], context.labels[subset], log=context.log)
+        result["over_seeds"] = memory_over_seeds(context, result["models"])
+        return result
 
     def figures(self, context, result, folder):
         if not result["models"]:
@@ -127,7 +202,7 @@ class MemorySection(Section):
         plots.plot_sweep(folder / "memory_blank_rows.png", "Accuracy with k blank rows after the digit",
                          "k, blank rows appended below the 28 rows of the digit", blank["counts"],
                          [{"label": title_of(name), "accuracy": blank["accuracy"][name],
-                           "color": color[name]} for name in result["models"]],
+                           "color": color[name], "band": blank_band(result, name)} for name in result["models"]],
                          [("input", [memory.append_blank_rows(example[None], k)[0] for k in blank["counts"]])],
                          level_format=number)
         return {"memory_gradients": "memory_gradients.png", "memory_blank_rows": "memory_blank_rows.png"}
@@ -136,7 +211,20 @@ class MemorySection(Section):
         return memory_lines(result, figures)
 
     def json(self, context, result):
-        return {"memory": result}
+        """Every number but the per-image ones (they are what the tests read)."""
+        return {"memory": {key: value for key, value in result.items() if key != "per_image"}}
+
+
+def blank_band(result, name):
+    """(lowest, highest) accuracy per blank-row count drawn around the curve: over the study's
+    seeds, else the single-run exact 95 % interval over the images."""
+    runs = result.get("over_seeds", {}).get(name)
+    if runs:
+        values = np.array([run["blank_rows"] for run in runs.values()])
+        return values.min(axis=0).tolist(), values.max(axis=0).tolist()
+    intervals = [binomial_interval(int(round(value * result["images"])), result["images"])
+                 for value in result["blank_rows"]["accuracy"][name]]
+    return [i["low"] for i in intervals], [i["high"] for i in intervals]
 
 
 def memory_lines(memory_result, figures):
@@ -161,7 +249,11 @@ def memory_lines(memory_result, figures):
               f"orders of magnitude from the right (row {steps}, where the answer is read) to the left. "
               f"Dotted: the same model freshly initialised with the seed it was trained from; solid: "
               f"the shipped weights. (The top rows of an MNIST digit are mostly empty, so a trained "
-              f"model may also have learned that they do not matter.)", "",
+              f"model may also have learned that they do not matter.) A sentence comparing two models' "
+              f"ratios g_{steps} / g_1 says whether they differ: "
+              + ("over the study's seeds (a paired t-test of the per-seed log ratios) where it has both models, "
+                 "else " if memory_result.get("over_seeds") else "")
+              + "on this single run by a paired permutation test over the images.", "",
               figure_link(figures, "memory_gradients", "gradient norm per timestep, log scale")]
     header = ["t"] + [f"{title_of(name)} {kind}" for name in names for kind in ("initial", "trained")]
     shown = sorted({1, 2, 4, 7, 10, 14, 18, 21, 24, 26, 27, steps} & set(range(1, steps + 1)))
@@ -169,7 +261,9 @@ def memory_lines(memory_result, figures):
                    for kind in ("initial", "trained")] for t in shown]
     lines += [table(header, rows), "",
               "Selected rows; every value is in `report.json` (`memory.gradients`).", ""]
-    lines += bullets(describe_gradients(memory_result, {name: title_of(name) for name in names}))
+    sure = MemoryCertainty(memory_result, memory_result.get("over_seeds")) if "per_image" in memory_result else None
+    seeds = bool(memory_result.get("over_seeds"))
+    lines += bullets(describe_gradients(memory_result, {name: title_of(name) for name in names}, sure))
     blank = memory_result["blank_rows"]
     lines += ["### How long the digit is held", "",
               f"What this measures: each recurrent model reads the {steps} rows of the digit, then k "
@@ -179,9 +273,17 @@ def memory_lines(memory_result, figures):
               f"nothing. The models never saw such input in training (they always answered after row "
               f"{steps}), so this tests how stable their memory is, not something they were taught. "
               f"Measured on the {memory_result['images']:,} images of the robustness subset; the row "
-              f"of pictures shows one input at each k.", "",
+              f"of pictures shows one input at each k. The shaded band around each curve: "
+              + ("the study's seeds of that model, from the lowest to the highest (the same measurement on "
+                 "each seed's weights)." if seeds else
+                 "the single-run exact 95 % interval over the images (no study: the test images' luck, not "
+                 "the training seed's).") + " Comparisons are decided "
+              + ("over the study's seeds where it has both models, else " if seeds else "")
+              + "image by image on this run (a paired permutation test of the accuracies averaged over k).", "",
               figure_link(figures, "memory_blank_rows", "accuracy against blank rows appended")]
-    rows = [[k] + [pct(blank["accuracy"][name][i]) for name in names] for i, k in enumerate(blank["counts"])]
-    lines += [table(["blank rows k"] + [title_of(name) for name in names], rows), ""]
-    lines += bullets(describe_blank_rows(memory_result, {name: title_of(name) for name in names}))
+    cell = sure.cell if sure else (lambda name, i: pct(blank["accuracy"][name][i]))
+    rows = [[k] + [cell(name, i) for name in names] for i, k in enumerate(blank["counts"])]
+    lines += [legend(seeds, memory_result["images"]), "",
+              table(["blank rows k"] + [title_of(name) for name in names], rows), ""]
+    lines += bullets(describe_blank_rows(memory_result, {name: title_of(name) for name in names}, sure=sure))
     return lines
