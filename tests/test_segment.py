@@ -6,7 +6,8 @@ import pytest
 
 from tests.support.numbers import synthetic_number
 from kit.images.preprocess import preprocess_canvas
-from kit.images.segment import connected_components, merge_overlapping_columns, read_number, segment
+from kit.images.segment import (WIDE_RATIO, connected_components, merge_overlapping_columns, read_number,
+                                segment, wide_pieces)
 
 
 def block(canvas, top, left, height, width, value=1.0):
@@ -69,6 +70,34 @@ def test_one_digit_is_exactly_the_whole_canvas_preprocessed():
     assert len(pieces) == 1
     np.testing.assert_array_equal(pieces[0].image, preprocess_canvas(canvas))
     assert segment(np.zeros((50, 50), np.uint8)) == []
+
+
+def ring(canvas, top, left, height, width, stroke=12):
+    """An 0-like rectangle outline of ``stroke`` px."""
+    block(canvas, top, left, height, width)
+    canvas[top + stroke:top + height - stroke, left + stroke:left + width - stroke] = 0
+    return canvas
+
+
+def test_a_piece_too_wide_for_one_digit_is_reported_as_touching_digits():
+    canvas = np.zeros((200, 500), dtype=np.float32)
+    ring(canvas, 40, 20, 120, 80)                      # a 0 standing apart
+    ring(canvas, 40, 160, 120, 80)                     # two 0s that touch: one piece 160 wide
+    ring(canvas, 40, 239, 120, 80)
+    block(canvas, 40, 400, 120, 14)                    # a 1 apart
+    pieces = segment(canvas)
+    assert [p.box[2:] for p in pieces] == [(20, 100), (160, 319), (400, 414)]
+    assert wide_pieces(pieces) == [1]
+    assert wide_pieces(pieces, ratio=2.0) == []        # 159 / 120 is 1.3
+    assert wide_pieces(segment(ring(np.zeros((200, 200), np.float32), 40, 20, 120, 80))) == []
+
+
+def test_few_mnist_digits_are_too_wide_for_one_digit(mnist_dir):
+    """The bound of WIDE_RATIO's comment: under 2 % of single MNIST test digits are reported."""
+    from kit.mnist import load_mnist_float
+    images, _ = load_mnist_float(mnist_dir, "test")
+    reported = sum(bool(wide_pieces(segment(image))) for image in images[:2000])
+    assert WIDE_RATIO >= 1.2 and reported < 0.02 * 2000, reported
 
 
 def test_read_number_multiplies_the_digits_probabilities():
