@@ -220,7 +220,9 @@ def test_p_prints_one_line_per_model_and_shows_them(app, capsys):
     play(app, digit_events(3, draw.DEMO_BOX) + [key_event(pygame.K_p)])
     out = capsys.readouterr().out
     said = answers(out)
-    assert list(said) == ["CNN", "LSTM", "GRU"] and len(out.strip().splitlines()) == 3
+    lines = out.strip().splitlines()
+    assert list(said) == ["CNN", "LSTM", "GRU"] and len(lines) == 4     # then the reader's line
+    assert lines[3].startswith("Reader: ")
     for name, probabilities in app.results.items():
         assert probabilities.shape == (1, 10) and abs(probabilities.sum() - 1) < 1e-5
         assert said[app.models[name].title][0] == int(np.argmax(probabilities))
