@@ -120,6 +120,18 @@ def test_synthetic_numbers_have_their_digits_apart_and_in_order():
     assert lefts == sorted(lefts) and all(b - a > 0 for a, b in zip(lefts, lefts[1:]))
 
 
+def test_synthetic_numbers_on_a_line_keep_their_bottoms_near_it():
+    rng = np.random.default_rng(5)
+    images = np.zeros((2, 28, 28), np.float32)
+    images[0, 4:24, 8:20] = 1.0                        # 20 px tall
+    images[1, 8:24, 8:20] = 1.0                        # 16 px tall
+    for _ in range(20):
+        canvas, _ = synthetic_number(images, np.array([0, 1]), rng, 4, scale=(3.0, 3.0),
+                                     size_jitter=0.0, baseline_jitter=0.1)
+        bottoms = [p.box[1] for p in segment(canvas)]
+        assert len(bottoms) == 4 and max(bottoms) - min(bottoms) <= 2 * 0.1 * 60 + 1, bottoms
+
+
 @pytest.mark.slow
 def test_synthetic_numbers_are_read_by_the_cnn(mnist_dir):
     """The segmentation bar (issue 11): 1,000 numbers of 2-6 MNIST test digits with random
