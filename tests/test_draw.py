@@ -618,6 +618,7 @@ def test_the_latency_benchmark_times_p_on_five_digits_and_teach(tmp_path, mnist_
     timings = json.loads([line for line in lines if line.startswith("{")][0])
     assert timings["models"] == ["cnn", "lstm"]
     assert len(timings["p_latency_ms"]) == len(timings["p5_latency_ms"]) == 5 and len(timings["teach_ms"]) == 3
+    assert len(timings["reader_ms"]) == 5 and all(ms > 0 for ms in timings["reader_ms"])   # P's reader part
     assert all(0 < ms < 60_000 for ms in timings["p5_latency_ms"] + timings["teach_ms"]), timings
     from models.training.teaching import PersonalSet
     assert PersonalSet(tmp_path / "personal").load()[1].tolist() == [7, 7, 7]

@@ -258,3 +258,16 @@ def test_x_keeps_a_model_of_ones_own_that_has_no_shipped_weights(screen, tmp_pat
     play(app, digit_events(3, draw.DEMO_BOX) + [key_event(pygame.K_p), key_event(pygame.K_x)])
     assert app.running and app.models["cnn"] is shipped and app.models["mine"] is mine
     assert "MLP kept its own" in app.message
+
+
+@needs_reader
+def test_the_touching_demo_is_read_by_the_reader_and_saved(tmp_path, capsys):
+    """The README's screenshot command: draw.py --demo 2026 --touching --screenshot PATH."""
+    weights = tmp_path / "cnn.npz"
+    build_model("cnn", rng=np.random.default_rng(0)).save(weights)
+    shot = tmp_path / "touching.png"
+    assert draw.main(["--models", "cnn", "--cnn", str(weights), "--demo", "2026", "--touching",
+                      "--screenshot", str(shot)]) == 0
+    out = capsys.readouterr().out
+    assert "Reader: 2026 (" in out and "trust the reader's 2026" in out
+    assert pygame.image.load(str(shot)).get_size() == WINDOW_SIZE
