@@ -9,7 +9,7 @@ Draw a digit or a whole number with the mouse; every shipped model says what it 
     SDL_VIDEODRIVER=dummy python draw.py --demo 2026 --screenshot docs/draw.png   # headless picture
     SDL_VIDEODRIVER=dummy python draw.py --demo 2026 --touching --screenshot docs/touching.png
 
-Keys: left mouse draws, P predicts (answers printed and shown), C clears, L toggles live
+Keys: left mouse draws, P predicts (answers printed and shown, the reader's too), C clears, L toggles live
 prediction, Tab selects the model whose bars are shown, Left/Right the digit of a number, F shows
 a convolutional model's feature maps, R a recurrent model reading row by row, W why (saliency and
 occlusion), T then a digit teaches the models your handwriting, X goes back to the shipped
@@ -52,7 +52,8 @@ KEYS = """keys:
   left mouse   draw (white strokes on the black box); several digits side by side make a number
   P            predict: one line per model in the console ('CNN: 2026 (97.1 %)'), a table of
                every model's answer and the selected model's bars in the window, a box around
-               each digit
+               each digit; the reader's answer for the whole line on its own row, and where
+               digits touch (a piece too wide for one digit) the advice to trust it
   C            clear the box
   L            live prediction while drawing, on/off
   Tab          select the next model (its bars, and its F / R views)
