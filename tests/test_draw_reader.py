@@ -207,8 +207,19 @@ MODEL = ModelSpec(name="stacked_rows", title="Stacked", description="LSTM then G
 '''
 
 
-def test_the_row_view_finds_a_recurrent_layer_that_is_not_the_first(screen, tmp_path, drawn_text):
+@pytest.fixture()
+def registry_as_it_was():
+    """The model file this test registers is forgotten after it (registry.names() stays the kit's)."""
     from models import registry
+    before = dict(registry._specs)
+    yield registry
+    registry._specs.clear()
+    registry._specs.update(before)
+
+
+def test_the_row_view_finds_a_recurrent_layer_that_is_not_the_first(screen, tmp_path, drawn_text,
+                                                                    registry_as_it_was):
+    registry = registry_as_it_was
     from models.analysis.study import reads_rows, row_by_row
     path = tmp_path / "stacked_rows.py"
     path.write_text(STACKED)
