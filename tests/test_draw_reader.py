@@ -2,7 +2,8 @@
 its advice where digits touch, and the rough edges found by driving the window like a person -
 a stroke that enters the box from outside, a single click, text running past the window's edge,
 "1 examples", an R view for a model whose recurrent layer is not its first, X with a model
-file's model.  Each test failed before its change (except the --model-file check at the end).
+file's model.  Each test failed before its change (except two guards: a stroke kept outside
+changes nothing, and the --model-file check at the end).
 
 Driven in-process with pygame's dummy video driver and posted mouse and key events; the per-digit
 models are freshly initialised (enough to exercise the window), the reader is the shipped one.
