@@ -12,7 +12,10 @@ once the first frame is drawn, hands the app to :func:`measure` instead of the i
 and inside draw.py:
   P latency  from a posted P key event to the window redrawn with every answer: event handling,
              splitting the 600 x 400 canvas into digits and preprocessing each, every model's
-             forward pass, drawing the panel; on one digit and on a five-digit number;
+             forward pass, the reader reading the whole drawing (models.reading), drawing the
+             panel; on one digit and on a five-digit number;
+  reader     the reader's part of that on the five-digit number: read_number_image on the
+             canvas (levelling, scaling to a 28 px strip, the network, CTC's probability);
   teach      a press of T and a digit: the personal set appended (in a temporary user data
              folder), every model fine-tuned with MNIST replay and saved, the answers redrawn.
 The first run may fill Numba's on-disk cache and is reported apart; the bar (start < 3 s with a
@@ -55,7 +58,8 @@ def measure(app, presses):
     """Time ``presses`` presses of P on a drawn digit and on a five-digit number (event handled,
     segmentation, every model, window drawn), then three teach steps (T, 7) if teaching is on.
 
-    Returns {'p_latency_ms': [...], 'p5_latency_ms': [...], 'teach_ms': [...], 'models': [...]}.
+    Returns {'p_latency_ms': [...], 'p5_latency_ms': [...], 'reader_ms': [...], 'teach_ms': [...],
+    'models': [...]}.
     """
     import pygame
     from canvas.cli import DEMO_AREA, DEMO_BOX, settle
@@ -63,6 +67,13 @@ def measure(app, presses):
 
     single = time_presses(app, digit_events(3, DEMO_BOX), presses)
     number = time_presses(app, number_events("20261", DEMO_AREA), presses)
+    reader = []
+    if app.reader is not None:
+        grey = app.canvas_grey()
+        for _ in range(presses):
+            start = time.perf_counter()
+            app.read_whole(grey)
+            reader.append(1000 * (time.perf_counter() - start))
     teach = []
     if app.teacher is not None:
         app.post([key_event(pygame.K_c)] + digit_events(7, DEMO_BOX) + [key_event(pygame.K_p)])
@@ -74,7 +85,7 @@ def measure(app, presses):
             app.step()
             app.render()
             teach.append(1000 * (time.perf_counter() - start))
-    return {"p_latency_ms": single, "p5_latency_ms": number, "teach_ms": teach,
+    return {"p_latency_ms": single, "p5_latency_ms": number, "reader_ms": reader, "teach_ms": teach,
             "models": list(app.models)}
 
 
@@ -158,6 +169,7 @@ def main(argv=None):
     ok = max(startups) < 3.0
     for key, label, bar in (("p_latency_ms", "P on one digit", 50.0),
                             ("p5_latency_ms", "P on a five-digit number", 50.0),
+                            ("reader_ms", "  of which the reader (read_number_image)", 50.0),
                             ("teach_ms", "T + digit (teach, every model)", 1000.0)):
         values = [ms for _, run in results[1:] for ms in run.get(key, [])]
         if not values:

@@ -10,7 +10,10 @@ The main loop is three calls, kept apart so tests can drive the app with posted 
 The app shows every model it is given (draw.py gives it every shipped model): a table of their
 answers and the bars of the selected one (Tab).  A drawing of several digits side by side is
 read as a whole number (:mod:`kit.images.segment`); the study views (F, R, W) and teaching (T) work
-on one digit of it, chosen with Left/Right.
+on one digit of it, chosen with Left/Right.  P also asks the reader (:mod:`models.reading`), which
+reads the whole line without cutting it: its answer has a row of its own, and where the split
+finds a piece too wide for one digit (touching digits) the window says to trust the reader.
+Ink too small to be a digit (a click) is said to be so, not read.
 
 Everything runs on the main thread: Numba's default threading layer aborts when parallel
 kernels are entered from two Python threads, and one prediction takes a few milliseconds anyway.
@@ -24,9 +27,11 @@ import numpy as np
 import pygame
 
 from canvas import views
-from models.analysis.study import feature_maps, has_conv_layers, reads_rows, row_by_row
+from models.analysis.study import (feature_maps, has_conv_layers, reads_rows, row_by_row,
+                                   why_not_row_by_row)
 from models.analysis.saliency import explain
-from kit.images.segment import read_number, segment
+from models.reading import read_number_image
+from kit.images.segment import read_number, segment, wide_pieces
 from nn.errors import UserError
 from nn.threads import one_numba_thread
 
@@ -39,6 +44,9 @@ HELP = ("Mouse: draw   P: predict   C: clear   L: live   Tab: next model   Left/
         "F: feature maps   R: row by row   W: why   T+digit: teach   X: shipped weights   "
         "S: screenshot   Q: quit")
 EMPTY_MESSAGE = "The canvas is empty: draw a digit first."
+READER = "reader"         # the reader P asks: the shipped one (a name or a weights file)
+READER_TITLE = "Reader"
+DIGIT_BRUSHES = 2         # ink under this many pen widths tall and wide is too small to be a digit
 NOT_FINITE = "no answer (its outputs are not finite numbers: its weights are damaged)"
 LIVE_INTERVAL = 0.15     # s between live predictions while drawing
 ROW_INTERVAL = 0.06      # s per row when the row-by-row view animates its reading
@@ -57,6 +65,19 @@ def format_answer(label, probabilities):
         return f"{label}: {NOT_FINITE}"
     answer, probability = read_number(probabilities.reshape(-1, probabilities.shape[-1]))
     return f"{label}: {answer} ({100 * probability:.1f} %)"
+
+
+def format_reading(reading):
+    """'Reader: 2026 (97.1 %)' for the reader's (number, probability), or why it has no answer."""
+    if isinstance(reading, str):
+        return f"{READER_TITLE}: no answer ({reading})"
+    number, probability = reading
+    return f"{READER_TITLE}: {number or 'no digit'} ({100 * probability:.1f} %)"
+
+
+def counted(count, noun):
+    """'1 example', '3 examples'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 class DrawApp:
@@ -78,10 +99,13 @@ class DrawApp:
         Enables T (teach); its ``models`` must be this app's ``models`` dict.
     load_shipped : callable, optional
         name -> models.Model with the shipped weights; enables X (back to the shipped weights).
+    reader : str or None
+        The reader of whole numbers P also asks (a name or a weights file for
+        :func:`models.reading.read_number_image`); None: no reader row.
     """
 
     def __init__(self, models, screen=None, brush=BRUSH, live=False, screenshot_path="draw.png",
-                 teacher=None, load_shipped=None):
+                 teacher=None, load_shipped=None, reader=READER):
         if not isinstance(models, dict):
             models = {model.name: model for model in models}
         if not models:
@@ -106,6 +130,10 @@ class DrawApp:
         self.predicted_version = -1      # the version that self.pieces/results describe
         self.pieces = []                 # kit.images.segment.Piece per digit, left to right
         self.results = {}                # model name -> (K, 10) probabilities, one row per digit
+        self.reader = reader
+        self.reading = None              # the reader's (number, probability), or why it has none
+        self.touching = []               # indexes of the pieces too wide for one digit
+        self.advice = ""                 # which answer to trust, when digits touch
         self.focus = 0                   # the digit the bars, study views and T are about
         self.study = {}                  # view -> (key, data) for the study views
         self.teaching = False            # T pressed: the next digit key is the right answer
@@ -140,21 +168,32 @@ class DrawApp:
         return position[0] - CANVAS_RECT.x, position[1] - CANVAS_RECT.y
 
     def pen_down(self, position):
+        """The button pressed at ``position`` (window pixels), inside the box or not: a stroke
+        that starts outside draws from where it enters."""
         self.pen = self._to_canvas(position)
-        views.draw_stroke(self.canvas, self.pen, self.pen, self.brush)
-        self._changed()
+        self._stroke(self.pen, self.pen)
 
     def pen_move(self, position):
         point = self._to_canvas(position)
-        views.draw_stroke(self.canvas, self.pen, point, self.brush)
+        self._stroke(self.pen, point)
         self.pen = point
-        self._changed()
+
+    def _stroke(self, start, end):
+        """Draw the part of the stroke inside the box (pygame clips to the canvas surface); a
+        stroke that stays outside changes nothing."""
+        reach = self.brush // 2 + 1
+        left, top = min(start[0], end[0]) - reach, min(start[1], end[1]) - reach
+        bounds = pygame.Rect(left, top, abs(end[0] - start[0]) + 2 * reach, abs(end[1] - start[1]) + 2 * reach)
+        if bounds.colliderect(self.canvas.get_rect()):
+            views.draw_stroke(self.canvas, start, end, self.brush)
+            self._changed()
 
     def clear(self):
         self.canvas.fill((0, 0, 0))
         self.pen = None
         self._changed()
         self.pieces, self.results, self.predicted_version, self.focus = [], {}, self.version, 0
+        self.reading, self.touching, self.advice = None, [], ""
         self.message = "Cleared."
 
     def _changed(self):
@@ -166,29 +205,77 @@ class DrawApp:
         return self.models[name].title
 
     def predict(self, announce=True):
-        """Split the canvas into digits, preprocess each, and ask every model; print the answers
-        (one line per model) if ``announce``.
+        """Split the canvas into digits, preprocess each, and ask every model and the reader;
+        print the answers (one line per model, then the reader's) if ``announce``.
 
-        Returns the results dict (model name -> (K, 10) probabilities), empty for an empty canvas.
+        Returns the results dict (model name -> (K, 10) probabilities), empty for an empty canvas
+        or ink too small to be a digit.
         """
-        self.pieces = segment(self.canvas_grey())
+        grey = self.canvas_grey()
+        pieces = segment(grey)
+        smallest = DIGIT_BRUSHES * self.brush
+        small = [p for p in pieces if max(p.box[1] - p.box[0], p.box[3] - p.box[2]) < smallest]
+        self.pieces = [p for p in pieces if all(p is not q for q in small)]
         self.predicted_version = self.version
         self.focus = min(self.focus, max(0, len(self.pieces) - 1))
+        self.touching, self.advice, self.reading = wide_pieces(self.pieces), "", None
         self.dirty = True
+        notes = [self.small_note(small, smallest, alone=not self.pieces)] if small else []
         if not self.pieces:
             self.results = {}
-            self.message = EMPTY_MESSAGE
+            self.message = notes[0] if notes else EMPTY_MESSAGE
             if announce:
-                print(EMPTY_MESSAGE, flush=True)
+                print(self.message, flush=True)
             return self.results
         batch = self.images                                            # (K, 28, 28)
         with one_numba_thread():
             self.results = {name: model.predict_proba(batch) for name, model in self.models.items()}
         answers = [format_answer(self.title(name), p) for name, p in self.results.items()]
-        self.message = "   ".join(answers)
+        if self.reader is not None:
+            if small:                             # the reader sees the whole canvas: not the dots
+                grey = grey.copy()
+                for top, bottom, left, right in (piece.box for piece in small):
+                    grey[top:bottom, left:right] = 0
+            self.reading = self.read_whole(grey)
+            answers.append(format_reading(self.reading))
+            self.advice = self.touching_advice()
+        self.message = "   ".join(answers + notes)
         if announce:
-            print("\n".join(answers), flush=True)
+            print("\n".join(answers + [line for line in [self.advice] + notes if line]), flush=True)
         return self.results
+
+    def read_whole(self, grey):
+        """The reader's (number, probability) for the drawing (uint8 (H, W)), or a phrase saying
+        why it has none (no reader weights, a damaged file): the per-digit models still answer."""
+        try:
+            with one_numba_thread():
+                return read_number_image(grey, reader=self.reader)
+        except (UserError, ValueError, OSError) as error:
+            return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+    def touching_advice(self):
+        """Where the split found a piece too wide for one digit: say that the reader, which needs
+        no split, is the one to trust ('' when no piece is, or the reader has no answer)."""
+        if not self.touching or isinstance(self.reading, str) or self.reading is None:
+            return ""
+        numbers = [str(k + 1) for k in self.touching]
+        which = (f"Piece {numbers[0]} is" if len(numbers) == 1 else
+                 f"Pieces {', '.join(numbers[:-1])} and {numbers[-1]} are")
+        return (f"{which} too wide for one digit - touching digits? Splitting cannot part them: "
+                f"trust the reader's {self.reading[0]}.")
+
+    @staticmethod
+    def small_note(small, smallest, alone):
+        """What P says of ink too small to be a digit (a click, a dot); ``alone``: nothing else
+        was drawn."""
+        top, bottom, left, right = small[0].box
+        size = f"{right - left} x {bottom - top} px"
+        if alone:
+            return (f"Too small to be a digit ({size}): draw it at least {smallest} px tall." if len(small) == 1
+                    else f"Too small to be digits (each under {smallest} px): draw them larger.")
+        if len(small) == 1:
+            return f"Left out a mark too small to be a digit ({size})."
+        return f"Left out {len(small)} marks too small to be digits (under {smallest} px)."
 
     def _current(self):
         """Bring the digits and answers up to date with the drawing, keeping the message line."""
@@ -225,6 +312,13 @@ class DrawApp:
         self.study[view] = (key, data)
         return data
 
+    def no_model_for(self, view):
+        """Why no model can be shown in the F or R view."""
+        if view == "features":
+            return "No model here has convolution layers."
+        reasons = [why_not_row_by_row(model) for model in self.models.values() if model.spec.recurrent]
+        return ("No model here can be shown reading row by row" + (f": {reasons[0]}." if reasons else "."))
+
     # ----------------------------------------------------------------------------- teaching
     def teach(self, digit):
         """T then ``digit``: add the focused drawing to the personal set, fine-tune every model,
@@ -252,8 +346,9 @@ class DrawApp:
         self.predict(announce=False)
         note = "" if result["replay"] else "; MNIST not found: fine-tuned on your examples alone"
         said = "   ".join(format_answer(self.title(n), p) for n, p in self.results.items())
-        self.message = f"Taught {digit} ({result['count']} of your examples, {result['seconds']:.2f} s{note}). Now: {said}"
-        print(f"Taught {digit}: {result['count']} examples in {self.teacher.data.folder}, "
+        examples = counted(result["count"], "example")
+        self.message = f"Taught {digit} ({examples} of yours, {result['seconds']:.2f} s{note}). Now: {said}"
+        print(f"Taught {digit}: {examples} in {self.teacher.data.folder}, "
               f"fine-tuned in {result['seconds']:.2f} s{note}", flush=True)
         print("\n".join(format_answer(self.title(n), p) for n, p in self.results.items()), flush=True)
 
@@ -263,14 +358,20 @@ class DrawApp:
         if self.load_shipped is None:
             self.message = "No shipped weights to go back to."
             return
+        kept = []
         for name in list(self.models):
-            self.models[name] = self.load_shipped(name)
+            try:
+                self.models[name] = self.load_shipped(name)
+            except UserError:                # a model of one's own (--model-file): none shipped
+                kept.append(self.title(name))
         removed = self.teacher.forget_weights() if self.teacher is not None else []
         self.version += 1
         if self.pieces:
             self.predict(announce=False)
         self.message = ("Back to the shipped weights" +
-                        (f"; removed {len(removed)} personal weights file(s)" if removed else "") + ".")
+                        (f"; removed {len(removed)} personal weights file(s)" if removed else "") +
+                        (f"; {', '.join(kept)} kept {'its' if len(kept) == 1 else 'their'} own (none shipped)"
+                         if kept else "") + ".")
         print(self.message, flush=True)
 
     # ----------------------------------------------------------------------------- events
@@ -279,8 +380,7 @@ class DrawApp:
         if event.type == pygame.QUIT:
             self.running = False
         elif event.type == pygame.MOUSEBUTTONDOWN and event.button == 1:
-            if CANVAS_RECT.collidepoint(event.pos):
-                self.pen_down(event.pos)
+            self.pen_down(event.pos)         # outside the box too: the stroke may enter it
         elif event.type == pygame.MOUSEMOTION and self.pen is not None:
             if getattr(event, "buttons", (1,))[0]:
                 self.pen_move(event.pos)
@@ -332,8 +432,7 @@ class DrawApp:
             if self.view == "rows":
                 self.rows_read, self.animating = 0, True
             if self.view != "predictions" and self.study_model(view) is None:
-                self.message = {"features": "No model here has convolution layers.",
-                                "rows": "No model here reads the image row by row."}[view]
+                self.message = self.no_model_for(view)
         elif key == pygame.K_t:
             self._current()
             if self.image is None:
@@ -385,6 +484,15 @@ class DrawApp:
             rows.append((self.title(name), answer, probability, probabilities))
         return rows
 
+    def reader_row(self):
+        """The reader's row of the table: (title, answer or why none, probability or None)."""
+        if self.reading is None or not self.results:
+            return None
+        if isinstance(self.reading, str):
+            return READER_TITLE, f"no answer: {self.reading}", None
+        number, probability = self.reading
+        return READER_TITLE, number or "no digit", probability
+
     def render_boxes(self, screen):
         """A frame around each digit found on the canvas, with the selected model's answer."""
         if self.predicted_version != self.version or not self.results:
@@ -411,16 +519,19 @@ class DrawApp:
             return
         screen, fonts = self.screen, self.fonts
         screen.fill(views.BACKGROUND)
+        live = views.text(screen, f"live prediction: {'on' if self.live else 'off'} (L)",
+                          (screen.get_width() - 20, 20), fonts.normal, views.MUTED, "topright")
         views.text(screen, "Draw a digit or a whole number - " + ", ".join(m.title for m in self.models.values()),
-                   (CANVAS_RECT.x, 14), fonts.large)
-        views.text(screen, f"live prediction: {'on' if self.live else 'off'} (L)",
-                   (screen.get_width() - 20, 20), fonts.normal, views.MUTED, "topright")
+                   (CANVAS_RECT.x, 14), fonts.large, width=live.left - 20 - CANVAS_RECT.x)
         screen.blit(self.canvas, CANVAS_RECT)
         pygame.draw.rect(screen, views.MUTED, CANVAS_RECT.inflate(2, 2), 1)
         if self.view != "predictions":
             self._current()                   # the digits first: the views below show self.image
         self.render_boxes(screen)
-        if self.view == "features":
+        if self.view in ("features", "rows") and self.study_model(self.view) is None:
+            views.paragraph(screen, self.no_model_for(self.view), PANEL_RECT.topleft, fonts.normal,
+                            PANEL_RECT.width, views.MUTED)
+        elif self.view == "features":
             name = self.study_model("features")
             views.render_feature_maps(screen, PANEL_RECT, fonts, self.study_data("features"),
                                       self.title(name) if name else "convolutional model")
@@ -434,13 +545,15 @@ class DrawApp:
             names = list(self.results)
             selected = names.index(self.selected) if self.selected in names else 0
             views.render_predictions(screen, PANEL_RECT, fonts, self.images, self.readings(),
-                                     selected, self.focus)
-        views.text(screen, self.message, (CANVAS_RECT.x, CANVAS_RECT.bottom + 12), fonts.normal)
+                                     selected, self.focus, self.reader_row(), self.advice)
+        width = screen.get_width() - 2 * CANVAS_RECT.x
+        views.paragraph(screen, self.message, (CANVAS_RECT.x, CANVAS_RECT.bottom + 8), fonts.normal,
+                        width, max_lines=2)
         keys = HELP.split("   ")
         half = (len(keys) + 1) // 2
         for row, line in enumerate(("   ".join(keys[:half]), "   ".join(keys[half:]))):
             views.text(screen, line, (CANVAS_RECT.x, screen.get_height() - 26 + 14 * row), fonts.small,
-                       views.MUTED, "bottomleft")
+                       views.MUTED, "bottomleft", width=width)
         if flip:
             pygame.display.flip()
         self.dirty = False

@@ -7,8 +7,9 @@ Draw a digit or a whole number with the mouse; every shipped model says what it 
     python draw.py --weights cnn=runs/cnn/cnn.npz --lstm runs/lstm/lstm.npz
     python draw.py --model-file my_net.py --weights my_net=runs/my_net.npz   # your own model too
     SDL_VIDEODRIVER=dummy python draw.py --demo 2026 --screenshot docs/draw.png   # headless picture
+    SDL_VIDEODRIVER=dummy python draw.py --demo 2026 --touching --screenshot docs/touching.png
 
-Keys: left mouse draws, P predicts (answers printed and shown), C clears, L toggles live
+Keys: left mouse draws, P predicts (answers printed and shown, the reader's too), C clears, L toggles live
 prediction, Tab selects the model whose bars are shown, Left/Right the digit of a number, F shows
 a convolutional model's feature maps, R a recurrent model reading row by row, W why (saliency and
 occlusion), T then a digit teaches the models your handwriting, X goes back to the shipped
@@ -51,7 +52,8 @@ KEYS = """keys:
   left mouse   draw (white strokes on the black box); several digits side by side make a number
   P            predict: one line per model in the console ('CNN: 2026 (97.1 %)'), a table of
                every model's answer and the selected model's bars in the window, a box around
-               each digit
+               each digit; the reader's answer for the whole line on its own row, and where
+               digits touch (a piece too wide for one digit) the advice to trust it
   C            clear the box
   L            live prediction while drawing, on/off
   Tab          select the next model (its bars, and its F / R views)
@@ -89,6 +91,9 @@ def make_parser(prog="draw.py"):
         help="write this digit or number (1-6 digits, e.g. 7 or 2026) with scripted mouse events "
              "and press P, as a person would; with a headless SDL_VIDEODRIVER (dummy) it needs "
              "--screenshot, since no window would show it and nothing could end it")
+    add("--touching", action="store_true",
+        help="with --demo: write the number's digits touching each other (the reader reads them "
+             "whole; splitting them fails)")
     add("--view", choices=tuple(VIEW_KEYS), default="predictions",
         help="with --demo: the panel to show after predicting (default: predictions)")
     add_model_file_flag(parser, help="a Python file defining MODEL = ModelSpec(...) (docs/extending.md): "
@@ -291,14 +296,17 @@ def settle(app):
     app.render()
 
 
-def demo_events(text):
-    """Mouse events writing ``text``: one digit large in DEMO_BOX, a number across the canvas."""
-    return digit_events(int(text), DEMO_BOX) if len(text) == 1 else number_events(text, DEMO_AREA)
+def demo_events(text, touching=False):
+    """Mouse events writing ``text``: one digit large in DEMO_BOX, a number across the canvas
+    (its digits ``touching`` or apart)."""
+    if len(text) == 1:
+        return digit_events(int(text), DEMO_BOX)
+    return number_events(text, DEMO_AREA, touching=touching)
 
 
 def run_demo(app, args):
     """--demo: write the digit or number with mouse events, press P (and the --view key)."""
-    app.post(demo_events(args.demo))
+    app.post(demo_events(args.demo, args.touching))
     app.post([key_event(pygame.K_p)] + [key_event(k) for k in VIEW_KEYS[args.view]])
     settle(app)
 

@@ -81,10 +81,38 @@ def number_boxes(text, area):
             for k in range(len(text))]
 
 
-def number_events(text, area):
-    """The mouse events that write the number ``text`` (e.g. '2026') across ``area``."""
+def ink_extent(digit):
+    """(left, right) of the built-in ``digit``'s strokes in its unit box (pen width not included)."""
+    xs = [x for stroke in DIGIT_STROKES[digit] for x, _ in stroke]
+    return min(xs), max(xs)
+
+
+def touching_boxes(text, area, brush=15, overlap=0.05):
+    """Where each digit of ``text`` goes so that neighbours touch: each digit's ink (its strokes
+    and half the ``brush`` either side) starts ``overlap`` box widths before the previous one's
+    ends, so their columns overlap and their strokes meet - as people write in a hurry.  The
+    digits are 1.5 times as tall as wide, as large as ``area`` allows (at most 80 % of its
+    height), and centred in it."""
+    extents = [ink_extent(int(d)) for d in text]
+    spans = sum(right - left for left, right in extents) - overlap * (len(text) - 1)  # in widths
+    width = min((area.width - len(text) * brush) / spans, 0.8 * area.height / 1.5)
+    total = spans * width + len(text) * brush
+    x = area.x + (area.width - total) / 2            # where the first digit's ink starts
+    top = area.y + (area.height - 1.5 * width) / 2
+    boxes = []
+    for left, right in extents:
+        box_x = x + brush / 2 - left * width
+        boxes.append(pygame.Rect(int(round(box_x)), int(top), int(width), int(1.5 * width)))
+        x = box_x + right * width + brush / 2 - overlap * width
+    return boxes
+
+
+def number_events(text, area, touching=False, overlap=0.05):
+    """The mouse events that write the number ``text`` (e.g. '2026') across ``area``: the digits
+    apart (:func:`number_boxes`), or touching their neighbours (:func:`touching_boxes`)."""
+    boxes = touching_boxes(text, area, overlap=overlap) if touching else number_boxes(text, area)
     events = []
-    for digit, box in zip(text, number_boxes(text, area)):
+    for digit, box in zip(text, boxes):
         events += digit_events(int(digit), box)
     return events
 

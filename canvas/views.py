@@ -33,9 +33,47 @@ class Fonts:
         self.small = pygame.font.Font(None, 17)
 
 
-def text(surface, string, position, font, color=TEXT, anchor="topleft"):
-    """Draw ``string`` with its ``anchor`` point (a pygame.Rect attribute) at ``position``."""
-    rendered = font.render(string, True, color)
+def fit(font, string, width):
+    """``string``, or as much of it as fits ``width`` px in ``font`` with '...' after it."""
+    if width is None or font.size(string)[0] <= width:
+        return string
+    low, high = 0, len(string)            # the longest prefix that fits with the dots
+    while low < high:
+        middle = (low + high + 1) // 2
+        if font.size(string[:middle].rstrip() + "...")[0] <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return string[:low].rstrip() + "..."
+
+
+def wrap(font, string, width, max_lines=None):
+    """``string`` broken between words into lines of at most ``width`` px in ``font``; with
+    ``max_lines``, the last line kept ends in '...' if words were left over."""
+    lines = []
+    for word in string.split(" "):       # "a   b": words "a", "", "", "b" - the spacing is kept
+        if lines and font.size(f"{lines[-1]} {word}")[0] <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        elif word or not lines:          # no line starts with the spaces between two answers
+            lines.append(word)
+    lines = [fit(font, line.rstrip(), width) for line in lines]   # a single word too long
+    if max_lines is not None and len(lines) > max_lines:
+        lines = lines[:max_lines - 1] + [fit(font, " ".join(lines[max_lines - 1:]) + " ...", width)]
+    return lines
+
+
+def paragraph(surface, string, position, font, width, color=TEXT, max_lines=None):
+    """``string`` wrapped to ``width`` px from ``position`` (top left) down; returns the bottom."""
+    x, y = position
+    for line in wrap(font, string, width, max_lines):
+        y = text(surface, line, (x, y), font, color).bottom
+    return y
+
+
+def text(surface, string, position, font, color=TEXT, anchor="topleft", width=None):
+    """Draw ``string`` with its ``anchor`` point (a pygame.Rect attribute) at ``position``,
+    shortened with '...' to ``width`` px if given."""
+    rendered = font.render(fit(font, string, width), True, color)
     box = rendered.get_rect(**{anchor: position})
     surface.blit(rendered, box)
     return box
@@ -75,7 +113,7 @@ def finite(value):
 def bar_chart(surface, rect, probabilities, title, fonts, truth=None):
     """Ten bars, one per digit, the most likely one highlighted and its percentage written."""
     pygame.draw.rect(surface, PANEL, rect, border_radius=6)
-    text(surface, title, (rect.x + 10, rect.y + 8), fonts.normal)
+    text(surface, title, (rect.x + 10, rect.y + 8), fonts.normal, width=rect.width - 20)
     top = int(np.argmax(probabilities))
     base = rect.bottom - 24                       # bars stand on this line, labels below it
     height = rect.height - 64                     # room for the title and the percentage
@@ -113,9 +151,10 @@ def image_strip(surface, rect, images, focus):
     return squares
 
 
-def render_predictions(surface, rect, fonts, images, readings, selected, focus=0):
-    """The default panel: what the models see, a table of every model's answer, and the bars of
-    the selected model.
+def render_predictions(surface, rect, fonts, images, readings, selected, focus=0, reader=None,
+                       advice=""):
+    """The default panel: what the models see, a table of every model's answer, the reader's
+    answer on a row of its own, and the bars of the selected model.
 
     Parameters
     ----------
@@ -128,6 +167,11 @@ def render_predictions(surface, rect, fonts, images, readings, selected, focus=0
         Index into ``readings`` of the model whose bars are shown (Tab changes it).
     focus : int
         The digit (0..K-1) whose bars are shown.
+    reader : (str, str, float or None) or None
+        The reader of the whole line: its title, its answer (or why there is none) and the
+        answer's probability (None with no answer); None: no reader row.
+    advice : str
+        A line under the table (which answer to trust where digits touch), '' for none.
     """
     text(surface, "What the models see (28 x 28)", (rect.x, rect.y), fonts.normal, MUTED)
     area = pygame.Rect(rect.x, rect.y + 22, 140, 112)
@@ -146,25 +190,49 @@ def render_predictions(surface, rect, fonts, images, readings, selected, focus=0
         y = area.y + row * pitch
         if row == selected:
             pygame.draw.rect(surface, PANEL, (x - 6, y - 1, rect.right - x + 6, pitch), border_radius=4)
-        color = TEXT if row == selected else MUTED
-        text(surface, title, (x, y + pitch // 2), fonts.normal, color, "midleft")
-        shown = text(surface, answer, (x + 56, y + pitch // 2), fonts.large, TEXT, "midleft")
-        text(surface, f"{100 * probability:.1f} %", (max(shown.right + 12, x + 150), y + pitch // 2),
-             fonts.normal, color, "midleft")
+        table_row(surface, fonts, (x, y + pitch // 2), rect.right, title, answer, probability,
+                  TEXT if row == selected else MUTED)
+    below = area.bottom + 4
+    if reader is not None:                     # the whole line's reading, apart from the table
+        pygame.draw.line(surface, MUTED, (x - 6, below), (rect.right, below), 1)
+        title, answer, probability = reader
+        table_row(surface, fonts, (x, below + 14), rect.right, title, answer, probability, TEXT)
+        below += 30
     answers = {answer for _, answer, _, _ in readings}
+    read = reader[1] if reader is not None and reader[2] is not None else None
     if len(readings) == 1:
         verdict, color = "", TEXT
     elif len(answers) == 1:
         verdict, color = f"All {len(readings)} models agree." if len(readings) > 2 else "The models agree.", TEXT
     else:
         verdict, color = "The models disagree!", WRONG
-    text(surface, verdict, (x, area.bottom + 6), fonts.normal, color)
+    if read is not None and answers == {read}:
+        verdict = ("The model and the reader agree." if len(readings) == 1 else
+                   verdict[:-1] + ", and the reader too.")
+    elif read is not None and len(answers) == 1:
+        plural = "s" if len(readings) > 1 else ""
+        verdict, color = f"The reader reads {read}, the digit-by-digit model{plural} {answers.pop()}.", WRONG
+    if advice:
+        verdict, color = advice, TOP_BAR
+    below = paragraph(surface, verdict, (rect.x, below + 2), fonts.normal, rect.width, color, max_lines=2)
     title, _, _, probabilities = readings[selected]
     focus = min(focus, len(probabilities) - 1)
     which = f", digit {focus + 1} of {len(probabilities)}" if len(probabilities) > 1 else ""
-    chart = pygame.Rect(rect.x, area.bottom + 32, rect.width, rect.bottom - area.bottom - 32)
+    chart = pygame.Rect(rect.x, below + 8, rect.width, rect.bottom - below - 8)
     bar_chart(surface, chart, probabilities[focus], f"{title}{which}  (Tab: model" + (", Left/Right: digit)" if which else ")"),
               fonts)
+
+
+def table_row(surface, fonts, left_middle, right, title, answer, probability, color):
+    """One row of the answers table: title, answer (large), probability; each cut to its room."""
+    x, y = left_middle
+    text(surface, title, (x, y), fonts.normal, color, "midleft", width=52)
+    if probability is None:                       # no answer: the reason, small
+        text(surface, answer, (x + 56, y), fonts.small, MUTED, "midleft", width=right - x - 56)
+        return
+    shown = text(surface, answer, (x + 56, y), fonts.large, TEXT, "midleft", width=right - x - 120)
+    text(surface, f"{100 * probability:.1f} %", (max(shown.right + 12, x + 150), y),
+         fonts.normal, color, "midleft")
 
 
 def heat_surface(image, values, size):
@@ -185,20 +253,20 @@ def render_why(surface, rect, fonts, image, explanations):
     ``explanations``: list of (title, dict from :func:`models.analysis.saliency.explain`).
     """
     if image is None or not explanations:
-        text(surface, "Nothing drawn yet: draw a digit to see why the models answer as they do.",
-             (rect.x, rect.y), fonts.normal, MUTED)
+        paragraph(surface, "Nothing drawn yet: draw a digit to see why the models answer as they do.",
+                  (rect.x, rect.y), fonts.normal, rect.width, MUTED)
         return
     text(surface, "Why: which pixels drove each answer (W or Esc: back)", (rect.x, rect.y),
-         fonts.normal, MUTED)
+         fonts.normal, MUTED, width=rect.width)
     count = len(explanations)
     gap = 10
     side = int(min(150, (rect.width - gap * (count - 1)) / count, (rect.height - 160) / 2))
     top = rect.y + 64
     for k, (title, result) in enumerate(explanations):
         x = rect.x + k * (side + gap)
-        text(surface, title, (x, rect.y + 24), fonts.normal)
+        text(surface, title, (x, rect.y + 24), fonts.normal, width=side + gap)
         text(surface, f"says {result['target']} ({100 * result['probability']:.1f} %)",
-             (x, rect.y + 42), fonts.small, MUTED)
+             (x, rect.y + 42), fonts.small, MUTED, width=side + gap)
         for row, key in enumerate(("saliency", "occlusion")):
             y = top + row * (side + 26)
             surface.blit(heat_surface(image, result[key], (side, side)), (x, y))
@@ -247,12 +315,11 @@ def feature_grid_layout(shapes, width, height, label_height, gap=2):
 def render_feature_maps(surface, rect, fonts, maps, title):
     """The F view: each conv layer's channels after its activation, as a grid of grey tiles."""
     if not maps:
-        text(surface, f"Nothing drawn yet: draw a digit to see the {title}'s feature maps.",
-             (rect.x, rect.y), fonts.normal, MUTED)
+        paragraph(surface, f"Nothing drawn yet: draw a digit to see the {title}'s feature maps.",
+                  (rect.x, rect.y), fonts.normal, rect.width, MUTED)
         return
-    text(surface, f"{title} feature maps (each tile scaled to its own range; F or Esc: back)",
-         (rect.x, rect.y), fonts.normal, MUTED)
-    top = rect.y + 24
+    top = paragraph(surface, f"{title} feature maps, each tile scaled to its own range (F or Esc: back)",
+                    (rect.x, rect.y), fonts.normal, rect.width, MUTED, max_lines=2) + 6
     label_height = 20
     shapes = [m.shape for _, m in maps]
     layout = feature_grid_layout(shapes, rect.width, rect.bottom - top, label_height)
@@ -269,12 +336,11 @@ def render_rows(surface, rect, fonts, image, row_probabilities, rows_read, title
     reading).
     """
     if image is None or row_probabilities is None:
-        text(surface, f"Nothing drawn yet: draw a digit to watch the {title} read it.",
-             (rect.x, rect.y), fonts.normal, MUTED)
+        paragraph(surface, f"Nothing drawn yet: draw a digit to watch the {title} read it.",
+                  (rect.x, rect.y), fonts.normal, rect.width, MUTED)
         return
-    text(surface, f"{title} reading row by row (Up/Down, Space: replay, Tab: model)",
-         (rect.x, rect.y), fonts.normal, MUTED)
-    top = rect.y + 24
+    top = paragraph(surface, f"{title} reading row by row (Up/Down: step, Space: replay, Tab: model, "
+                    "R or Esc: back)", (rect.x, rect.y), fonts.normal, rect.width, MUTED, max_lines=2) + 6
     pitch = max(6, (rect.bottom - top) // 28)     # height of one row of the answer list
     image_pitch = max(4, min(pitch, (rect.width - 240) // 28))   # of one image row: room for bars
     side = image_pitch * 28

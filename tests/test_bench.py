@@ -178,3 +178,19 @@ def test_summarize_without_the_sweep(saved_results):
     assert labels == [f"{name.upper()} {what}" for name in run["models"]
                       for what in (f"prediction, {run['threads']} threads, batch {run['batch']}",
                                    "one image, ms")]
+
+
+def test_the_number_benchmark_reports_the_reader_apart_and_touching(repo_root, mnist_dir):
+    """bench/segment_numbers.py (issue 19 item 4): the reader beside split-then-classify, on
+    digits apart and touching (gaps 0 to -0.1 digit widths, which the split cannot part)."""
+    if not (repo_root / "weights" / "reader.npz").is_file():
+        pytest.skip("weights/reader.npz not shipped")
+    done = subprocess.run([sys.executable, str(repo_root / "bench" / "segment_numbers.py"), "--numbers",
+                           "40", "--json", "--data", str(mnist_dir)], cwd=repo_root,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    apart, touching = result["apart"], result["touching"]
+    assert apart["reader"] >= 0.9 and touching["reader"] >= 0.8          # reads the whole line
+    assert touching["segmented"] < 0.5 and touching["cnn"] < 0.5         # the split cannot
+    assert touching["advised"] > apart["advised"] and apart["reader_ms"] > 0

@@ -220,7 +220,9 @@ def test_p_prints_one_line_per_model_and_shows_them(app, capsys):
     play(app, digit_events(3, draw.DEMO_BOX) + [key_event(pygame.K_p)])
     out = capsys.readouterr().out
     said = answers(out)
-    assert list(said) == ["CNN", "LSTM", "GRU"] and len(out.strip().splitlines()) == 3
+    lines = out.strip().splitlines()
+    assert list(said) == ["CNN", "LSTM", "GRU"] and len(lines) == 4     # then the reader's line
+    assert lines[3].startswith("Reader: ")
     for name, probabilities in app.results.items():
         assert probabilities.shape == (1, 10) and abs(probabilities.sum() - 1) < 1e-5
         assert said[app.models[name].title][0] == int(np.argmax(probabilities))
@@ -616,6 +618,7 @@ def test_the_latency_benchmark_times_p_on_five_digits_and_teach(tmp_path, mnist_
     timings = json.loads([line for line in lines if line.startswith("{")][0])
     assert timings["models"] == ["cnn", "lstm"]
     assert len(timings["p_latency_ms"]) == len(timings["p5_latency_ms"]) == 5 and len(timings["teach_ms"]) == 3
+    assert len(timings["reader_ms"]) == 5 and all(ms > 0 for ms in timings["reader_ms"])   # P's reader part
     assert all(0 < ms < 60_000 for ms in timings["p5_latency_ms"] + timings["teach_ms"]), timings
     from models.training.teaching import PersonalSet
     assert PersonalSet(tmp_path / "personal").load()[1].tolist() == [7, 7, 7]

@@ -21,7 +21,7 @@ def enlarge(digit, scale):
 
 
 def synthetic_number(images, labels, rng, count, height=300, scale=(2.5, 5.0), size_jitter=0.15,
-                     gap=(0.1, 0.6), margin=20):
+                     gap=(0.1, 0.6), margin=20, baseline_jitter=None):
     """One number of ``count`` random digits on a black float32 canvas.
 
     Parameters
@@ -44,6 +44,10 @@ def synthetic_number(images, labels, rng, count, height=300, scale=(2.5, 5.0), s
         Range of the horizontal distance between neighbouring digits' ink, in units of the
         number's digit height (20 s px); never under 2 px unless the range is <= 0, which makes
         the digits touch (0) or overlap (< 0).
+    baseline_jitter : float or None
+        None: each digit at a random height anywhere on the canvas.  A number j: the digits
+        stand on one line, as people write, each digit's bottom U(-j, j) digit heights off it
+        (digits at very different heights do not touch, however small the gap).
 
     Returns
     -------
@@ -62,9 +66,15 @@ def synthetic_number(images, labels, rng, count, height=300, scale=(2.5, 5.0), s
     width = 2 * margin + sum(p.shape[1] for p in pieces) + int(gaps.sum())
     canvas = np.zeros((height, max(width, 2 * margin + 1)), dtype=np.float32)
     x = margin
+    tallest = max(p.shape[0] for p in pieces)
+    line = rng.uniform(tallest, height) if baseline_jitter is not None else None
     for k, piece in enumerate(pieces):
         h, w = piece.shape
-        y = int(rng.integers(0, max(1, height - h)))
+        if line is None:
+            y = int(rng.integers(0, max(1, height - h)))
+        else:
+            bottom = line + rng.uniform(-baseline_jitter, baseline_jitter) * 20 * base
+            y = int(np.clip(round(bottom) - h, 0, max(0, height - h)))
         region = canvas[y:y + h, x:x + w]
         np.maximum(region, piece[:region.shape[0], :region.shape[1]], out=region)
         x += w + (int(gaps[k]) if k < count - 1 else 0)
