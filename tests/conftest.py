@@ -70,3 +70,15 @@ def mnist_dir() -> Path:
         pytest.skip(f"MNIST data not found at {directory} (set MNIST_DIR to the folder holding "
                     f"the IDX files, or run: python -m kit.data download --dir {directory})")
     return directory
+
+
+@pytest.fixture(scope="module", autouse=True)
+def model_files_forgotten_after_each_module():
+    """Model files a test module registers (``--model-file`` in-process) are forgotten when the
+    module ends: another module's "every model" loops (the benchmark's, say) must see the kit's
+    models only, whatever order the modules run in."""
+    from models import registry
+    before = dict(registry._specs)
+    yield
+    registry._specs.clear()
+    registry._specs.update(before)
