@@ -45,7 +45,7 @@ RESUME_MAY_CHANGE = {"resume", "quiet", "data", "download", "threads", "model", 
 
 def positive_int_list(text):
     """A list option such as the reader's --channels: '32,64' (or '[32, 64]', as saved) -> [32, 64]."""
-    parts = [part for part in text.strip().strip("[]").replace(",", " ").split()]
+    parts = text.strip().strip("[]").replace(",", " ").split()
     if not parts:
         raise argparse.ArgumentTypeError(f"must be positive integers separated by commas, not {text!r}")
     return [positive_int(part) for part in parts]
