@@ -50,7 +50,8 @@ def check_model_spec(spec, options, image_shape, num_classes, rng=None):
     Returns the network built; raises :class:`UserError` saying what is wrong with the model
     file: build() raising or returning no network, to_input raising or giving another number of
     samples, the network refusing what to_input gives (it expects another input size), or an
-    output that is not (N, num_classes)."""
+    output that is not (N, num_classes) - (N, T, num_classes), scores per frame, for a model of
+    kind "sequence" (the number reader)."""
     height, width = (int(side) for side in image_shape)
     rng = rng if rng is not None else np.random.default_rng(0)
     try:
@@ -79,7 +80,10 @@ def check_model_spec(spec, options, image_shape, num_classes, rng=None):
         raise _failed(spec, f"the network from build() given to_input()'s {tuple(x.shape)} "
                       "(does it expect another input size?)", error) from None
     expected = (PROBE_IMAGES, num_classes)
-    if getattr(logits, "shape", None) != expected:
+    shape = getattr(logits, "shape", None)
+    if getattr(spec, "kind", "digit") == "sequence" and shape is not None and len(shape) == 3:
+        expected = (PROBE_IMAGES, shape[1], num_classes)   # any number of frames
+    if shape != expected:
         shape = getattr(logits, "shape", type(logits).__name__)
         raise UserError(f"{_where(spec)}: the network from build() gives outputs of shape {shape} for "
                         f"{PROBE_IMAGES} images, not {expected}: its last layer must have num_classes "

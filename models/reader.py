@@ -11,7 +11,9 @@ FrameScores: one dense layer per frame, shared                  (N, T, 11) logit
 Class 0 is CTC's blank, class k + 1 the digit k (:func:`digits_of`).  A frame sees 4 columns
 of pixels directly and, through the convolutions, 10; the LSTM lets each frame's score depend on
 the whole strip, which is what separates two touching digits (where one ends is clearer with
-both in view).  Trained by ``python -m models.training.reader``; read with
+both in view).  Trained by the kit's one trainer, ``python -m models.train --model reader``
+(:class:`models.training.reader_data.NumberData` composes its numbers; ``python -m
+models.training.reader`` is the same with the reader's own flags); read with
 :func:`models.reading.read_number_image`.  It is a sequence model (``kind="sequence"``): the
 per-digit commands (evaluate, compare, the canvas's model list) do not list it.
 """
@@ -148,6 +150,7 @@ MODEL = ModelSpec(
     build=build_reader,
     to_input=image_channels,
     options={"channels": [32, 64], "hidden": 96},
-    recipe=Recipe(lr=2e-3, epochs=12, batch_size=32, schedule="cosine"),
+    recipe=Recipe(lr=2e-3, epochs=12, batch_size=32, schedule="cosine", numbers=16000,
+                  test_numbers=300),
     kind="sequence",
 )

@@ -103,7 +103,7 @@ def load_reader(reader):
     except WeightsError as error:
         if "has no shipped weights" in str(error):
             raise WeightsError(f"the reader {reader!r} has no shipped weights yet; train one with "
-                               "python -m models.training.reader --out runs/reader.npz and pass "
+                               "python -m models.train --model reader --out runs/reader.npz and pass "
                                "reader='runs/reader.npz'") from None
         raise
     if model.spec.kind != "sequence":
@@ -133,7 +133,7 @@ def read_number_image(image, reader="reader"):
         (transposed from pygame's (x, y)).  Any size; digits may touch or overlap.
     reader : str or os.PathLike
         A reader's name ("reader": its shipped weights) or a weights file written by
-        ``python -m models.training.reader``.
+        ``python -m models.train --model reader`` (or ``python -m models.training.reader``).
 
     Returns
     -------

@@ -51,6 +51,10 @@ class Recipe:
     final_lr_factor: float = 0.01
     augment: bool = False               # random shifts, rotations and scaling of each batch
     optimizer: str = "adam"
+    # A number reader's (kind "sequence") data: numbers composed per epoch for training, and per
+    # condition (digits apart, touching) for validation and the test; None for a per-digit model.
+    numbers: Optional[int] = None
+    test_numbers: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -84,8 +88,6 @@ class ModelSpec:
     @property
     def train_command(self) -> str:
         """The command that trains this model: by name for the kit's own, by file otherwise."""
-        if self.kind == "sequence":
-            return "python -m models.training.reader --out runs/reader.npz"
         if self.from_model_file:
             return f"python -m models.train --model-file {shlex.quote(str(self.source))}"
         return f"python -m models.train --model {self.name}"

@@ -31,9 +31,9 @@ _loaded = {}
 @pytest.fixture(autouse=True)
 def data_read_once(monkeypatch):
     """The IDX files are parsed once per test session (the runs here are many and short)."""
-    import models.training.trainer
+    import models.training.digit_data
 
-    original = models.training.trainer.load_dataset
+    original = models.training.digit_data.load_dataset
 
     def cached(directory, split, num_classes=None):
         key = (str(directory), split, num_classes)
@@ -41,7 +41,7 @@ def data_read_once(monkeypatch):
             _loaded[key] = original(directory, split, num_classes)
         return _loaded[key]  # the trainer only reads them (slicing and fancy indexing)
 
-    monkeypatch.setattr(models.training.trainer, "load_dataset", cached)
+    monkeypatch.setattr(models.training.digit_data, "load_dataset", cached)
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,8 @@ The layers, from the bottom up (each may import those below it, never those abov
     models.commands    the command lines of train / evaluate / compare / export
     canvas             the drawing window, and ``cnn-vs-lstm`` (canvas.main) which starts everything
 
-``python -m models.train`` (and evaluate, compare, export, study) are kept for the README's commands as
+``python -m models.train`` (and evaluate, compare, export, study, and ``python -m models.training.reader``)
+are kept for the README's commands as
 thin entry modules inside ``models``; they are entry points like draw.py, allowed to import the
 layer that runs them, and nothing imports them.
 """
@@ -21,7 +22,8 @@ import pytest
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 LAYERS = ["nn", "kit", "models", "models.training", "models.analysis", "models.commands", "canvas"]
-ENTRY_MODULES = {"models.train", "models.evaluate", "models.compare", "models.export", "models.study"}
+ENTRY_MODULES = {"models.train", "models.evaluate", "models.compare", "models.export", "models.study",
+                 "models.training.reader"}
 SHIPPED_PACKAGES = ("nn", "kit", "models", "canvas")
 MAX_LINES = 600
 

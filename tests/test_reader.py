@@ -100,7 +100,7 @@ def test_composer_refuses_a_bad_pool():
 
 
 def test_training_and_test_numbers_use_disjoint_digit_sources(mnist_dir):
-    from models.training.reader import test_sets
+    from models.training.reader_data import test_sets
     train_images, train_labels = mnist_pool(mnist_dir, "train")
     test_images, _ = mnist_pool(mnist_dir, "test")
     tests = test_sets(mnist_dir, 20)
@@ -242,7 +242,7 @@ def test_read_number_image_refuses_a_digit_model_and_missing_weights(tmp_path):
     with pytest.raises(UserError, match="reads one digit, not a number"):
         read_number_image(canvas, reader=str(tmp_path / "mlp.npz"))
     if not registry.get("reader").shipped:
-        with pytest.raises(WeightsError, match="python -m models.training.reader"):
+        with pytest.raises(WeightsError, match="python -m models.train --model reader"):
             read_number_image(canvas)
 
 
@@ -256,37 +256,234 @@ def test_to_strip_scales_the_ink_to_20_rows():
 
 # ----------------------------------------------------------------------------- training
 
-def test_the_digit_trainer_refuses_the_reader_and_names_its_command():
-    from models.training.trainer import train
+def reader_command(*args):
+    """``python -m models.training.reader ARGS`` in this process: (exit status, stdout, stderr)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+    from models.training.reader import main
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        status = main([str(arg) for arg in args])
+    return status, out.getvalue(), err.getvalue()
+
+
+def trainer_command(*args, callbacks=None):
+    """``python -m models.train ARGS`` in this process: (exit status, stdout, stderr)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+    from models.commands.train import run
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            status = run([str(arg) for arg in args], callbacks=callbacks)
+        except SystemExit as stop:
+            status = stop.code
+    return status, out.getvalue(), err.getvalue()
+
+
+# A reader small enough to train in seconds: 24 numbers an epoch in batches of 8 (3 steps), 4
+# validation and 4 test numbers per condition.
+TINY = ["--numbers", 24, "--batch-size", 8, "--channels", "4,8", "--hidden", 8, "--test-numbers", 4,
+        "--threads", 1, "--quiet"]
+
+
+def reader_weights(path):
+    with np.load(path, allow_pickle=False) as archive:
+        return {k: archive[k] for k in archive.files if k.startswith("state/")}
+
+
+def assert_same_weights(a, b):
+    first, second = reader_weights(a), reader_weights(b)
+    assert first.keys() == second.keys() and first
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+
+
+def history_without_timing(path):
+    import json
+    history = json.loads(path.read_text())
+    for record in history["epochs"]:
+        del record["seconds"], record["numbers_per_second"]
+    return history
+
+
+def test_the_one_trainer_trains_the_reader_and_the_registry_names_its_command():
+    from models.commands.train import make_parser
     spec = registry.get("reader")
-    assert spec.train_command == "python -m models.training.reader --out runs/reader.npz"
-    with pytest.raises(UserError, match="reads whole numbers.*models.training.reader"):
-        train(spec, None, None)
+    assert spec.train_command == "python -m models.train --model reader"
+    reader_flags = make_parser(spec).parse_args(["--model", "reader", "--channels", "16,24"])
+    assert (reader_flags.numbers, reader_flags.test_numbers) == (16000, 300)     # the reader's recipe
+    assert reader_flags.channels == [16, 24] and reader_flags.hidden == 96
+    with pytest.raises(SystemExit):                  # a per-digit model has no composed numbers
+        make_parser(registry.get("cnn")).parse_args(["--model", "cnn", "--numbers", "5"])
 
 
 @pytest.mark.slow
-def test_reader_training_resumes_to_the_same_weights_and_never_overwrites(mnist_dir, tmp_path):
-    from models.training.reader import ReaderConfig, evaluate_reader, train_reader
-    import io
-    config = ReaderConfig(epochs=2, numbers=24, batch_size=8, channels=(4, 8), hidden=8,
-                          test_numbers=4)
-    whole = train_reader(config, tmp_path / "a" / "r.npz", mnist_dir, stream=io.StringIO())
-    first = train_reader(config, tmp_path / "b" / "r.npz", mnist_dir, stream=io.StringIO(),
-                         until_epoch=1)
-    assert len(whole) == 2 and len(first) == 1 and whole[0] == {**first[0], "seconds": whole[0]["seconds"]}
-    with pytest.raises(UserError, match="a run is already there; add --resume"):
-        train_reader(config, tmp_path / "b" / "r.npz", mnist_dir, stream=io.StringIO())
-    other = ReaderConfig(**{**config.__dict__, "lr": 1e-3})
-    with pytest.raises(UserError, match=r"another recipe \(lr\)"):
-        train_reader(other, tmp_path / "b" / "r.npz", mnist_dir, resume=True, stream=io.StringIO())
-    resumed = train_reader(config, tmp_path / "b" / "r.npz", mnist_dir, resume=True,
-                           stream=io.StringIO())
-    assert [r["loss"] for r in resumed] == [r["loss"] for r in whole]
-    a, b = load_model(tmp_path / "a" / "r.npz"), load_model(tmp_path / "b" / "r.npz")
-    for key, value in a.network.state().items():
-        assert np.array_equal(value, b.network.state()[key]), key
-    scores = evaluate_reader(tmp_path / "a" / "r.npz", mnist_dir, 4, stream=io.StringIO())
-    assert scores == {"apart": whole[-1]["test_apart"], "touching": whole[-1]["test_touching"]}
+def test_reader_resume_through_the_trainer_is_bit_identical_wherever_it_stops(mnist_dir, tmp_path):
+    """The reader trained by models/training/trainer.py: a run stopped anywhere (mid-epoch, at an
+    epoch's start, in validation, at the checkpoint, before the test pass) and resumed ends with
+    the weights and history of a run that never stopped.  (Not bit-identical to the reader's
+    former loop by design: the trainer draws the initial weights from (seed, 1), decays the
+    learning rate to its floor at the last step and holds out validation digits.)"""
+    from tests.support.interruptions import interruption
+    common = ["--model", "reader", *TINY, "--epochs", 2, "--data", mnist_dir, "--seed", 5]
+    straight = tmp_path / "straight" / "r.npz"
+    status, _, err = trainer_command(*common, "--out", straight)
+    assert status == 0, err
+    for n, point in enumerate([dict(after=1), dict(after=3), dict(after=4), dict(at_phase="validation:1"),
+                               dict(at_phase="epoch-start:2"), dict(at_phase="test")]):
+        out = tmp_path / f"run{n}" / "r.npz"
+        checkpoint = out.with_name("r.checkpoint.npz")
+        status, _, err = trainer_command(*common, "--out", out, callbacks=interruption(**point))
+        assert status == 130 and f"--resume {checkpoint}" in err, (point, err)
+        status, _, err = trainer_command("--resume", checkpoint, "--threads", 1, "--quiet")
+        assert status == 0, (point, err)
+        assert_same_weights(straight, out)
+        assert history_without_timing(out.with_name("r.history.json")) == history_without_timing(
+            straight.with_name("r.history.json")), point
+        assert not checkpoint.exists()
+
+
+@pytest.mark.slow
+def test_reader_command_resumes_to_the_same_weights_and_never_overwrites(mnist_dir, tmp_path):
+    """``python -m models.training.reader`` keeps its flags (--out, --resume, --until-epoch,
+    --evaluate) on the trainer: a run in two parts equals one run, an existing run is never
+    overwritten, a resumed run keeps its recipe, and --evaluate reads the test numbers the
+    trainer's test pass read."""
+    import json
+    common = [*TINY, "--epochs", 2, "--data", mnist_dir]
+    whole, parts = tmp_path / "a" / "r.npz", tmp_path / "b" / "r.npz"
+    status, _, err = reader_command("--out", whole, *common)
+    assert status == 0, err
+    status, _, err = reader_command("--out", parts, *common, "--until-epoch", 1)
+    assert status == 0 and "stopped after epoch 1 as --until-epoch asked" in err, err
+    first = json.loads(parts.with_name("r.history.json").read_text())
+    assert len(first["epochs"]) == 1 and "test" not in first
+    status, _, err = reader_command("--out", parts, *common)
+    assert status == 2 and "an unfinished run's checkpoint is there; resume it with" in err, err
+    status, _, err = reader_command("--out", parts, *common, "--resume", "--lr", 1e-3)
+    assert status == 2 and "--lr 0.001: the run being resumed trains with --lr 0.002" in err, err
+    status, _, err = reader_command("--out", parts, *common, "--resume")
+    assert status == 0, err
+    assert_same_weights(whole, parts)
+    assert history_without_timing(whole.with_name("r.history.json")) == history_without_timing(
+        parts.with_name("r.history.json"))
+    status, _, err = reader_command("--out", whole, *common)
+    assert status == 2 and "already exists" in err and whole.exists(), err
+    history = json.loads(whole.with_name("r.history.json").read_text())
+    assert history["model"] == "reader" and history["config"]["numbers"] == 24
+    assert set(history["epochs"][0]) >= {"train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                                          "val_apart", "val_touching", "numbers_per_second"}
+    status, printed, err = reader_command("--evaluate", whole, "--test-numbers", 4, "--data", mnist_dir)
+    assert status == 0, err
+    test = history["test"]
+    assert printed.splitlines()[0].startswith(f"apart: {100 * test['apart']:.1f} % of 4 test numbers")
+    assert printed.splitlines()[1].startswith(f"touching: {100 * test['touching']:.1f} % of 4")
+    # The test pass read the very numbers --evaluate reads (a tiny reader reads none right, so
+    # its CTC loss on them is what shows it).
+    from models.training.reader_data import measure, test_sets
+    loss, accuracy, _ = measure(load_model(whole).network, test_sets(mnist_dir, 4))
+    assert (loss, accuracy) == (test["loss"], test["accuracy"]) and loss > 0
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a zip", "other shapes"])
+def test_reader_resume_refuses_a_damaged_checkpoint_in_one_line(mnist_dir, tmp_path, damage):
+    out = tmp_path / "r.npz"
+    common = [*TINY, "--epochs", 2, "--numbers", 8, "--test-numbers", 2, "--data", mnist_dir]
+    status, _, err = reader_command("--out", out, *common, "--until-epoch", 1)
+    assert status == 0, err
+    checkpoint = tmp_path / "r.checkpoint.npz"
+    if damage == "truncated":
+        checkpoint.write_bytes(checkpoint.read_bytes()[:300])
+    elif damage == "not a zip":
+        checkpoint.write_text("hello")
+    else:
+        with np.load(checkpoint, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+        arrays["model/0.weight"] = np.zeros((3, 1, 3, 3), np.float32)
+        np.savez(checkpoint, **arrays)
+    before = checkpoint.read_bytes()
+    status, _, err = reader_command("--out", out, *common, "--resume")
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and str(checkpoint) in lines[0], err
+    assert "Traceback" not in err and checkpoint.read_bytes() == before
+
+
+def test_reader_data_holds_out_validation_digits_and_draws_each_batch_from_its_seed(mnist_dir):
+    import hashlib as hashes
+    from models.training.config import TrainingConfig
+    from models.training.reader_data import NumberData
+    from models.training.trainer import RunPlace
+    config = TrainingConfig(model="reader", options={}, epochs=1, batch_size=8, lr=1e-3, optimizer="adam",
+                            momentum=0.9, schedule="cosine", final_lr_factor=0.01, augment=False, seed=4,
+                            val_fraction=0.25, num_classes=None, limit=400, numbers=20, test_numbers=5)
+    data = NumberData(config, RunPlace(out=None, data=str(mnist_dir)))
+    assert len(data.pool[0]) == 300 and data.held_out == 100 and data.steps_per_epoch(8, False) == 3
+    digest = lambda image: hashes.sha1(image.tobytes()).digest()   # noqa: E731
+    training = {digest(image) for image in data.pool[0]}
+    validation = [numbers for numbers in data.validation.values()]
+    assert [len(numbers.texts) for numbers in validation] == [5, 5]
+    # Validation numbers are made of held-out training digits only: none is a training digit.
+    train_images, _ = mnist_pool(mnist_dir, "train")
+    held = [i for i in range(400) if digest(train_images[i]) not in training]
+    assert len(held) == 100
+    x, (targets, widths, lengths), count = data.batch(None, 0, 2, True, None)
+    assert count == 4 and x.shape[:3] == (4, 1, 28) and len(targets) == len(widths) == len(lengths) == 4
+    again, _, _ = data.batch(None, 0, 2, True, None)
+    other, _, _ = data.batch(None, 1, 2, True, None)
+    assert np.array_equal(x, again) and (x.shape != other.shape or not np.array_equal(x, other))
+
+
+def test_a_per_digit_recipe_saves_as_before_and_the_reader_s_keeps_its_numbers():
+    from models.training.config import TrainingConfig
+    fields = dict(epochs=1, batch_size=8, lr=1e-3, optimizer="adam", momentum=0.9, schedule="cosine",
+                  final_lr_factor=0.01, augment=False, seed=0, val_fraction=0.2, num_classes=None, limit=None)
+    digit = TrainingConfig(model="cnn", options={}, **fields)
+    assert "numbers" not in digit.to_json() and "test_numbers" not in digit.to_json()
+    reader = TrainingConfig(model="reader", options={"channels": [4, 8], "hidden": 8}, numbers=24,
+                            test_numbers=4, **fields)
+    assert TrainingConfig.from_json(reader.to_json(), "here") == reader
+    with pytest.raises(UserError, match="'numbers' is 0"):
+        TrainingConfig.from_json({**reader.to_json(), "numbers": 0}, "here")
+
+
+@pytest.mark.slow
+def test_the_shipped_reader_reads_the_test_numbers_its_history_recorded(mnist_dir):
+    """weights/reader.npz, measured by the trainer's measure (evaluate_numbers), reads exactly the
+    share of the 300 + 300 test numbers its own training loop recorded after its last epoch, and
+    the numbers read_strips (read_number_image's reader) reads right."""
+    import json
+    from models.training.reader_data import evaluate_numbers, test_sets
+    model = load_model("reader")
+    last = json.loads((registry.REPOSITORY_WEIGHTS / "reader.history.json").read_text())["epochs"][-1]
+    for name, numbers in test_sets(mnist_dir, 300).items():
+        loss, read = evaluate_numbers(model.network, numbers)
+        assert read == last[f"test_{name}"] and 0 < loss < 1, (name, read, loss)
+        right = 0                     # as the former loop counted: read_strips, 100 at a time
+        for start in range(0, 300, 100):
+            chunk = slice(start, start + 100)
+            widest = -(-int(numbers.widths[chunk].max()) // STRIDE) * STRIDE
+            texts, _ = read_strips(model.network, numbers.images[chunk, :, :widest], numbers.widths[chunk])
+            right += sum(a == b for a, b in zip(texts, numbers.texts[chunk]))
+        assert read == right / 300
+
+
+def test_reader_command_line_errors_are_one_line(tmp_path, capsys):
+    from models.training.reader import main
+    assert main(["--out", str(tmp_path / "r.npz"), "--data", str(tmp_path / "none")]) == 2
+    assert main(["--evaluate", str(tmp_path / "none.npz"), "--data", str(tmp_path)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and "does not exist" in errors[0] and "none.npz" in errors[1]
+    assert not (tmp_path / "r.npz").exists() and not (tmp_path / "r.lock").exists()
+    with pytest.raises(SystemExit) as caught:
+        main(["--out", str(tmp_path / "r.npz"), "--evaluate", str(tmp_path / "r.npz")])
+    assert caught.value.code == 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as caught:
+        main(["--out", str(tmp_path / "r.npz"), "--numbers", "0"])
+    assert caught.value.code == 2 and "--numbers: must be a positive integer" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path / "r.npz"), "--keep", "worst"]) == 2     # a trainer flag, checked there
+    assert "--keep: invalid choice: 'worst'" in capsys.readouterr().err
 
 
 def test_level_puts_groups_on_one_line_and_narrows_wide_gaps():
@@ -300,43 +497,6 @@ def test_level_puts_groups_on_one_line_and_narrows_wide_gaps():
     assert (levelled[:, :10] == 1).all() and (levelled[:, 30:50] == 1).all()   # same rows now
     assert (levelled[:, 10:30] == 0).all()                                     # gap cut to 40 // 2
     assert (levelled[15:25, 52:56] == 1).all() and levelled[:15, 52:56].max() == 0
-
-
-@pytest.mark.parametrize("damage", ["truncated", "not a zip", "other shapes"])
-def test_reader_resume_refuses_a_damaged_checkpoint_in_one_line(mnist_dir, tmp_path, damage):
-    import io
-    from models.training.reader import ReaderConfig, train_reader
-    config = ReaderConfig(epochs=2, numbers=8, batch_size=8, channels=(4, 8), hidden=8,
-                          test_numbers=2)
-    out = tmp_path / "r.npz"
-    train_reader(config, out, mnist_dir, stream=io.StringIO(), until_epoch=1)
-    checkpoint = tmp_path / "r.checkpoint.npz"
-    if damage == "truncated":
-        checkpoint.write_bytes(checkpoint.read_bytes()[:300])
-    elif damage == "not a zip":
-        checkpoint.write_text("hello")
-    else:
-        with np.load(checkpoint, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-        arrays["model/0.weight"] = np.zeros((3, 1, 3, 3), np.float32)
-        np.savez(checkpoint, **arrays)
-    before = checkpoint.read_bytes()
-    with pytest.raises(UserError) as caught:
-        train_reader(config, out, mnist_dir, resume=True, stream=io.StringIO())
-    assert str(checkpoint) in str(caught.value) and "\n" not in str(caught.value)
-    assert checkpoint.read_bytes() == before
-
-
-def test_reader_command_line_errors_are_one_line(tmp_path, capsys):
-    from models.training.reader import main
-    assert main(["--out", str(tmp_path / "r.npz"), "--data", str(tmp_path / "none")]) == 2
-    assert main(["--evaluate", str(tmp_path / "none.npz"), "--data", str(tmp_path)]) == 2
-    errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 2 and "does not exist" in errors[0] and "none.npz" in errors[1]
-    assert not (tmp_path / "r.npz").exists() and not (tmp_path / "r.lock").exists()
-    with pytest.raises(SystemExit) as caught:
-        main(["--out", str(tmp_path / "r.npz"), "--evaluate", str(tmp_path / "r.npz")])
-    assert caught.value.code == 2
 
 
 def test_composed_sizes_and_baselines_vary_within_bounds():

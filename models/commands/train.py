@@ -2,6 +2,7 @@
 ``cnn-vs-lstm train`` are this with --model fixed or another name).
 
     python -m models.train --model gru                 # the model file's recipe, MNIST
+    python -m models.train --model reader --numbers 20000   # the number reader (composed numbers)
     python -m models.train --model cnn --epochs 5 --lr 3e-4 --out runs/cnn.npz
     python -m models.train --model-file my_net.py      # a model defined outside the kit
     python -m models.train --model lstm --data ~/letters   # 26 classes? read from the files
@@ -30,7 +31,7 @@ from kit.paths import new_run_path
 from models import registry
 from models.training.checkpoint import (check_files_are_its_own, checkpoint_model_name, parse_checkpoint,
                                         read_checkpoint, sibling_paths)
-from models.training.config import RECIPE_FLAGS, TrainerCallbacks, TrainingConfig, seed_value
+from models.training.config import NUMBER_FLAGS, RECIPE_FLAGS, TrainerCallbacks, TrainingConfig, seed_value
 from models.training.lock import OutputLock
 from models.training.trainer import EXIT_INTERRUPTED, RunPlace, train
 from nn.errors import UserError
@@ -42,7 +43,17 @@ DEFAULT_PROG = "python -m models.train"
 RESUME_MAY_CHANGE = {"resume", "quiet", "data", "download", "threads", "model", "model_file"}
 
 
+def positive_int_list(text):
+    """A list option such as the reader's --channels: '32,64' (or '[32, 64]', as saved) -> [32, 64]."""
+    parts = text.strip().strip("[]").replace(",", " ").split()
+    if not parts:
+        raise argparse.ArgumentTypeError(f"must be positive integers separated by commas, not {text!r}")
+    return [positive_int(part) for part in parts]
+
+
 def _option_type(default):
+    if isinstance(default, list):
+        return positive_int_list
     if isinstance(default, bool):
         return lambda text: {"true": True, "1": True, "false": False, "0": False}[text.lower()]
     if isinstance(default, int):
@@ -54,7 +65,7 @@ def _option_type(default):
 
 def models_epilog():
     lines = ["models (one file each in models/, or your own with --model-file):"]
-    for name in registry.names():
+    for name in registry.names(kind=None):
         spec = registry.get(name)
         lines.append(f"  {name:<6} {spec.description}")
     return "\n".join(lines)
@@ -73,7 +84,8 @@ def make_parser(spec=None, prog=DEFAULT_PROG):
         formatter_class=argparse.RawDescriptionHelpFormatter if spec is None
         else argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
-    add_model_flag(parser, registry.names(), help="which model to train: " + ", ".join(registry.names()))
+    add_model_flag(parser, registry.names(kind=None),
+                   help="which model to train: " + ", ".join(registry.names(kind=None)))
     add_model_file_flag(parser, help="a Python file defining MODEL = ModelSpec(...): train a model of your own")
     add_data_flag(parser)
     add_download_flag(parser)
@@ -102,6 +114,12 @@ def make_parser(spec=None, prog=DEFAULT_PROG):
     add("--force", action="store_true", help="replace an existing --out file and its checkpoint")
     add("--resume", metavar="CHECKPOINT", help="continue a run stopped by Ctrl-C (or a crash) from its checkpoint file")
     add_threads_flag(parser)
+    if spec is not None and spec.kind == "sequence":
+        add("--numbers", type=positive_int, default=recipe.numbers,
+            help="training numbers composed per epoch (from the training digits)")
+        add("--test-numbers", type=positive_int, default=recipe.test_numbers,
+            help="validation numbers (held-out training digits) and test numbers (test digits) "
+                 "of 2-6 digits, for digits apart and as many touching")
     if spec is not None:
         for option, default in spec.options.items():
             add(f"--{option.replace('_', '-')}", dest=option, type=_option_type(default), default=default,
@@ -162,7 +180,8 @@ def _run(argv, fixed_model, prog, callbacks):
     else:
         options = {option: getattr(args, option) for option in spec.options}
         config = TrainingConfig(model=spec.name, options=options,
-                                **{name: getattr(args, name) for name in RECIPE_FLAGS})
+                                **{name: getattr(args, name) for name in RECIPE_FLAGS},
+                                **{name: getattr(args, name, None) for name in NUMBER_FLAGS})
         place.out = Path(args.out if args.out is not None else new_run_path(spec.name))
         check_output(place.out, args.force, prog)
     # One trainer per --out: a second one started meanwhile is refused here, and a run that
@@ -186,7 +205,7 @@ def resumed_run(path, spec, argv, prog, place):
     checkpoint = parse_checkpoint(path, meta, arrays, spec.options)
     config = checkpoint.config
     check_options(path, spec, config.options)
-    saved = {**{name: getattr(config, name) for name in RECIPE_FLAGS}, **config.options}
+    saved = {**{name: getattr(config, name) for name in RECIPE_FLAGS + NUMBER_FLAGS}, **config.options}
     for dest, value in explicit_flags(make_parser(spec, prog), argv).items():
         if dest in RESUME_MAY_CHANGE or (dest in saved and value == saved[dest]):
             continue

@@ -4,7 +4,8 @@ and array by array before anything is loaded from one.
 A checkpoint is an ``.npz`` beside the run's weights (``m.npz`` -> ``m.checkpoint.npz``) holding
 
     model/<key>, optim/<key>   the network's and the optimizer's arrays
-    permutation                the data order of the epoch in progress
+    permutation                the data order of the epoch in progress (a per-digit model's; the
+                               reader's batches follow from the seed and need none)
     __meta__                   JSON: format, version, the recipe (TrainingConfig), the progress
                                (TrainingState), the generators' states and the weights file's
                                name - a name in the checkpoint's own folder, never a path
@@ -63,14 +64,15 @@ class Checkpoint:
     state: TrainingState
     weights: Path            # where the run writes its weights: beside the checkpoint
     generators: dict         # {"model": state, "data": state, "layers": {index: state}}
-    arrays: dict             # model/..., optim/..., permutation
+    arrays: dict             # model/..., optim/..., and the data source's (permutation)
 
 
-def save_checkpoint(path, config, state, weights, model, optimizer, permutation, generators):
-    """Write the checkpoint atomically; ``weights`` is the run's weights file (beside ``path``)."""
+def save_checkpoint(path, config, state, weights, model, optimizer, data_arrays, generators):
+    """Write the checkpoint atomically; ``weights`` is the run's weights file (beside ``path``),
+    ``data_arrays`` the data source's arrays ({"permutation": ...} for a per-digit model)."""
     arrays = {f"model/{k}": v for k, v in model.network.state().items()}
     arrays.update({f"optim/{k}": v for k, v in optimizer.state().items()})
-    arrays["permutation"] = permutation
+    arrays.update(data_arrays)
     meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": config.to_json(),
             "state": state.to_json(), "weights": Path(weights).name, "generators": generators}
     arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -194,10 +196,10 @@ def check_files_are_its_own(checkpoint):
                             f"resuming {checkpoint.path} would replace it; move it away first")
 
 
-def restore(checkpoint, model, optimizer, model_rng, data_rng, steps_per_epoch, n_train, epochs):
-    """Load ``checkpoint`` into the fresh model, optimizer and generators after checking every
-    array's key, shape and dtype and its counters against this run's data and epochs; returns
-    (state, permutation)."""
+def restore(checkpoint, model, optimizer, model_rng, data_rng, steps_per_epoch, epochs, data):
+    """Load ``checkpoint`` into the fresh model, optimizer, generators and data source ``data``
+    (its ``restore(path, arrays)`` checks and takes its own arrays) after checking every array's
+    key, shape and dtype and its counters against this run's data and epochs; returns the state."""
     path, arrays, state = checkpoint.path, checkpoint.arrays, checkpoint.state
     model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     optim_state = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
@@ -206,11 +208,7 @@ def restore(checkpoint, model, optimizer, model_rng, data_rng, steps_per_epoch, 
         check_state(path, optim_state, optimizer.state())
     except UserError as error:
         raise UserError(f"{error} (checkpoint of another model or options?)") from None
-    permutation = arrays.get("permutation")
-    if (permutation is None or permutation.shape != (n_train,) or permutation.dtype.kind not in "iu"
-            or not np.array_equal(np.sort(permutation), np.arange(n_train))):
-        raise UserError(f"{path}: the saved data order is not an order of this run's {n_train:,} "
-                        "training images (another --data or --limit?)")
+    data.restore(path, {k: v for k, v in arrays.items() if not k.startswith(("model/", "optim/"))})
     if not (state.epoch <= epochs and state.step_in_epoch <= steps_per_epoch
             and state.global_step == state.epoch * steps_per_epoch + state.step_in_epoch
             and (state.step_in_epoch < steps_per_epoch or state.epoch == epochs)):
@@ -225,4 +223,4 @@ def restore(checkpoint, model, optimizer, model_rng, data_rng, steps_per_epoch, 
         data_rng.bit_generator.state = generators["data"]
     except (TypeError, ValueError, KeyError, IndexError, AttributeError) as error:
         raise UserError(f"{path}: a saved generator state is invalid ({error})") from None
-    return state, permutation
+    return state

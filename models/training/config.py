@@ -10,7 +10,7 @@ held before version 1.
 """
 import argparse
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable, Optional
 
 from kit.cli import fraction, positive_float, positive_int
@@ -25,8 +25,12 @@ _NUMBERS = {
     "momentum": fraction, "final_lr_factor": fraction, "val_fraction": fraction,
 }
 _CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("constant", "cosine"), "keep": ("best", "final")}
-# Settings a saved config may lack (written before they existed), with the value it then had.
-_OPTIONAL = {"data": None, "num_classes": None, "limit": None, "keep": "best"}
+# Settings a saved config may lack (written before they existed, or not of its model's kind),
+# with the value it then had.
+_OPTIONAL = {"data": None, "num_classes": None, "limit": None, "keep": "best", "numbers": None,
+             "test_numbers": None}
+# The number reader's data settings (a model of kind "sequence"); None, and not saved, otherwise.
+NUMBER_FLAGS = ("numbers", "test_numbers")
 
 
 def seed_value(text):
@@ -56,10 +60,18 @@ class TrainingConfig:
     limit: Optional[int]             # first N training and test images; None: all
     data: Optional[dict] = None      # the data's identity (see models.training.trainer.data_identity)
     keep: str = "best"               # the weights kept: "best" validation accuracy, or the "final" epoch
+    numbers: Optional[int] = None    # the reader: training numbers composed per epoch
+    test_numbers: Optional[int] = None   # the reader: validation and test numbers per condition
     version: int = CONFIG_VERSION
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The recipe as JSON; a per-digit model's leaves out the reader's unset settings, so its
+        checkpoints and histories read as they did before the reader trained here."""
+        saved = asdict(self)
+        for name in NUMBER_FLAGS:
+            if saved[name] is None:
+                del saved[name]
+        return saved
 
     @classmethod
     def from_json(cls, saved, where) -> "TrainingConfig":
@@ -101,7 +113,7 @@ class TrainingConfig:
             refuse("augment", self.augment)
         if not _accepted(seed_value, self.seed):
             refuse("seed", self.seed)
-        for name in ("num_classes", "limit"):
+        for name in ("num_classes", "limit", *NUMBER_FLAGS):
             value = getattr(self, name)
             if value is not None and not _accepted(positive_int, value):
                 refuse(name, value)
@@ -109,7 +121,7 @@ class TrainingConfig:
             refuse("data", self.data)
 
     def with_epochs(self, epochs) -> "TrainingConfig":
-        return TrainingConfig(**{**asdict(self), "epochs": epochs})
+        return replace(self, epochs=epochs)
 
 
 def _accepted(check, value):

@@ -1,25 +1,31 @@
-"""The trainer: any registered model on any MNIST-like IDX data set, given its recipe.
+"""The trainer: any registered model on any MNIST-like IDX data set, given its recipe - the
+per-digit classifiers and the number reader alike.
 
     from models.training.trainer import RunPlace, train
     train(spec, config, RunPlace(out="runs/cnn.npz"))      # config: a TrainingConfig
 
 The command line (flags, their checks, ``--resume``) is :mod:`models.commands.train`; this module
 is the run itself, in order:
-  1. read the IDX files (the image size and the number of classes come from them), check the
-     model's size (an estimate, before allocating) and that a BatchNorm model never sees a batch
-     of one; split the training images into train / validation with a seeded permutation;
-  2. per epoch: shuffle, optionally distort each batch (``augment``), one
-     :class:`nn.step.TrainingStep` per batch with the scheduled learning rate, the loss judged
-     before the update; a progress bar shows running loss, accuracy, images/s and ETA; then the
-     validation loss and accuracy;
+  1. read the data through the model kind's data source - :class:`models.training.digit_data.DigitData`
+     for a per-digit model (the image size and the number of classes come from the IDX files;
+     the training images split into train / validation with a seeded permutation),
+     :class:`models.training.reader_data.NumberData` for the reader (numbers composed from the
+     digits); check the model's size (an estimate, before allocating) and that a BatchNorm
+     model never sees a batch of one;
+  2. per epoch: the source's batches (a shuffled order, optionally distorted; or freshly composed
+     numbers), one :class:`nn.step.TrainingStep` per batch with the source's loss and the
+     scheduled learning rate, the loss judged before the update; a progress bar shows running
+     loss, accuracy, images/s and ETA; then the validation loss and accuracy (for the reader:
+     whole numbers read exactly);
   3. whenever validation accuracy improves, write the weights (atomically), and after every
      epoch a checkpoint (:mod:`models.training.checkpoint`) and the history JSON beside them;
-  4. at the end, the test accuracy of the best weights on the test images.
+  4. at the end, the test accuracy of the best weights on the test images (test numbers).
 
 Reproducibility: three generators derived from the seed drive the split, the model (initial
 weights and dropout masks) and the data order/augmentation.  Their states (and any layer's own
 generator) are saved in the checkpoint, and Ctrl-C is honoured only at a step boundary, before
-the next epoch's shuffle is drawn, so a run interrupted anywhere and resumed ends with exactly
+the next epoch's shuffle is drawn (the reader's batches are drawn from the seed, the epoch and
+the step alone), so a run interrupted anywhere and resumed ends with exactly
 the weights of an uninterrupted run.
 
 Stops: Ctrl-C (handled from the start, even when the process began with SIGINT ignored) ->
@@ -28,7 +34,6 @@ row, or an epoch whose mean training or validation loss is (a run too short for 
 exit 3, the best weights so far left in place; a failed write (a full disk) -> one line naming
 the file, exit 2, the last good file kept.
 """
-import hashlib
 import json
 import math
 import signal
@@ -42,26 +47,24 @@ from typing import Optional
 
 import numpy as np
 
-from kit.data import ensure_mnist, resolve_data_dir
-from kit.images import augment
-from kit.images.augment import random_affine
-from kit.mnist import find_mnist_file, load_dataset
 from kit.progress import ProgressBar, format_duration
 from models.base import build_model, load_model
 from models.probe import check_model_spec
 from models.training.checkpoint import (Checkpoint, layer_rng_states, restore, save_checkpoint,
                                         sibling_paths)
 from models.training.config import TrainerCallbacks, TrainingConfig, TrainingState, config_from_flags
+from models.training.digit_data import DigitData, check_no_stray_label, check_same_data, data_identity
+from models.training.reader_data import NumberData
 from nn.errors import UserError
 from nn.layers import BatchNorm
-from nn.losses import log_softmax
 from nn.optim import SGD, Adam
 from nn.serialize import atomic_write_text
 from nn.step import TrainingStep
 from nn.warmup import warm_up
 from nn.threads import numpy_blas_calmed
 
-__all__ = ["RunPlace", "train", "sibling_paths", "learning_rate", "data_identity", "probe_model"]
+__all__ = ["RunPlace", "train", "sibling_paths", "learning_rate", "data_identity", "probe_model",
+           "check_no_stray_label", "DATA_SOURCES"]
 
 EXIT_INTERRUPTED = 130
 EXIT_DIVERGED = 3
@@ -70,6 +73,8 @@ DIVERGED_FACTOR = 10.0
 DIVERGED_STEPS = 10
 MAX_PARAMETERS = 20_000_000   # far above any model of this kit (the CNN has 356,234)
 _PROBE = 16
+# Where each kind of model (ModelSpec.kind) gets its data, its loss and its measure.
+DATA_SOURCES = {"digit": DigitData, "sequence": NumberData}
 
 
 @dataclass
@@ -91,92 +96,6 @@ def learning_rate(config, step, total_steps):
     progress = min(step / (total_steps - 1), 1.0)
     low = config.lr * config.final_lr_factor
     return low + (config.lr - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def evaluate_batches(model, images, labels, batch_size=1000):
-    """(mean cross-entropy, accuracy) of ``model`` in inference mode."""
-    if len(images) == 0:
-        return float("nan"), float("nan")
-    total_loss, correct = 0.0, 0
-    for start in range(0, len(images), batch_size):
-        logits = model.logits(images[start:start + batch_size])
-        y = labels[start:start + batch_size]
-        total_loss += -log_softmax(logits.astype(np.float64))[np.arange(len(y)), y].sum()
-        correct += int((logits.argmax(axis=1) == y).sum())
-    return total_loss / len(images), correct / len(images)
-
-
-def data_identity(directory, train_images, test_images, num_classes):
-    """What the run trained on, without saying where it was: each IDX file's name, size and
-    SHA-256, the image counts (before ``limit``), the image shape and the number of classes."""
-    files = {}
-    for split in ("train", "test"):
-        for kind in ("images", "labels"):
-            path = find_mnist_file(directory, split, kind)
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            files[f"{split}-{kind}"] = {"file": path.name, "bytes": path.stat().st_size,
-                                        "sha256": digest.hexdigest()}
-    return {"files": files, "train_images": len(train_images), "test_images": len(test_images),
-            "image_shape": list(train_images.shape[1:]), "classes": num_classes}
-
-
-def load_data(config, place):
-    """(train x, y, validation x, y, test x, y, classes, data identity) of the recipe's data."""
-    directory = resolve_data_dir(place.data)
-    ensure_mnist(directory, download_if_missing=place.download)
-    train_images, train_labels, num_classes = load_dataset(directory, "train", config.num_classes)
-    if config.num_classes is None:
-        check_no_stray_label(directory, train_labels)
-    test_images, test_labels, _ = load_dataset(directory, "test", num_classes)
-    if train_images.shape[1:] != test_images.shape[1:]:
-        raise UserError(f"{directory}: training images are {train_images.shape[1:]} but test images "
-                        f"are {test_images.shape[1:]}")
-    identity = data_identity(directory, train_images, test_images, num_classes)
-    if config.limit:
-        train_images, train_labels = train_images[:config.limit], train_labels[:config.limit]
-        test_images, test_labels = test_images[:config.limit], test_labels[:config.limit]
-    split_rng = np.random.default_rng([config.seed, 0])
-    order = split_rng.permutation(len(train_images))
-    n_val = int(round(len(order) * config.val_fraction))
-    val_index, train_index = np.sort(order[:n_val]), np.sort(order[n_val:])
-    if len(train_index) == 0:
-        raise UserError("no training images left after the validation split; raise --limit or lower --val-fraction")
-    return (train_images[train_index], train_labels[train_index], train_images[val_index],
-            train_labels[val_index], test_images, test_labels, num_classes, identity)
-
-
-def check_no_stray_label(directory, labels):
-    """Refuse a highest label far above the others - more than twice the next one + 1 and more
-    than 10 above it: one stray label of 200 among digits would otherwise make a 201-class model,
-    while a set of digits lacking a few (0, 1 and 7) is not taken for one.  --num-classes says
-    the count is meant."""
-    present = np.unique(labels)
-    if len(present) < 2:
-        return
-    top, below = int(present[-1]), int(present[-2])
-    if top > 2 * (below + 1) and top - below > 10:
-        count = int(np.count_nonzero(labels == top))
-        raise UserError(f"{find_mnist_file(directory, 'train', 'labels')}: {count} training "
-                        f"label{'s' if count > 1 else ''} of {top}, far above the others (at most {below}), "
-                        f"would make a {top + 1}-class model; fix the labels, or pass --num-classes "
-                        f"{top + 1} if that is meant")
-
-
-def check_same_data(checkpoint, identity, place):
-    """A resumed run must read the data it started with (a checkpoint before version 1 names none)."""
-    saved = checkpoint.config.data
-    if saved is None or saved == identity:
-        return
-    files, now = saved.get("files") or {}, identity["files"]
-    differing = sorted(key for key in set(files) | set(now) if files.get(key) != now.get(key))
-    differing += sorted(key for key in set(saved) | set(identity)
-                        if key != "files" and saved.get(key) != identity.get(key))
-    where = resolve_data_dir(place.data)
-    raise UserError(f"{checkpoint.path}: the run started on other data than {where} holds ({', '.join(differing)} "
-                    "differ); give its folder with --data DIR")
 
 
 def make_optimizer(config, model):
@@ -287,9 +206,6 @@ def history_from_version_0(old, option_names, data=None):
 
 def train(spec, config: TrainingConfig, place: RunPlace):
     """Train ``spec``'s model with ``config``, writing to ``place.out``; returns the exit status."""
-    if spec.kind != "digit":
-        raise UserError(f"the {spec.title} model reads whole numbers, not digits; train it with: "
-                        f"{spec.train_command}")
     with ctrl_c_handled(), numpy_blas_calmed():   # full speed from a notebook too
         try:
             run = Run(spec, config, place)
@@ -323,43 +239,40 @@ class Run:
     def __init__(self, spec, config, place):
         self.spec, self.place, self.callbacks = spec, place, place.callbacks
         self.diverged = None   # why accept() refused a loss: the run's last line
-        (self.train_x, self.train_y, self.val_x, self.val_y, self.test_x, self.test_y,
-         num_classes, identity) = load_data(config, place)
+        if spec.kind not in DATA_SOURCES:
+            raise UserError(f"{spec.source or spec.name}: kind {spec.kind!r} is not one the trainer "
+                            f"knows ({', '.join(DATA_SOURCES)})")
+        self.data = data = DATA_SOURCES[spec.kind](config, place)
+        num_classes = data.num_classes
         if place.resume is not None:
-            check_same_data(place.resume, identity, place)
-        self.config = config = replace(config, data=identity)
+            check_same_data(place.resume, data.identity, place)
+        self.config = config = replace(config, data=data.identity)
         self.check_model(num_classes)
         self.callbacks.phase("startup")
-        warm_up(extra=(augment.warm_up,))  # compile or load every Numba kernel now, so the first epoch's rate is honest
+        warm_up(extra=data.warm_ups)  # compile or load every Numba kernel now, so the first epoch's rate is honest
 
         self.model_rng = np.random.default_rng([config.seed, 1])  # initial weights, then dropout masks
         self.data_rng = np.random.default_rng([config.seed, 2])   # shuffling and augmentation
         self.model = build_model(spec.name, rng=self.model_rng, num_classes=num_classes,
-                                 image_shape=self.train_x.shape[1:], **config.options)
+                                 image_shape=data.image_shape, **config.options)
         self.optimizer = make_optimizer(config, self.model)
-        self.step = TrainingStep(self.model.network, self.optimizer)
-        n_train = len(self.train_x)
-        self.steps_per_epoch = math.ceil(n_train / config.batch_size)
-        if self.batchnorm and n_train % config.batch_size == 1:
-            self.steps_per_epoch -= 1  # BatchNorm: the one image left over joins the epoch's last batch
-        self.state = TrainingState(best_val_accuracy=-1.0 if len(self.val_x) else None)
-        self.permutation = np.arange(n_train)
+        self.step = TrainingStep(self.model.network, self.optimizer, data.criterion)
+        self.steps_per_epoch = data.steps_per_epoch(config.batch_size, self.batchnorm)
+        self.state = TrainingState(best_val_accuracy=-1.0 if data.validating else None)
         if place.resume is not None:
-            self.state, self.permutation = restore(
-                place.resume, self.model, self.optimizer, self.model_rng, self.data_rng,
-                self.steps_per_epoch, n_train, config.epochs)
+            self.state = restore(place.resume, self.model, self.optimizer, self.model_rng, self.data_rng,
+                                 self.steps_per_epoch, config.epochs, data)
             print(f"resuming {place.resume.path}: epoch {self.state.epoch + 1}, step "
                   f"{self.state.step_in_epoch}/{self.steps_per_epoch}", file=sys.stderr)
         else:
             print(f"{spec.title}: {self.model.num_parameters():,} parameters, {num_classes} classes; "
-                  f"{n_train:,} training, {len(self.val_x):,} validation, {len(self.test_x):,} test images",
-                  file=sys.stderr)
+                  f"{data.describe()}", file=sys.stderr)
         self.out = Path(place.out)
         self.history_path, self.checkpoint_path = sibling_paths(self.out)
 
     def check_model(self, num_classes):
         """Refuse, before allocating, a model far too large or a BatchNorm model fed one image."""
-        spec, options, shape = self.spec, self.config.options, self.train_x.shape[1:]
+        spec, options, shape = self.spec, self.config.options, self.data.image_shape
         parameters, batchnorm = probe_model(spec, options, shape, num_classes)
         if parameters is None or parameters <= MAX_PARAMETERS:  # small enough to build: one batch through it
             batchnorm = has_batchnorm(check_model_spec(spec, options, shape, num_classes))
@@ -373,7 +286,7 @@ class Run:
         if batchnorm and self.config.batch_size == 1:
             raise UserError(f"--batch-size 1: the {spec.title} normalises each batch (BatchNorm), and one "
                             "image normalises to zero, so it would learn nothing; use 2 or more")
-        if batchnorm and len(self.train_x) == 1:
+        if batchnorm and self.data.train_count == 1:
             raise UserError(f"one training image: the {spec.title} normalises each batch (BatchNorm) and "
                             "needs at least two; raise --limit or lower --val-fraction")
         self.batchnorm = batchnorm
@@ -384,7 +297,7 @@ class Run:
                       "layers": layer_rng_states(self.model.network)}
         written(self.checkpoint_path, lambda: save_checkpoint(
             self.checkpoint_path, self.config, self.state, self.out, self.model, self.optimizer,
-            self.permutation, generators))
+            self.data.arrays(), generators))
 
     def save_history(self):
         text = json.dumps(history_document(self.config, self.state), indent=2, allow_nan=False)
@@ -435,7 +348,7 @@ class Run:
     def loop(self):
         config, state, callbacks = self.config, self.state, self.callbacks
         total_steps = self.steps_per_epoch * config.epochs
-        validating = len(self.val_x) > 0
+        data = self.data
         # Overflow on the way to a NaN loss is reported once, by accept(), not as warnings.
         with Interrupt(callbacks) as interrupt, np.errstate(over="ignore", invalid="ignore"):
             while state.epoch < config.epochs:
@@ -447,11 +360,12 @@ class Run:
                 if interrupt.check(state.global_step):
                     return self.stop()
                 if state.permutation_epoch != epoch:
-                    self.permutation = self.data_rng.permutation(len(self.train_x))
+                    data.start_epoch(epoch, self.data_rng)
                     state.permutation_epoch = epoch
-                bar = None if self.place.quiet else ProgressBar(len(self.train_x), f"epoch {epoch + 1}/{config.epochs}")
+                bar = None if self.place.quiet else ProgressBar(data.train_count, f"epoch {epoch + 1}/{config.epochs}",
+                                                                data.short_unit)
                 if bar is not None:
-                    bar.done = min(state.step_in_epoch * config.batch_size, len(self.train_x))
+                    bar.done = min(state.step_in_epoch * config.batch_size, data.train_count)
                 started = time.perf_counter() - state.epoch_seconds
                 while state.step_in_epoch < self.steps_per_epoch:
                     callbacks.phase(f"step:{state.global_step}")
@@ -461,12 +375,8 @@ class Run:
                         return self.stop(started)
                     step = state.step_in_epoch
                     last = step == self.steps_per_epoch - 1  # takes the rest (a BatchNorm model's odd image too)
-                    index = self.permutation[step * config.batch_size:
-                                             None if last else (step + 1) * config.batch_size]
-                    images, labels = self.train_x[index], self.train_y[index]
-                    if config.augment:
-                        images = random_affine(images, self.data_rng)
-                    result = self.step(self.model.to_network_input(images), labels,
+                    x, labels, count = data.batch(self.model, epoch, step, last, self.data_rng)
+                    result = self.step(x, labels,
                                        lr=learning_rate(config, state.global_step, total_steps),
                                        accept=lambda loss: self.accept(loss, epoch, step))
                     if not result.updated:
@@ -476,11 +386,11 @@ class Run:
                         return EXIT_DIVERGED
                     state.step_in_epoch += 1
                     state.global_step += 1
-                    state.epoch_loss_sum += result.loss * len(labels)
+                    state.epoch_loss_sum += result.loss * count
                     state.epoch_correct += result.correct
-                    state.epoch_seen += len(labels)
+                    state.epoch_seen += count
                     if bar is not None:
-                        bar.update(len(labels), loss=state.epoch_loss_sum / state.epoch_seen,
+                        bar.update(count, loss=state.epoch_loss_sum / state.epoch_seen,
                                    acc=state.epoch_correct / state.epoch_seen)
                 if bar is not None:
                     bar.close()
@@ -488,7 +398,7 @@ class Run:
                 # A Ctrl-C from here on lets the epoch finish (validation, weights, checkpoint): the
                 # next check, at the top of the loop or after it, stops at the boundary.
                 callbacks.phase(f"validation:{epoch + 1}")
-                if not self.end_epoch(epoch, seconds, total_steps, validating):
+                if not self.end_epoch(epoch, seconds, total_steps, data.validating):
                     print(self.diverged, file=sys.stderr)
                     return EXIT_DIVERGED
                 callbacks.phase(f"checkpoint:{epoch + 1}")
@@ -518,16 +428,15 @@ class Run:
         so far, or every epoch's with --keep final); False if the epoch shows divergence."""
         config, state, out = self.config, self.state, self.out
         # No validation images (--val-fraction 0): null in the history, every epoch the best.
-        val_loss, val_accuracy = (evaluate_batches(self.model, self.val_x, self.val_y) if validating
-                                  else (None, None))
+        val_loss, val_accuracy, details = self.data.validate(self.model)
         if self.diverged_by_epoch_end(epoch, state.epoch_loss_sum / state.epoch_seen, val_loss):
             return False
         record = dict(epoch=epoch + 1,
                       train_loss=state.epoch_loss_sum / state.epoch_seen,
                       train_accuracy=state.epoch_correct / state.epoch_seen,
-                      val_loss=val_loss, val_accuracy=val_accuracy,
+                      val_loss=val_loss, val_accuracy=val_accuracy, **details,
                       lr=learning_rate(config, state.global_step - 1, total_steps),
-                      seconds=seconds, images_per_second=state.epoch_seen / seconds)
+                      seconds=seconds, **{f"{self.data.unit}_per_second": state.epoch_seen / seconds})
         state.history.append(record)
         improved = not validating or config.keep == "final" or val_accuracy > state.best_val_accuracy
         if improved:
@@ -538,9 +447,10 @@ class Run:
                 "config": config.to_json()}))
         validation = (f"val_loss {val_loss:.4f}  val_acc {100 * val_accuracy:.2f}%" if validating
                       else "no validation")
+        validation += "".join(f"  {name} {100 * value:.2f}%" for name, value in details.items())
         print(f"epoch {epoch + 1}/{config.epochs}: loss {record['train_loss']:.4f}  "
               f"acc {100 * record['train_accuracy']:.2f}%  {validation}  lr {record['lr']:.2e}  "
-              f"{format_duration(seconds)} ({record['images_per_second']:,.0f} img/s)"
+              f"{format_duration(seconds)} ({state.epoch_seen / seconds:,.0f} {self.data.short_unit}/s)"
               + (("  *kept*" if config.keep == "final" else "  *best*") if improved else ""), file=sys.stderr)
         state.epoch, state.step_in_epoch = epoch + 1, 0
         state.epoch_loss_sum, state.epoch_correct, state.epoch_seen, state.epoch_seconds = 0.0, 0, 0, 0.0
@@ -552,15 +462,14 @@ class Run:
         try:
             self.callbacks.phase("test")
             best = load_model(out, expect=self.spec.name)
-            test_loss, test_accuracy = evaluate_batches(best, self.test_x, self.test_y)
+            result = self.data.test(best)
         except KeyboardInterrupt:
             print(f"error: interrupted during the final test pass; the weights are in {out}; "
                   f"{self.place.prog} --resume {self.checkpoint_path} runs the test pass", file=sys.stderr)
             return EXIT_INTERRUPTED
-        state.test = {"loss": test_loss, "accuracy": test_accuracy, "images": len(self.test_x),
-                      "epoch": state.best_epoch}
+        state.test = {**result, "epoch": state.best_epoch}
         self.save_history()
         self.checkpoint_path.unlink(missing_ok=True)  # finished: nothing left to resume
-        print(f"test accuracy {100 * test_accuracy:.2f}% on {len(self.test_x):,} images "
+        print(f"{self.data.test_line(result)} "
               f"(weights of epoch {state.best_epoch}, written to {out}; history in {self.history_path})")
         return 0
