@@ -198,8 +198,16 @@ def blas_threads(count):
     forward pass at batch 64: 2.9 ms with both BLAS threads, 1.8 ms with one.  The setting is
     process-wide, so use it from the main thread; it is restored on exit.
     """
+    with _pools_limited(_blas_libraries(), count):
+        yield
+
+
+@contextmanager
+def _pools_limited(libraries, count):
+    """At most ``count`` threads in each of ``libraries`` (threadpoolctl controllers) inside the
+    block; each pool's previous count is restored on exit."""
     changed = []
-    for library in _blas_libraries():
+    for library in libraries:
         previous = library.get_num_threads()
         if previous is not None and previous > count:
             library.set_num_threads(count)
@@ -226,20 +234,13 @@ def numpy_blas_calmed():
     kernels call, loads after us and keeps its threads).  Nothing changes when ``nn`` came first
     or when OPENBLAS_THREAD_TIMEOUT was set; the count is restored on exit.
     """
-    changed = []
+    numpys = []
     if _numpy_blas_spins:
         import numpy
         numpy_dir = os.path.dirname(numpy.__file__)   # .../numpy, and the wheel's .../numpy.libs
-        for library in _blas_libraries():
-            previous = library.get_num_threads()
-            if library.filepath.startswith(numpy_dir) and previous is not None and previous > 1:
-                library.set_num_threads(1)
-                changed.append((library, previous))
-    try:
+        numpys = [library for library in _blas_libraries() if library.filepath.startswith(numpy_dir)]
+    with _pools_limited(numpys, 1):
         yield
-    finally:
-        for library, previous in changed:
-            library.set_num_threads(previous)
 
 
 def _calm_blas_threads() -> None:

@@ -82,3 +82,16 @@ def model_files_forgotten_after_each_module():
     yield
     registry._specs.clear()
     registry._specs.update(before)
+
+
+@pytest.fixture()
+def screen():
+    """A pygame window of draw.py's size (headless under SDL_VIDEODRIVER=dummy), closed after."""
+    import pygame
+    from canvas.app import WINDOW_SIZE
+    pygame.display.init()
+    pygame.font.init()
+    surface = pygame.display.set_mode(WINDOW_SIZE)
+    pygame.event.clear()
+    yield surface
+    pygame.display.quit()

@@ -66,16 +66,6 @@ def untrained_models(untrained_weights):
 
 
 @pytest.fixture()
-def screen():
-    pygame.display.init()
-    pygame.font.init()
-    surface = pygame.display.set_mode(WINDOW_SIZE)
-    pygame.event.clear()
-    yield surface
-    pygame.display.quit()
-
-
-@pytest.fixture()
 def app(screen, untrained_models, tmp_path):
     return DrawApp(untrained_models, screen, screenshot_path=tmp_path / "shot.png")
 

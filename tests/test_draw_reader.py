@@ -33,16 +33,6 @@ def own_user_data(tmp_path, monkeypatch):
     monkeypatch.setenv("CNN_VS_LSTM_HOME", str(tmp_path / "user-data"))
 
 
-@pytest.fixture()
-def screen():
-    pygame.display.init()
-    pygame.font.init()
-    surface = pygame.display.set_mode(WINDOW_SIZE)
-    pygame.event.clear()
-    yield surface
-    pygame.display.quit()
-
-
 def untrained(*names):
     return [build_model(name, rng=np.random.default_rng(7)) for name in names]
 

@@ -17,7 +17,7 @@ import pygame
 import pytest
 
 from canvas import cli as draw
-from canvas.app import CANVAS_RECT, WINDOW_SIZE, DrawApp
+from canvas.app import DrawApp
 from canvas.demo import digit_events, key_event
 from models import build_model, load_model, shipped_weights
 from tests.support.model_files import BROKEN, write_model_file
@@ -30,16 +30,6 @@ def user_data(tmp_path, monkeypatch):
     monkeypatch.setenv("CNN_VS_LSTM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     return tmp_path / "home"
-
-
-@pytest.fixture()
-def screen():
-    pygame.display.init()
-    pygame.font.init()
-    surface = pygame.display.set_mode(WINDOW_SIZE)
-    pygame.event.clear()
-    yield surface
-    pygame.display.quit()
 
 
 def untrained(name, folder, seed=0):
