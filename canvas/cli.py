@@ -240,6 +240,7 @@ class StartingApp(DrawApp):
     def __init__(self, *args, background=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.background = background
+        self.predictions_loaded = background is None
         if background is not None:
             self.message = (f"Compiling kernels for this machine, first start only (~{background.remaining()} s): "
                             "draw meanwhile.")
@@ -254,10 +255,11 @@ class StartingApp(DrawApp):
         pygame.display.flip()
         self.dirty = True
 
-    def kernels_ready(self):
-        """Wait for the background compile (once), then load its kernels from the cache."""
-        background, self.background = self.background, None
-        if background is None:
+    def kernels_ready(self, with_views=False):
+        """Wait for the background compile (the predictions' kernels, or with ``with_views`` the
+        study views' too), then load what it compiled from the cache."""
+        background = self.background
+        if background is None or (self.predictions_loaded and not with_views):
             return
         shown = []
 
@@ -269,28 +271,34 @@ class StartingApp(DrawApp):
             return pygame.event.peek(pygame.QUIT)
 
         try:
-            if not background.wait(interrupted=closed):
+            if not background.wait(interrupted=closed, views=with_views):
                 raise WindowClosed()
-            failures = background.failures()
-        finally:
+        except BaseException:
             background.stop()
-        for failure in failures:          # that worker's models compile here instead
-            print(f"warning: a kernel compiling process failed ({failure}); compiling here",
-                  file=sys.stderr, flush=True)
+            raise
+        if with_views:
+            self.background = None
+            failures = background.failures()
+            background.stop()
+            for failure in failures:          # that worker's models compile here instead
+                print(f"warning: a kernel compiling process failed ({failure}); compiling here",
+                      file=sys.stderr, flush=True)
         with compile_notice("compiling the rest of the kernels here ..."):
-            warm_up(self.models)
-        self.message = f"Kernels compiled in {time.perf_counter() - background.started:.0f} s (first start only)."
+            warm_up(self.models, views=with_views)
+        if not self.predictions_loaded:
+            self.predictions_loaded = True
+            self.message = f"Kernels compiled in {time.perf_counter() - background.started:.0f} s (first start only)."
 
     def predict(self, announce=True):
         self.kernels_ready()
         return super().predict(announce)
 
     def study_data(self, view):
-        self.kernels_ready()
+        self.kernels_ready(with_views=True)
         return super().study_data(view)
 
     def teach(self, digit):
-        self.kernels_ready()
+        self.kernels_ready(with_views=True)
 
         def announce():       # at the first kernel teaching compiles: the window cannot redraw until it is done
             self.note("Compiling the training kernels for this machine, first time only: a few seconds per model ...")

@@ -10,19 +10,20 @@ a minute on a busy one), so the first start:
    kernel that is not, before compiling anything);
 2. prints one line, ``compiling kernels for this machine, first start only: ~N s``;
 3. compiles them in worker processes (:class:`BackgroundCompile`: ``python -m canvas.startup``,
-   one per core, each given whole models) while the window opens.  Processes, not threads:
+   one per idle core, each given whole models) while the window opens.  Processes, not threads:
    Numba compiles one function at a time per process (its global compiler lock), so threads
    would take as long as one thread doing it all;
 4. the app waits for them the first time a model is asked something (P, live prediction, the
    F / R / W views, T), then loads the kernels from the cache they filled.
 
-Only what the canvas runs is compiled: each model's forward pass (prediction), and the F and R
-views' (:func:`warm_up_model`).  The backward passes and the optimizer's update (teaching, T)
-compile on the first T, which says so.
+Only what the canvas runs is compiled: each model's forward pass (prediction), then the F and
+R views' (:func:`warm_up_model`); a P waits for the predictions' kernels only.  The backward
+passes and the optimizer's update (teaching, T) compile on the first T, which says so.
 """
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ import numpy as np
 
 from models import load_model, registry
 from models.analysis.study import feature_maps, has_conv_layers, reads_rows, row_by_row
-from nn.compiling import KernelsNotCached, cached_only
+from nn.compiling import KernelsNotCached, cached_only, estimate_seconds, idle_cores
 
 COMPILING_LINE = "compiling kernels for this machine, first start only: ~{seconds} s"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent      # the folder holding canvas/, nn/, ...
@@ -51,21 +52,34 @@ UNKNOWN_KIND_SECONDS = 1.0
 PROCESS_SECONDS = 1.0
 
 
-def warm_up_model(model):
-    """Run every kernel the canvas uses for ``model`` once, on a blank image: its prediction,
-    and the feature maps (F) or the row-by-row reading (R) if it has them."""
-    blank = np.zeros((1,) + tuple(model.image_shape), dtype=np.float32)
-    model.predict_proba(blank)
+def warm_up_predictions(model):
+    """Run every kernel ``model``'s predictions use once, on a blank image."""
+    model.predict_proba(np.zeros((1,) + tuple(model.image_shape), dtype=np.float32))
+
+
+def warm_up_views(model):
+    """Run the kernels of the study views ``model`` has once: the feature maps (F), the
+    row-by-row reading (R)."""
+    blank = np.zeros(tuple(model.image_shape), dtype=np.float32)
     if has_conv_layers(model):
-        feature_maps(model, blank[0])
+        feature_maps(model, blank)
     if reads_rows(model):
-        row_by_row(model, blank[0])
+        row_by_row(model, blank)
 
 
-def warm_up(models):
-    """Compile, or load from Numba's cache, every kernel the canvas uses for ``models``."""
+def warm_up_model(model):
+    """Run every kernel the canvas uses for ``model`` once: predictions, then the views."""
+    warm_up_predictions(model)
+    warm_up_views(model)
+
+
+def warm_up(models, views=True):
+    """Compile, or load from Numba's cache, every kernel the canvas uses for ``models`` (the
+    predictions' alone if not ``views``)."""
     for model in models.values():
-        warm_up_model(model)
+        warm_up_predictions(model)
+    for model in models.values() if views else ():
+        warm_up_views(model)
 
 
 def cold_models(models):
@@ -88,14 +102,6 @@ def compile_seconds(model):
                for kind in kinds)
 
 
-def usable_cores():
-    """The CPUs this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:                          # macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
 def split_work(costs, workers):
     """``costs`` (name -> seconds) dealt to at most ``workers`` groups, the most costly first to
     the least loaded group.  Returns a list of (seconds, [names])."""
@@ -107,16 +113,6 @@ def split_work(costs, workers):
     return [(seconds, names) for seconds, names in groups if names]
 
 
-def busy_factor(workers, cores):
-    """How much longer than on a quiet machine: the load average over the cores, with our own
-    workers added (1 where the system does not tell its load)."""
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return 1.0
-    return max(1.0, (load + workers) / cores)
-
-
 class BackgroundCompile:
     """Worker processes compiling the canvas kernels of ``models`` into Numba's on-disk cache.
 
@@ -126,31 +122,37 @@ class BackgroundCompile:
     """
 
     def __init__(self, models, sources, workers=None):
-        cores = usable_cores()
-        workers = workers or cores
-        groups = split_work({name: compile_seconds(model) for name, model in models.items()}, workers)
-        quiet = max(PROCESS_SECONDS + seconds for seconds, _ in groups)
-        self.estimate = quiet * busy_factor(len(groups), cores)
+        groups = split_work({name: compile_seconds(model) for name, model in models.items()},
+                            workers or idle_cores())
+        self.estimate = estimate_seconds(max(PROCESS_SECONDS + seconds for seconds, _ in groups),
+                                         len(groups))
         self.started = time.perf_counter()
         self.processes, self._logs = [], []
-        for _, names in groups:
+        self._folder = tempfile.mkdtemp(prefix="canvas-compile-")    # the workers' "predictions done" marks
+        self._marks = []
+        for number, (_, names) in enumerate(groups):
             tasks = [worker_task(name, sources[name]) for name in names]
+            mark = os.path.join(self._folder, f"worker-{number}")
             log = tempfile.TemporaryFile(mode="w+")
             self._logs.append(log)
+            self._marks.append(mark)
             self.processes.append(subprocess.Popen(
-                [sys.executable, "-m", "canvas.startup", json.dumps(tasks)], env=worker_environment(),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log))
+                [sys.executable, "-m", "canvas.startup", json.dumps(tasks), mark],
+                env=worker_environment(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log))
 
-    def done(self):
-        return all(process.poll() is not None for process in self.processes)
+    def done(self, views=True):
+        """True when every worker has finished (or, if not ``views``, has compiled every
+        prediction kernel: the study views' come after)."""
+        return all(process.poll() is not None or (not views and os.path.exists(mark))
+                   for process, mark in zip(self.processes, self._marks))
 
     def remaining(self):
         """Estimated seconds left (never below one while the workers run)."""
         return max(1, math.ceil(self.estimate - (time.perf_counter() - self.started)))
 
-    def wait(self, interrupted=lambda: False, interval=0.05):
-        """Wait for every worker; False if ``interrupted()`` turned true first."""
-        while not self.done():
+    def wait(self, interrupted=lambda: False, interval=0.05, views=True):
+        """Wait for :meth:`done`; False if ``interrupted()`` turned true first."""
+        while not self.done(views):
             if interrupted():
                 return False
             time.sleep(interval)
@@ -179,6 +181,7 @@ class BackgroundCompile:
                 process.kill()
         for log in self._logs:
             log.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
 
 
 def worker_task(name, weights):
@@ -206,20 +209,25 @@ def start_kernels(models, sources, stream=None):
     if not cold:
         return None
     background = BackgroundCompile({name: models[name] for name in cold}, sources)
-    print(COMPILING_LINE.format(seconds=math.ceil(background.estimate)),
+    print(COMPILING_LINE.format(seconds=background.estimate),
           file=stream or sys.stderr, flush=True)
     return background
 
 
-def compile_worker(tasks):
-    """In a worker process: compile (into Numba's cache) the canvas kernels of each model."""
+def compile_worker(tasks, mark):
+    """In a worker process: compile (into Numba's cache) the canvas kernels of each model, the
+    predictions' first; then create the file ``mark``, and compile the study views'."""
     with nn.set_threads(1):
+        models = {}
         for task in tasks:
             if task["model_file"]:
                 registry.load_model_file(task["model_file"])
-            warm_up_model(load_model(task["weights"], expect=task["name"]))
+            models[task["name"]] = load_model(task["weights"], expect=task["name"])
+        warm_up(models, views=False)
+        Path(mark).touch()
+        warm_up(models)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(compile_worker(json.loads(sys.argv[1])))
+    sys.exit(compile_worker(json.loads(sys.argv[1]), sys.argv[2]))

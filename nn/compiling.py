@@ -16,6 +16,8 @@ Numba compiles one function at a time in a process (a global compiler lock: two 
 compiling take as long as one doing both), so compiling in parallel takes processes
 (:mod:`canvas.startup`).
 """
+import math
+import os
 import sys
 import threading
 import time
@@ -114,3 +116,36 @@ def compile_notice(line, stream=None):
     listener = _CompileListener(announce)
     with _listening(listener):
         yield CompileNotice(listener, printed)
+
+
+# ----------------------------------------------------------------------------- how long, how many
+def load_average():
+    """The system's load average over the last minute, or None where it does not tell."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):          # Windows
+        return None
+
+
+def usable_cores():
+    """The CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                          # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def idle_cores():
+    """The cores nobody else is using (at least one): how many processes to compile in.  On a
+    busy machine more would gain nothing (Linux shares the CPU between sessions, not
+    processes) while each pays for its own start and Numba's own helpers again."""
+    cores, load = usable_cores(), load_average()
+    return cores if load is None else max(1, min(cores, round(cores - load)))
+
+
+def estimate_seconds(quiet_seconds, processes=1):
+    """``quiet_seconds`` of compiling (what it takes on a quiet machine) scaled by how busy
+    this one is - the load average over the cores, our own ``processes`` added - rounded up."""
+    load = load_average()
+    busy = 1.0 if load is None else max(1.0, (load + processes) / usable_cores())
+    return max(1, math.ceil(quiet_seconds * busy))

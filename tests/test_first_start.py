@@ -131,21 +131,24 @@ def test_the_estimate_counts_each_layer_kind_once():
 
 # ------------------------------------------------------------------------- the app waits for them
 class FakeBackground:
-    """A background compile that finishes after ``polls`` looks (or never, polls=None); the
-    window is closed at look ``close_at``, if given."""
+    """A background compile whose prediction kernels are ready after ``polls`` looks and the
+    study views' after ``view_polls`` (never, for None); the window is closed at look
+    ``close_at``, if given."""
 
-    def __init__(self, polls, close_at=None):
-        self.polls, self.close_at, self.looks, self.stopped, self.started = polls, close_at, 0, False, 0.0
+    def __init__(self, polls, view_polls=None, close_at=None):
+        self.polls, self.view_polls, self.close_at = polls, view_polls, close_at
+        self.looks, self.stopped, self.started = 0, False, 0.0
 
-    def done(self):
+    def done(self, views=True):
         self.looks += 1
         if self.looks == self.close_at:
             pygame.event.post(pygame.event.Event(pygame.QUIT))
         assert self.looks < 1000, "the app never stopped waiting"
-        return self.polls is not None and self.looks > self.polls
+        limit = self.view_polls if views else self.polls
+        return limit is not None and self.looks > limit
 
-    def wait(self, interrupted=lambda: False, interval=0.0):
-        while not self.done():
+    def wait(self, interrupted=lambda: False, interval=0.0, views=True):
+        while not self.done(views):
             if interrupted():
                 return False
         return True
@@ -180,8 +183,8 @@ def models(tmp_path_factory):
     return loaded
 
 
-def test_drawing_does_not_wait_for_the_kernels_and_p_does(screen, models, capsys):
-    background = FakeBackground(polls=5)
+def test_drawing_waits_for_no_kernel_p_for_the_predictions_and_f_for_the_views(screen, models, capsys):
+    background = FakeBackground(polls=5, view_polls=9)
     app = draw.StartingApp(dict(models), screen, background=background)
     assert app.message.startswith("Compiling kernels for this machine, first start only (~3 s)")
     app.post(digit_events(3, draw.DEMO_BOX))
@@ -190,13 +193,18 @@ def test_drawing_does_not_wait_for_the_kernels_and_p_does(screen, models, capsys
     assert background.looks == 0 and not background.stopped      # drawing: nobody waited
     app.post([key_event(pygame.K_p)])
     app.step()
-    assert background.looks == 6 and background.stopped           # P waited until done
+    assert background.looks == 6 and not background.stopped       # P waited for the predictions
     printed = capsys.readouterr().out
     assert printed.startswith("CNN: ") and "\nLSTM: " in printed
-    assert set(app.results) == {"cnn", "lstm"} and app.background is None
+    assert set(app.results) == {"cnn", "lstm"} and app.predictions_loaded
     app.post([key_event(pygame.K_p)])
     app.step()
     assert background.looks == 6                                  # only the first time
+    app.post([key_event(pygame.K_f)])
+    app.step()
+    app.render()                                                  # F shows the feature maps:
+    assert background.looks == 10 and background.stopped          # it waited for the views
+    assert app.background is None and app.study["features"][1] is not None
 
 
 def test_closing_the_window_while_waiting_ends_the_app_and_the_workers(screen, models):
