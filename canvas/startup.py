@@ -41,9 +41,9 @@ COMPILING_LINE = "compiling kernels for this machine, first start only: ~{second
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent      # the folder holding canvas/, nn/, ...
 
 # Seconds one process takes to compile a layer kind's inference kernels (forward, F and R
-# views), and to start and import; measured on the 2-core AMD EPYC the README names, as CPU
-# seconds per model with an empty cache (loaded machine, scaled to the quiet start's ~10 s).
-# Only the one line's estimate uses them.  Kinds not listed cost UNKNOWN_KIND_SECONDS unless
+# views), and to start and import: CPU seconds per model with an empty cache on a 2-core AMD
+# EPYC VM (2026-12-06, loaded machine: cnn 11.0, lstm 4.6, gru 4.5, rnn 3.0), scaled by 0.5 to a
+# quiet machine's (the whole start took ~10 s there).  Only the one line's estimate uses them.  Kinds not listed cost UNKNOWN_KIND_SECONDS unless
 # they run no kernel of their own (KERNEL_FREE).
 COMPILE_SECONDS = {"Conv2D": 4.5, "MaxPool2D": 0.5, "LSTM": 2.0, "GRU": 2.0, "SimpleRNN": 1.2,
                    "Bidirectional": 2.5}

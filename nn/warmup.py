@@ -37,7 +37,7 @@ def layer_types(network):
 # Seconds to compile, from an empty cache, what warm_up(network=...) runs for one layer kind in
 # float32 (forward, backward; Conv2D: with the fused block and pooling); BASE_SECONDS: the
 # optimizers' and the augmentation's kernels.  From CPU seconds of a first one-epoch run per
-# model on the 2-core AMD EPYC the README names (2026-12, load 7-9: mlp 3.7, rnn 9.6, lstm 12.0,
+# model on a 2-core AMD EPYC VM (2026-12-06, load 7-9: mlp 3.7, rnn 9.6, lstm 12.0,
 # gru 12.9, cnn 41.6), scaled by 0.5 to a quiet machine's; only the one line's estimate uses them.
 COMPILE_SECONDS = {"Conv2D": 19.0, "LSTM": 4.5, "GRU": 5.0, "SimpleRNN": 3.3, "Dropout": 0.5}
 BASE_SECONDS = 1.5
