@@ -293,18 +293,22 @@ class StartingApp(DrawApp):
         self.kernels_ready()
         return super().predict(announce)
 
+    def first_time(self, what):
+        """A block that, if it compiles any kernel, says so on the console and in the window
+        when the first compile starts (the window cannot redraw until they are done)."""
+        def announce():
+            self.note(f"Compiling kernels for this machine ({what}), first time only ...")
+            return f"compiling kernels for this machine ({what}), first time only"
+        return compile_notice(announce)
+
     def study_data(self, view):
         self.kernels_ready(with_views=True)
-        return super().study_data(view)
+        with self.first_time({"why": "the W view"}.get(view, "the F and R views")):
+            return super().study_data(view)
 
     def teach(self, digit):
         self.kernels_ready(with_views=True)
-
-        def announce():       # at the first kernel teaching compiles: the window cannot redraw until it is done
-            self.note("Compiling the training kernels for this machine, first time only: a few seconds per model ...")
-            return "compiling the training kernels for this machine (teaching), first time only"
-
-        with compile_notice(announce):
+        with self.first_time("teaching"):
             return super().teach(digit)
 
 

@@ -14,7 +14,9 @@ a minute on a busy one), so the first start:
    Numba compiles one function at a time per process (its global compiler lock), so threads
    would take as long as one thread doing it all;
 4. the app waits for them the first time a model is asked something (P, live prediction, the
-   F / R / W views, T), then loads the kernels from the cache they filled.
+   F / R / W views, T), then loads the kernels from the cache they filled.  Whatever else
+   compiles later (the W view's and teaching's backward passes, or the views' kernels when the
+   first start ended before its workers did) says so when it happens.
 
 Only what the canvas runs is compiled: each model's forward pass (prediction), then the F and
 R views' (:func:`warm_up_model`); a P waits for the predictions' kernels only.  The backward
@@ -83,15 +85,23 @@ def warm_up(models, views=True):
 
 
 def cold_models(models):
-    """The names of the models (a dict name -> Model) some of whose kernels Numba's cache lacks.
-    Every kernel the cache has is loaded on the way; nothing is compiled."""
+    """The names of the models (a dict name -> Model) whose prediction kernels Numba's cache
+    lacks.  Every kernel the cache has is loaded on the way (the study views' too); nothing is
+    compiled.  A model whose predictions are cached but not its views' is not cold: the F or R
+    view compiles them when first shown (a first start that ended early leaves it so)."""
     cold = []
     for name, model in models.items():
         try:
             with cached_only():
-                warm_up_model(model)
+                warm_up_predictions(model)
         except KernelsNotCached:
             cold.append(name)
+            continue
+        try:
+            with cached_only():
+                warm_up_views(model)
+        except KernelsNotCached:
+            pass
     return cold
 
 

@@ -214,3 +214,20 @@ def test_closing_the_window_while_waiting_ends_the_app_and_the_workers(screen, m
     with pytest.raises(draw.WindowClosed):
         app.step()
     assert background.stopped and background.looks == 3 and not app.results
+
+
+def test_a_later_compile_says_so_on_the_console_and_in_the_window(screen, models, capsys):
+    app = draw.StartingApp(dict(models), screen)                   # a warm start: no background
+
+    @njit
+    def new_kernel(x):
+        return x * 3
+
+    with app.first_time("teaching"):
+        assert new_kernel(2) == 6
+    line = "compiling kernels for this machine (teaching), first time only"
+    assert capsys.readouterr().err == line + "\n"
+    assert app.message == "Compiling kernels for this machine (teaching), first time only ..."
+    with app.first_time("teaching"):
+        new_kernel(3)                                              # compiled: nothing said
+    assert capsys.readouterr().err == ""
