@@ -231,3 +231,21 @@ def test_a_later_compile_says_so_on_the_console_and_in_the_window(screen, models
     with app.first_time("teaching"):
         new_kernel(3)                                              # compiled: nothing said
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.slow
+def test_a_first_training_run_says_it_compiles_in_one_line_and_a_second_says_nothing(tmp_path, mnist_dir):
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    outputs = []
+    for run in ("first", "second"):
+        result = subprocess.run([sys.executable, "-m", "models.train", "--model", "mlp", "--epochs", "1",
+                                 "--limit", "200", "--data", str(mnist_dir), "--out", str(tmp_path / f"{run}.npz")],
+                                cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        outputs.append([line for line in result.stderr.splitlines() if "compiling" in line.lower()])
+    assert len(outputs[0]) == 1 and outputs[0][0].startswith(
+        "compiling kernels for this machine, first run only: ~"), outputs
+    assert outputs[1] == []
+    compiled = cached_kernels(tmp_path / "numba-cache")
+    assert {"optim.adam_update", "dropout.dropout_forward"} <= compiled, compiled
+    assert not [name for name in compiled if name.split(".")[0] in ("lstm", "conv", "gru", "rnn")], compiled
