@@ -22,23 +22,26 @@ sees it.  The app itself lives in canvas/.
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pygame
 
 import nn
+from canvas import views
 from canvas.app import BRUSH, CANVAS_RECT, HELP, WINDOW_SIZE, DrawApp
 from canvas.demo import digit_events, key_event, number_events
 from canvas.display import HEADLESS_DRIVERS, display_problem
+from canvas.startup import start_kernels, warm_up
 from kit.cli import (CommandLineParser, add_model_file_flag, add_threads_flag, exit_on_user_error,
                      positive_int)
 from kit.data import resolve_data_dir
 from kit.paths import personal_dir
 from models import load_model, registry, shipped_weights
 from models.probe import check_model_spec
-from models.analysis.study import feature_maps, has_conv_layers, reads_rows, row_by_row
 from models.training.teaching import Teacher, personal_weights
+from nn.compiling import compile_notice
 from nn.errors import UserError, WeightsError
 
 REPOSITORY = Path(__file__).resolve().parent.parent   # where train_cnn.py lives, in a checkout
@@ -195,10 +198,12 @@ def train_command(name):
     return f"python {script.name}" if script.is_file() else registry.get(name).train_command
 
 
-def load_models(args):
+def load_models(args, sources=None):
     """Every chosen model: the given file, else your personal weights (unless --shipped), else
-    the shipped ones.  A one-line error naming the file and how to get a good one."""
+    the shipped ones.  A one-line error naming the file and how to get a good one.
+    ``sources``, a dict if given, receives each model's weights file (name -> path)."""
     models = {}
+    sources = {} if sources is None else sources
     for name, given in chosen_models(args):
         if given is not None:
             path, flag = given
@@ -207,11 +212,13 @@ def load_models(args):
             path, flag = (taught or shipped_weights(name)), f"--weights {name}=PATH"
         try:
             models[name] = load_checked(path, name)
+            sources[name] = path
         except UserError as error:           # WeightsError, or another one-line refusal
             if given is None and path != shipped_weights(name):   # a damaged personal file
                 print(f"warning: {error}; using the shipped weights", file=sys.stderr, flush=True)
                 try:
                     models[name] = load_checked(shipped_weights(name), name)
+                    sources[name] = shipped_weights(name)
                 except UserError as shipped_error:
                     raise UserError(f"{shipped_error} - reinstall the kit or train one with "
                                     f"'{train_command(name)}'") from None
@@ -224,15 +231,90 @@ def load_models(args):
     return models
 
 
-def warm_up(models):
-    """Compile (or load from Numba's cache) every kernel the app uses, before the window shows."""
-    blank = np.zeros((1, 28, 28), dtype=np.float32)
-    for model in models.values():
-        model.predict_proba(blank)
-        if has_conv_layers(model):
-            feature_maps(model, blank[0])
-        if reads_rows(model):
-            row_by_row(model, blank[0])
+class WindowClosed(Exception):
+    """The window was closed while the app waited for its kernels."""
+
+
+class StartingApp(DrawApp):
+    """The app on a first start, while its kernels compile in ``background``
+    (a :class:`canvas.startup.BackgroundCompile`): drawing works at once; the first thing that
+    asks a model (P, live prediction, the F / R / W views, T) waits for the workers, with a note
+    in the window, then loads what they compiled.  Later, teaching's first T compiles the
+    training kernels and says so."""
+
+    def __init__(self, *args, background=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.background = background
+        self.predictions_loaded = background is None
+        if background is not None:
+            self.message = (f"Compiling kernels for this machine, first start only (~{background.remaining()} s): "
+                            "draw meanwhile.")
+
+    def note(self, text):
+        """Show ``text`` on the message line now, while the app is busy (no full redraw: the
+        study views would ask the models)."""
+        self.message = text
+        line = pygame.Rect(0, CANVAS_RECT.bottom + 8, self.screen.get_width(), 24)
+        self.screen.fill(views.BACKGROUND, line)
+        views.text(self.screen, text, (CANVAS_RECT.x, CANVAS_RECT.bottom + 12), self.fonts.normal)
+        pygame.display.flip()
+        self.dirty = True
+
+    def kernels_ready(self, with_views=False):
+        """Wait for the background compile (the predictions' kernels, or with ``with_views`` the
+        study views' too), then load what it compiled from the cache."""
+        background = self.background
+        if background is None or (self.predictions_loaded and not with_views):
+            return
+        shown = []
+
+        def closed():
+            left = background.remaining()
+            if shown != [left]:
+                self.note(f"Compiling kernels for this machine, first start only: ~{left} s left ...")
+                shown[:] = [left]
+            return pygame.event.peek(pygame.QUIT)
+
+        try:
+            if not background.wait(interrupted=closed, views=with_views):
+                raise WindowClosed()
+        except BaseException:
+            background.stop()
+            raise
+        if with_views:
+            self.background = None
+            failures = background.failures()
+            background.stop()
+            for failure in failures:          # that worker's models compile here instead
+                print(f"warning: a kernel compiling process failed ({failure}); compiling here",
+                      file=sys.stderr, flush=True)
+        with compile_notice("compiling the rest of the kernels here ..."):
+            warm_up(self.models, views=with_views)
+        if not self.predictions_loaded:
+            self.predictions_loaded = True
+            self.message = f"Kernels compiled in {time.perf_counter() - background.started:.0f} s (first start only)."
+
+    def predict(self, announce=True):
+        self.kernels_ready()
+        return super().predict(announce)
+
+    def first_time(self, what):
+        """A block that, if it compiles any kernel, says so on the console and in the window
+        when the first compile starts (the window cannot redraw until they are done)."""
+        def announce():
+            self.note(f"Compiling kernels for this machine ({what}), first time only ...")
+            return f"compiling kernels for this machine ({what}), first time only"
+        return compile_notice(announce)
+
+    def study_data(self, view):
+        self.kernels_ready(with_views=True)
+        with self.first_time({"why": "the W view"}.get(view, "the F and R views")):
+            return super().study_data(view)
+
+    def teach(self, digit):
+        self.kernels_ready(with_views=True)
+        with self.first_time("teaching"):
+            return super().teach(digit)
 
 
 def open_window():
@@ -329,25 +411,33 @@ def run_app(args, session=None):
     check_demo(args)
     if args.model_file is not None:
         args.model_file_name = load_model_file(args.model_file)
-    models = load_models(args)
-    warm_up(models)
-    screen = open_window()
-    teacher = Teacher(models, folder=personal_dir(), mnist_dir=resolve_data_dir(None))
-    app = DrawApp(models, screen, brush=args.brush, live=args.live,
-                  screenshot_path=args.screenshot or "draw.png", teacher=teacher,
-                  load_shipped=lambda name: load_model(shipped_weights(name), expect=name))
-    app.render()
-    if session is not None:
-        return session(app)
-    print("Draw a digit or a number in the black box with the left mouse button.\nKeys: " + HELP,
-          flush=True)
-    if args.demo is not None:
-        run_demo(app, args)
-        if args.screenshot:
-            app.save_screenshot()
-            return 0
-    run(app)
-    return 0
+    sources = {}
+    models = load_models(args, sources)
+    background = start_kernels(models, sources)     # None: every kernel came from the cache
+    try:
+        screen = open_window()
+        teacher = Teacher(models, folder=personal_dir(), mnist_dir=resolve_data_dir(None))
+        app = StartingApp(models, screen, brush=args.brush, live=args.live,
+                          screenshot_path=args.screenshot or "draw.png", teacher=teacher,
+                          load_shipped=lambda name: load_model(shipped_weights(name), expect=name),
+                          background=background)
+        app.render()
+        if session is not None:
+            return session(app)
+        print("Draw a digit or a number in the black box with the left mouse button.\nKeys: " + HELP,
+              flush=True)
+        if args.demo is not None:
+            run_demo(app, args)
+            if args.screenshot:
+                app.save_screenshot()
+                return 0
+        run(app)
+        return 0
+    except WindowClosed:
+        return 0
+    finally:
+        if background is not None:
+            background.stop()
 
 
 def run_main(argv=None, prog="draw.py", session=None):

@@ -1,10 +1,12 @@
-"""Compile, or load from Numba's on-disk cache, every kernel before anything is timed or shown.
+"""Compile, or load from Numba's on-disk cache, the kernels a program runs before anything is timed.
 
 The first call of a Numba function for a given argument type compiles it (seconds) or, with a
 warm cache, loads the machine code (milliseconds).  ``warm_up()`` pays that once, on tiny arrays,
 for every kernel the library uses - each layer class runs its own (``Layer.warm_up``), then the
 fused conv block and the optimizers - so the first training step, benchmark repeat or prediction
-runs at full speed.
+runs at full speed.  ``warm_up(network=net)`` does it for the layer kinds ``net`` contains only
+(training one model need not compile the others' kernels: an MLP's first run compiled the LSTM's
+too).
 """
 import time
 
@@ -12,16 +14,55 @@ import numpy as np
 
 from nn import optim
 from nn.layers import registry
+from nn.layers.base import Layer
+from nn.layers.conv import Conv2D
 from nn.layers.fused import ConvActivationPool
 
 
-def warm_up(dtypes=(np.float32,), extra=()):
-    """Run every kernel once per dtype (and each ``extra(dtype)``); returns the seconds it took."""
+def layer_types(network):
+    """The classes of ``network`` and of every layer inside it (Sequential's layers, a
+    Bidirectional's two directions, ...), found through the attributes holding layers."""
+    found, stack = set(), [network]
+    while stack:
+        layer = stack.pop()
+        if type(layer) in found:
+            continue
+        found.add(type(layer))
+        for value in vars(layer).values():
+            inner = value if isinstance(value, (list, tuple)) else [value]
+            stack.extend(item for item in inner if isinstance(item, Layer))
+    return found
+
+
+# Seconds to compile, from an empty cache, what warm_up(network=...) runs for one layer kind in
+# float32 (forward, backward; Conv2D: with the fused block and pooling); BASE_SECONDS: the
+# optimizers' and the augmentation's kernels.  From CPU seconds of a first one-epoch run per
+# model on a 2-core AMD EPYC VM (2026-12-06, load 7-9: mlp 3.7, rnn 9.6, lstm 12.0,
+# gru 12.9, cnn 41.6), scaled by 0.5 to a quiet machine's; only the one line's estimate uses them.
+COMPILE_SECONDS = {"Conv2D": 19.0, "LSTM": 4.5, "GRU": 5.0, "SimpleRNN": 3.3, "Dropout": 0.5}
+BASE_SECONDS = 1.5
+
+
+def compile_seconds(network=None):
+    """The estimated seconds :func:`warm_up` takes with an empty Numba cache (float32)."""
+    kinds = registry.classes.values() if network is None else layer_types(network)
+    return BASE_SECONDS + sum(COMPILE_SECONDS.get(kind.__name__, 0.0) for kind in kinds)
+
+
+def warm_up(dtypes=(np.float32,), extra=(), network=None):
+    """Run every kernel once per dtype (and each ``extra(dtype)``); returns the seconds it took.
+
+    ``network``: only the kernels of the layer kinds in it (the fused conv block if it has a
+    convolution), and the optimizers'; by default every registered layer class's.
+    """
     start = time.perf_counter()
+    kinds = list(registry.classes.values()) if network is None else \
+        [kind for kind in layer_types(network) if hasattr(kind, "warm_up")]
     for dtype in dtypes:
-        for layer_type in list(registry.classes.values()):   # the library's and the user's
+        for layer_type in kinds:           # the library's and the user's
             layer_type.warm_up(dtype)
-        ConvActivationPool.warm_up(dtype)
+        if network is None or Conv2D in kinds:
+            ConvActivationPool.warm_up(dtype)
         optim.warm_up(dtype)
         for warm in extra:
             warm(dtype)

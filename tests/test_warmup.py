@@ -88,3 +88,51 @@ def test_read_only_install_caches_in_the_user_directory(tmp_path):
     assert not any((copy / "nn").rglob("*.nbi"))  # nothing written into the package
     second = run()
     assert second["misses"] == 0 and second["hits"] > 0  # a second process compiles nothing
+
+
+# A fresh interpreter (signatures compiled by other tests would hide a gap): warm_up for one
+# model's network, then a training step and a prediction at real sizes on 1 and 2 threads; prints
+# the kernel signatures the step needed that the warm-up had not run, and every warmed kernel.
+STEP_CHILD = r"""
+import json, sys
+import nn, importlib, pkgutil
+import numpy as np
+import nn.kernels
+from numba.core.registry import CPUDispatcher
+from kit.images import augment
+from models import build_model
+from nn.optim import Adam
+from nn.step import TrainingStep
+from nn.warmup import warm_up
+modules = [importlib.import_module(f"nn.kernels.{info.name}")
+           for info in pkgutil.iter_modules(nn.kernels.__path__) if info.name != "reference"] + [augment]
+def signatures():
+    return {f"{module.__name__}.{name}{signature}" for module in modules
+            for name, value in vars(module).items() if isinstance(value, CPUDispatcher)
+            for signature in value.signatures}
+model = build_model(sys.argv[1], rng=np.random.default_rng(0))
+warm_up(extra=(augment.warm_up,), network=model.network)
+warmed = signatures()
+step = TrainingStep(model.network, Adam(model.network.parameters(), lr=1e-3))
+rng = np.random.default_rng(0)
+x, labels = model.to_network_input(rng.random((64, 28, 28), dtype=np.float32)), rng.integers(0, 10, 64)
+for threads in (1, 2):
+    with nn.set_threads(threads):
+        step(x, labels)
+        model.predict_proba(rng.random((3, 28, 28), dtype=np.float32))
+print(json.dumps({"missed": sorted(signatures() - warmed), "warmed": sorted(warmed)}))
+"""
+
+
+@pytest.mark.parametrize("name", ["cnn", "lstm", "mlp"])
+def test_warm_up_for_a_network_covers_its_training_step_and_nothing_else(name):
+    result = subprocess.run([sys.executable, "-c", STEP_CHILD, name], capture_output=True, text=True,
+                            timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["missed"] == []
+    warmed_modules = {signature.split(".")[2] for signature in found["warmed"]}
+    others = {"cnn": {"lstm", "gru", "rnn"}, "lstm": {"conv", "fused", "winograd", "gru", "rnn"},
+              "mlp": {"conv", "fused", "winograd", "lstm", "gru", "rnn"}}[name]
+    assert warmed_modules & others == set(), warmed_modules
+    assert "optim" in warmed_modules and "affine" in warmed_modules     # Adam; augmentation's warp

@@ -60,12 +60,14 @@ from nn.layers import BatchNorm
 from nn.optim import SGD, Adam
 from nn.serialize import atomic_write_text
 from nn.step import TrainingStep
-from nn.warmup import warm_up
+from nn.compiling import compile_notice, estimate_seconds
 from nn.threads import numpy_blas_calmed
+from nn.warmup import compile_seconds, warm_up
 
 __all__ = ["RunPlace", "train", "sibling_paths", "learning_rate", "data_identity", "probe_model",
            "check_no_stray_label", "DATA_SOURCES"]
 
+COMPILING_LINE = "compiling kernels for this machine, first run only: ~{seconds} s"
 EXIT_INTERRUPTED = 130
 EXIT_DIVERGED = 3
 # A loss this many times its value at the start, this many steps in a row, is divergence.
@@ -249,12 +251,16 @@ class Run:
         self.config = config = replace(config, data=data.identity)
         self.check_model(num_classes)
         self.callbacks.phase("startup")
-        warm_up(extra=data.warm_ups)  # compile or load every Numba kernel now, so the first epoch's rate is honest
 
         self.model_rng = np.random.default_rng([config.seed, 1])  # initial weights, then dropout masks
         self.data_rng = np.random.default_rng([config.seed, 2])   # shuffling and augmentation
         self.model = build_model(spec.name, rng=self.model_rng, num_classes=num_classes,
                                  image_shape=data.image_shape, **config.options)
+        # Compile or load this model's Numba kernels now, so the first epoch's rate is honest;
+        # on a machine's first run that takes a while, and one line says so.
+        network = self.model.network
+        with compile_notice(lambda: COMPILING_LINE.format(seconds=estimate_seconds(compile_seconds(network)))):
+            warm_up(extra=data.warm_ups, network=network)
         self.optimizer = make_optimizer(config, self.model)
         self.step = TrainingStep(self.model.network, self.optimizer, data.criterion)
         self.steps_per_epoch = data.steps_per_epoch(config.batch_size, self.batchnorm)

@@ -87,7 +87,9 @@ class Dropout(Layer):
 
     @classmethod
     def warm_up(cls, dtype):
-        _draw(np.random.default_rng(0), np.ones((2, 3), dtype=dtype), 0.5)
+        # after a dense layer (N, F) and after a conv block (N, C, H, W): one signature each
+        for shape in ((2, 3), (1, 1, 2, 3)):
+            _draw(np.random.default_rng(0), np.ones(shape, dtype=dtype), 0.5)
 
     def config(self):
         return dict(rate=self.rate)
