@@ -30,7 +30,7 @@ import pygame
 
 import nn
 from canvas import views
-from canvas.app import BRUSH, CANVAS_RECT, HELP, WINDOW_SIZE, DrawApp
+from canvas.app import BRUSH, CANVAS_RECT, HELP, READER, WINDOW_SIZE, DrawApp
 from canvas.demo import digit_events, key_event, number_events
 from canvas.display import HEADLESS_DRIVERS, display_problem
 from canvas.startup import start_kernels, warm_up
@@ -196,6 +196,18 @@ def load_checked(path, name):
 def train_command(name):
     script = REPOSITORY / f"train_{name}.py"
     return f"python {script.name}" if script.is_file() else registry.get(name).train_command
+
+
+def with_reader(models, sources):
+    """``models`` and the number reader P also asks (its shipped weights, added to ``sources``),
+    for the start-up's compile; without its weights, ``models`` alone (its row says why)."""
+    path = shipped_weights(READER)
+    try:
+        reader = load_model(path, expect=READER)
+    except UserError:
+        return models
+    sources[READER] = path
+    return {**models, READER: reader}
 
 
 def load_models(args, sources=None):
@@ -413,7 +425,7 @@ def run_app(args, session=None):
         args.model_file_name = load_model_file(args.model_file)
     sources = {}
     models = load_models(args, sources)
-    background = start_kernels(models, sources)     # None: every kernel came from the cache
+    background = start_kernels(with_reader(models, sources), sources)   # None: all were cached
     try:
         screen = open_window()
         teacher = Teacher(models, folder=personal_dir(), mnist_dir=resolve_data_dir(None))

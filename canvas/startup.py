@@ -37,6 +37,7 @@ import numpy as np
 
 from models import load_model, registry
 from models.analysis.study import feature_maps, has_conv_layers, reads_rows, row_by_row
+from models.reading import read_number_image
 from nn.compiling import KernelsNotCached, cached_only, estimate_seconds, idle_cores
 
 COMPILING_LINE = "compiling kernels for this machine, first start only: ~{seconds} s"
@@ -54,14 +55,26 @@ UNKNOWN_KIND_SECONDS = 1.0
 PROCESS_SECONDS = 1.0
 
 
+# What the reader's warm-up reads: a bar of ink, as a drawn "1" reaches it (any ink will do: the
+# kernels' signatures do not depend on the image's size).
+READER_SAMPLE = np.zeros((60, 40), np.uint8)
+READER_SAMPLE[10:50, 18:22] = 255
+
+
 def warm_up_predictions(model):
-    """Run every kernel ``model``'s predictions use once, on a blank image."""
+    """Run every kernel ``model``'s predictions use once, on a blank image (the number reader:
+    on a bar of ink, through the function P calls)."""
+    if model.spec.kind == "sequence":
+        read_number_image(READER_SAMPLE, reader=model)
+        return
     model.predict_proba(np.zeros((1,) + tuple(model.image_shape), dtype=np.float32))
 
 
 def warm_up_views(model):
     """Run the kernels of the study views ``model`` has once: the feature maps (F), the
     row-by-row reading (R)."""
+    if model.spec.kind == "sequence":
+        return                         # the reader has no F or R view
     blank = np.zeros(tuple(model.image_shape), dtype=np.float32)
     if has_conv_layers(model):
         feature_maps(model, blank)

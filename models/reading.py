@@ -18,7 +18,7 @@ import numpy as np
 
 from kit.images.preprocess import INK_THRESHOLD, ink_bounding_box, resize_area
 from kit.images.segment import connected_components, merge_overlapping_columns
-from models.base import ImageError, load_model
+from models.base import ImageError, Model, load_model
 from models.reader import BLANK, STRIDE, digits_of, frames_of
 from nn.ctc import ctc_forward, greedy_decode
 from nn.errors import UserError, WeightsError
@@ -113,6 +113,10 @@ def load_reader(reader):
 
 
 def _cached_reader(reader):
+    if isinstance(reader, Model):        # already loaded (the canvas's start-up warms it so)
+        if reader.spec.kind != "sequence":
+            raise UserError(f"the {reader.title} model reads one digit, not a number")
+        return reader
     path = Path(str(reader))
     key = str(path.resolve()) if path.exists() else str(reader)
     stamp = path.stat().st_mtime_ns if path.exists() else None
@@ -131,9 +135,10 @@ def read_number_image(image, reader="reader"):
     image : numpy.ndarray
         uint8 (H, W), 0 black background to 255 white ink: the canvas as draw.py holds it
         (transposed from pygame's (x, y)).  Any size; digits may touch or overlap.
-    reader : str or os.PathLike
-        A reader's name ("reader": its shipped weights) or a weights file written by
-        ``python -m models.train --model reader`` (or ``python -m models.training.reader``).
+    reader : str, os.PathLike or Model
+        A reader's name ("reader": its shipped weights), a weights file written by
+        ``python -m models.train --model reader`` (or ``python -m models.training.reader``), or
+        a reader already loaded with :func:`models.load_model`.
 
     Returns
     -------

@@ -12,9 +12,8 @@ from numba import njit
 
 from canvas import cli as draw
 from canvas import startup
-from canvas.app import WINDOW_SIZE
 from canvas.demo import digit_events, key_event
-from models import build_model, load_model
+from models import build_model, load_model, shipped_weights
 from nn.compiling import KernelsNotCached, cached_only, compile_notice
 
 os.environ["SDL_VIDEODRIVER"] = "dummy"
@@ -61,7 +60,9 @@ def test_a_first_start_says_it_compiles_only_inference_kernels_and_a_second_says
     answer = next(i for i, line in enumerate(lines) if line.startswith("CNN: "))
     assert lines.index(said[0]) < keys < answer
     assert any(line.startswith("LSTM: ") for line in lines)
+    assert any(line.startswith("Reader: ") for line in lines)      # P asks the number reader too
     compiled = cached_kernels(cache)
+    assert "ctc.ctc_log_alpha" in compiled, compiled               # ... whose kernels the start compiled
     assert {"lstm.lstm_sequence_forward", "conv.im2col",
             "fused.conv3x3_single_channel_leaky_maxpool2x2"} <= compiled, compiled
     assert not [name for name in compiled if any(word in name for word in TRAINING_ONLY)], compiled
@@ -129,6 +130,20 @@ def test_the_estimate_counts_each_layer_kind_once():
     assert startup.compile_seconds(build_model("mlp", rng=rng)) == 0.0
 
 
+def test_the_start_compiles_the_number_readers_kernels_with_the_models(monkeypatch):
+    models = {"mlp": load_model("mlp")}
+    sources = {"mlp": "weights/mlp.npz"}
+    both = draw.with_reader(models, sources)
+    assert list(both) == ["mlp", "reader"] and both["reader"].spec.kind == "sequence"
+    assert sources["reader"] == shipped_weights("reader")
+    read = []
+    monkeypatch.setattr(startup, "read_number_image", lambda image, reader: read.append((image, reader)))
+    startup.warm_up_predictions(both["reader"])        # what P calls, on a bar of ink
+    assert len(read) == 1 and read[0][1] is both["reader"] and read[0][0].max() == 255
+    startup.warm_up_views(both["reader"])              # no F or R view to warm
+    assert len(read) == 1
+
+
 # ------------------------------------------------------------------------- the app waits for them
 class FakeBackground:
     """A background compile whose prediction kernels are ready after ``polls`` looks and the
@@ -161,16 +176,6 @@ class FakeBackground:
 
     def stop(self):
         self.stopped = True
-
-
-@pytest.fixture()
-def screen():
-    pygame.display.init()
-    pygame.font.init()
-    surface = pygame.display.set_mode(WINDOW_SIZE)
-    pygame.event.clear()
-    yield surface
-    pygame.display.quit()
 
 
 @pytest.fixture(scope="module")
