@@ -26,6 +26,24 @@ def test_dropout_kernel_matches_its_twin(dtype, shape, rate):
         assert abs((mask == 0).mean() - rate) < 0.01
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch, outputs", [(64, 256), (17, 5), (1, 10)])
+@pytest.mark.parametrize("slope", [0.0, 0.1, 1.0])
+def test_dense_kernels_match_their_twins(dtype, batch, outputs, slope):
+    from nn.kernels import dense as dense_kernels
+    rng = np.random.default_rng(batch)
+    yt = rng.standard_normal((outputs, batch)).astype(dtype)
+    b = rng.standard_normal(outputs).astype(dtype)
+    y = dense_kernels.bias_leaky_transposed(yt, b, dtype(slope))
+    assert y.flags.c_contiguous and y.dtype == dtype
+    np.testing.assert_array_equal(y, reference.bias_leaky_transposed(yt, b, dtype(slope)))
+    dy = rng.standard_normal((batch, outputs)).astype(dtype)
+    dz, db = dense_kernels.leaky_bias_backward(dy, y, dtype(slope))
+    dz_ref, db_ref = reference.leaky_bias_backward(dy, y, dtype(slope))
+    np.testing.assert_array_equal(dz, dz_ref)
+    np.testing.assert_allclose(db, db_ref, rtol=1e-6 if dtype == np.float32 else 1e-14)
+
+
 def test_dropout_layer_is_reproducible_and_resumable():
     x = np.ones((8, 300), np.float32)
     a, b = Dropout(0.3, rng=np.random.default_rng(7)), Dropout(0.3, rng=np.random.default_rng(7))

@@ -231,6 +231,18 @@ def dropout_forward(x, key, threshold, scale):
     return x * mask, mask
 
 
+def bias_leaky_transposed(yt, b, slope):
+    """y (N, O) = leaky(yt^T + b)."""
+    v = yt.T + b
+    return np.where(v > 0, v, slope * v).astype(yt.dtype)
+
+
+def leaky_bias_backward(dy, y, slope):
+    """(dz = dy where y > 0 else slope dy, db = sum_n dz)."""
+    dz = np.where(y > 0, dy, slope * dy).astype(dy.dtype)
+    return dz, dz.sum(axis=0)
+
+
 WINOGRAD_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 WINOGRAD_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 
