@@ -44,6 +44,32 @@ def test_dense_kernels_match_their_twins(dtype, batch, outputs, slope):
     np.testing.assert_allclose(db, db_ref, rtol=1e-6 if dtype == np.float32 else 1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_cross_entropy_kernels_match_their_twins_and_the_numpy_loss(dtype):
+    from nn import losses
+    from nn.kernels import losses as loss_kernels
+    rng = np.random.default_rng(3)
+    logits = (rng.standard_normal((37, 10)) * 5).astype(dtype)
+    logits[3] = 80.0                      # a row whose exp would overflow without the shift
+    labels = rng.integers(0, 10, 37)
+    loss, probabilities, ok = loss_kernels.softmax_cross_entropy(logits, labels)
+    loss_ref, probabilities_ref, ok_ref = reference.softmax_cross_entropy(logits, labels)
+    tolerance = 1e-6 if dtype == np.float32 else 1e-14
+    assert ok and ok_ref and loss > 1.0
+    np.testing.assert_allclose(loss, loss_ref, rtol=tolerance)
+    np.testing.assert_allclose(probabilities, probabilities_ref, rtol=tolerance, atol=tolerance)
+    np.testing.assert_array_equal(loss_kernels.softmax_cross_entropy_backward(probabilities, labels),
+                                  reference.softmax_cross_entropy_backward(probabilities, labels))
+    # the NumPy formulation nn.losses keeps for other inputs gives the same numbers
+    log_p = losses.log_softmax(logits)
+    np.testing.assert_allclose(loss, -log_p[np.arange(37), labels].mean(), rtol=10 * tolerance)
+    bad = labels.copy()
+    bad[5] = 10
+    assert not loss_kernels.softmax_cross_entropy(logits, bad)[2]
+    with pytest.raises(IndexError):       # out of range: the NumPy path reports it, as before
+        losses.softmax_cross_entropy_forward(logits, bad)
+
+
 def test_dropout_layer_is_reproducible_and_resumable():
     x = np.ones((8, 300), np.float32)
     a, b = Dropout(0.3, rng=np.random.default_rng(7)), Dropout(0.3, rng=np.random.default_rng(7))

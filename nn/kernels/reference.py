@@ -243,6 +243,23 @@ def leaky_bias_backward(dy, y, slope):
     return dz, dz.sum(axis=0)
 
 
+def softmax_cross_entropy(logits, labels):
+    """(mean of -log softmax(logits)[n, labels[n]], softmax(logits), labels all in range)."""
+    ok = bool(np.all((labels >= 0) & (labels < logits.shape[1])))
+    if not ok:
+        return 0.0, np.empty_like(logits), False
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    norm = np.exp(shifted).sum(axis=1)
+    loss = np.mean(np.log(norm) - shifted[np.arange(len(labels)), labels])
+    return loss, (np.exp(shifted) / norm[:, None]).astype(logits.dtype), True
+
+
+def softmax_cross_entropy_backward(probabilities, labels):
+    onehot = np.zeros_like(probabilities)
+    onehot[np.arange(len(labels)), labels] = 1
+    return (probabilities - onehot) / probabilities.dtype.type(len(labels))
+
+
 WINOGRAD_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 WINOGRAD_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 
