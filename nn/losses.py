@@ -26,8 +26,9 @@ def softmax(logits):
 
 
 def _kernel_labels(logits, labels):
-    """``labels`` as the int64 (N,) array the kernels take, or None where the NumPy path must
-    run (other shapes or types, which it handles or reports as it always has)."""
+    """``labels`` as the int64 (N,) array the kernels take (labels = int64(labels) for
+    logits (N, C) of float32 or float64), or None where the NumPy path must run (other shapes
+    or types, which it handles or reports as it always has)."""
     labels = np.asarray(labels)
     if (logits.ndim == 2 and logits.dtype in (np.float32, np.float64) and labels.ndim == 1
             and labels.dtype.kind in "iu" and len(labels) == len(logits) > 0):
