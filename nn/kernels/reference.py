@@ -493,3 +493,29 @@ def gru_sequence_backward(dhs, dh, x, hs, gates, hn, w_ih, w_hh, dgx, dgh, throu
 # steps, compared at float32 tolerance (tests/test_sequence_kernels.py).
 rnn_step_forward_fast = rnn_step_forward
 gru_step_forward_fast = gru_step_forward
+
+
+# What the recurrent kernels share (nn.kernels.recurrent); tanh_fast's twin is the exact tanh.
+sigmoid = _sigmoid
+tanh_fast = np.tanh
+
+
+def row_block(block, rows_per_block, n_batch):
+    start = block * rows_per_block
+    return start, min(start + rows_per_block, n_batch)
+
+
+def add_bias_rows(a, b, start, stop):
+    a[start:stop] += b
+
+
+def take_output_gradient(dh, dhs, hidden_grads, t, start, stop):
+    if len(dhs):
+        dh[start:stop] += dhs[t, start:stop]
+    if len(hidden_grads):
+        hidden_grads[t, start:stop] = dh[start:stop]
+
+
+def add_rows_into(total, a, start, stop):
+    for n in range(start, stop):
+        total += a[n]
