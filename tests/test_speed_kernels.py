@@ -70,6 +70,27 @@ def test_softmax_cross_entropy_kernels_match_their_twins_and_the_numpy_loss(dtyp
         losses.softmax_cross_entropy_forward(logits, bad)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_kernels_match_their_twins(dtype):
+    from nn.kernels import batchnorm as batchnorm_kernels
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((64, 24)) * 3 + 2).astype(dtype)
+    gamma, beta = (rng.standard_normal(24).astype(dtype) for _ in range(2))
+    eps = dtype(1e-5)
+    tolerance = 2e-6 if dtype == np.float32 else 1e-13
+    forward = batchnorm_kernels.batchnorm_train_forward(x, gamma, beta, eps)
+    for mine, twin in zip(forward, reference.batchnorm_train_forward(x, gamma, beta, eps)):
+        assert mine.dtype == dtype
+        np.testing.assert_allclose(mine, twin, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(forward[1].mean(axis=0), 0, atol=10 * tolerance)
+    dy = rng.standard_normal((64, 24)).astype(dtype)
+    _, x_hat, _, _, inv_std = forward
+    backward = batchnorm_kernels.batchnorm_train_backward(dy, x_hat, inv_std, gamma)
+    twin = reference.batchnorm_train_backward(dy, x_hat, inv_std, gamma)
+    for mine, theirs in zip(backward, twin):
+        np.testing.assert_allclose(mine, theirs, rtol=tolerance, atol=10 * tolerance)
+
+
 def test_dropout_layer_is_reproducible_and_resumable():
     x = np.ones((8, 300), np.float32)
     a, b = Dropout(0.3, rng=np.random.default_rng(7)), Dropout(0.3, rng=np.random.default_rng(7))

@@ -260,6 +260,21 @@ def softmax_cross_entropy_backward(probabilities, labels):
     return (probabilities - onehot) / probabilities.dtype.type(len(labels))
 
 
+def batchnorm_train_forward(x, gamma, beta, eps):
+    mean = x.mean(axis=0)
+    var = x.var(axis=0)
+    inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype)
+    x_hat = (x - mean) * inv_std
+    return gamma * x_hat + beta, x_hat, mean, var, inv_std
+
+
+def batchnorm_train_backward(dy, x_hat, inv_std, gamma):
+    n = dy.shape[0]
+    dx_hat = dy * gamma
+    dx = (inv_std / n) * (n * dx_hat - dx_hat.sum(axis=0) - x_hat * (dx_hat * x_hat).sum(axis=0))
+    return dx, (dy * x_hat).sum(axis=0), dy.sum(axis=0)
+
+
 WINOGRAD_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 WINOGRAD_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 
