@@ -46,12 +46,13 @@ def test_fused_step_matches_the_separate_layers(dtype, size, stride, padding, ac
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("activation", [ReLU(), LeakyReLU(0.1)], ids=["relu", "leaky"])
-def test_fused_dense_step_matches_the_separate_layers_bit_for_bit(dtype, activation):
+@pytest.mark.parametrize("hidden", [6, 40], ids=["x-wT", "w-xT"])   # the two product orders
+def test_fused_dense_step_matches_the_separate_layers_bit_for_bit(dtype, activation, hidden):
     """Same product, same passes: the fused step's output and gradients are the layers' bits;
     the dropout after it and the dense layer alone (no activation) are planned as before."""
     rng = np.random.default_rng(11)
-    layers = [Dense(9, 6, rng=rng, dtype=dtype), activation,
-              Dropout(0.3, rng=np.random.default_rng(12)), Dense(6, 4, rng=rng, dtype=dtype)]
+    layers = [Dense(9, hidden, rng=rng, dtype=dtype), activation,
+              Dropout(0.3, rng=np.random.default_rng(12)), Dense(hidden, 4, rng=rng, dtype=dtype)]
     for layer in layers:
         for k in layer.params:
             layer.params[k] = rng.standard_normal(layer.params[k].shape).astype(dtype)

@@ -37,6 +37,11 @@ def test_dense_kernels_match_their_twins(dtype, batch, outputs, slope):
     y = dense_kernels.bias_leaky_transposed(yt, b, dtype(slope))
     assert y.flags.c_contiguous and y.dtype == dtype
     np.testing.assert_array_equal(y, reference.bias_leaky_transposed(yt, b, dtype(slope)))
+    in_place, twin = np.ascontiguousarray(yt.T), yt.T.copy()
+    dense_kernels.bias_leaky_in_place(in_place, b, dtype(slope))
+    reference.bias_leaky_in_place(twin, b, dtype(slope))
+    np.testing.assert_array_equal(in_place, twin)
+    np.testing.assert_array_equal(in_place, y)
     dy = rng.standard_normal((batch, outputs)).astype(dtype)
     dz, db = dense_kernels.leaky_bias_backward(dy, y, dtype(slope))
     dz_ref, db_ref = reference.leaky_bias_backward(dy, y, dtype(slope))

@@ -237,6 +237,11 @@ def bias_leaky_transposed(yt, b, slope):
     return np.where(v > 0, v, slope * v).astype(yt.dtype)
 
 
+def bias_leaky_in_place(y, b, slope):
+    v = y + b
+    y[...] = np.where(v > 0, v, slope * v)
+
+
 def leaky_bias_backward(dy, y, slope):
     """(dz = dy where y > 0 else slope dy, db = sum_n dz)."""
     dz = np.where(y > 0, dy, slope * dy).astype(dy.dtype)
