@@ -78,3 +78,4 @@ class SoftmaxCrossEntropy:
 
     def backward(self):
         return softmax_cross_entropy_backward(self.cache)
+

@@ -3,8 +3,8 @@
 The first call of a Numba function for a given argument type compiles it (seconds) or, with a
 warm cache, loads the machine code (milliseconds).  ``warm_up()`` pays that once, on tiny arrays,
 for every kernel the library uses - each layer class runs its own (``Layer.warm_up``), then the
-fused conv block and the optimizers - so the first training step, benchmark repeat or prediction
-runs at full speed.
+fused conv block, the optimizers and the loss - so the first training step, benchmark repeat or
+prediction runs at full speed.
 """
 import time
 
@@ -13,6 +13,14 @@ import numpy as np
 from nn import optim
 from nn.layers import registry
 from nn.layers.fused import ConvActivationPool
+from nn.losses import SoftmaxCrossEntropy
+
+
+def _warm_up_loss(dtype):
+    """The softmax cross-entropy's kernels (nn.kernels.losses), through the loss itself."""
+    criterion = SoftmaxCrossEntropy()
+    criterion.forward(np.zeros((2, 3), dtype), np.array([0, 2]))
+    criterion.backward()
 
 
 def warm_up(dtypes=(np.float32,), extra=()):
@@ -23,6 +31,7 @@ def warm_up(dtypes=(np.float32,), extra=()):
             layer_type.warm_up(dtype)
         ConvActivationPool.warm_up(dtype)
         optim.warm_up(dtype)
+        _warm_up_loss(dtype)
         for warm in extra:
             warm(dtype)
     return time.perf_counter() - start

@@ -279,10 +279,10 @@ def test_the_shared_recurrent_helpers_match_their_twins():
 
     @njit
     def run(a, b, dh, dhs, hidden_grads, total, start, stop):
-        recurrent.add_bias_rows(a, b, start, stop)
-        recurrent.take_output_gradient(dh, dhs, hidden_grads, 1, start, stop)
-        recurrent.add_rows_into(total, a, start, stop)
-        return recurrent.row_block(2, 3, 7), recurrent.tanh_fast(np.float32(0.5))
+        recurrent._add_bias_rows(a, b, start, stop)
+        recurrent._take_output_gradient(dh, dhs, hidden_grads, 1, start, stop)
+        recurrent._add_rows_into(total, a, start, stop)
+        return recurrent._row_block(2, 3, 7), recurrent._tanh_fast(np.float32(0.5))
 
     rng = np.random.default_rng(9)
     arrays = [rng.standard_normal(shape).astype(np.float32)

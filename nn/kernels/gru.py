@@ -24,8 +24,8 @@ import math
 from numba import njit, prange
 
 from nn.kernels import blas
-from nn.kernels.recurrent import (FMA, HALF, ONE, add_bias_rows, add_rows_into, row_block,
-                                  sigmoid, take_output_gradient, tanh_fast)
+from nn.kernels.recurrent import (FMA, HALF, ONE, _add_bias_rows, _add_rows_into, _row_block,
+                                  _sigmoid, _take_output_gradient, _tanh_fast)
 
 
 @njit(cache=True)
@@ -40,8 +40,8 @@ def gru_step_forward(gates, recurrent, b_hh, h_prev, hn, h):
     hidden = h_prev.shape[1]
     for row in range(h_prev.shape[0]):
         for k in range(hidden):
-            r = sigmoid(gates[row, k] + recurrent[row, k] + b_hh[k])
-            z = sigmoid(gates[row, hidden + k] + recurrent[row, hidden + k] + b_hh[hidden + k])
+            r = _sigmoid(gates[row, k] + recurrent[row, k] + b_hh[k])
+            z = _sigmoid(gates[row, hidden + k] + recurrent[row, hidden + k] + b_hh[hidden + k])
             hn_k = recurrent[row, 2 * hidden + k] + b_hh[2 * hidden + k]
             n = math.tanh(gates[row, 2 * hidden + k] + r * hn_k)
             gates[row, k] = r
@@ -63,14 +63,14 @@ def gru_step_forward_fast(gates, recurrent, b_hh, h_prev, hn, h):
     for row in range(h_prev.shape[0]):
         a, rec = gates[row], recurrent[row]
         for k in range(2 * hidden):              # r, z = sigmoid(gx + gh)
-            a[k] = HALF * tanh_fast(HALF * (a[k] + rec[k] + b_hh[k])) + HALF
+            a[k] = HALF * _tanh_fast(HALF * (a[k] + rec[k] + b_hh[k])) + HALF
         # contiguous slices: the loop then vectorises (indexed offsets kept it scalar)
         r, z, n = a[:hidden], a[hidden:2 * hidden], a[2 * hidden:]
         hn_row, h_row, h_prev_row = hn[row], h[row], h_prev[row]
         rec_n, b_hn = rec[2 * hidden:], b_hh[2 * hidden:]
         for k in range(hidden):
             hn_k = rec_n[k] + b_hn[k]                                  # h w_hn^T + b_hn
-            n_k = tanh_fast(n[k] + r[k] * hn_k)                       # n = tanh(gx_n + r gh_n)
+            n_k = _tanh_fast(n[k] + r[k] * hn_k)                       # n = tanh(gx_n + r gh_n)
             n[k] = n_k
             hn_row[k] = hn_k
             h_row[k] = (ONE - z[k]) * n_k + z[k] * h_prev_row[k]
@@ -138,12 +138,12 @@ def gru_sequence_forward(x, w_ih_t, b_ih, w_hh_t, b_hh, gates, hn, hs, recurrent
     kept, slots = gates.shape[0], hs.shape[0]     # T and T + 1, or 1 and 2 (see above)
     blocks = (n_batch + rows_per_block - 1) // rows_per_block
     for block in prange(blocks):
-        start, stop = row_block(block, rows_per_block, n_batch)
+        start, stop = _row_block(block, rows_per_block, n_batch)
         rows = slice(start, stop)
         for t in range(steps):
             g, now, after = t % kept, t % slots, (t + 1) % slots
             blas.gemm(x[t, rows], w_ih_t, gates[g, rows])                  # x_t w_ih^T
-            add_bias_rows(gates[g], b_ih, start, stop)
+            _add_bias_rows(gates[g], b_ih, start, stop)
             blas.gemm(hs[now, rows], w_hh_t, recurrent[rows])              # h_{t-1} w_hh^T
             if fast:
                 gru_step_forward_fast(gates[g, rows], recurrent[rows], b_hh, hs[now, rows],
@@ -179,16 +179,16 @@ def gru_sequence_backward(dhs, dh, x, hs, gates, hn, w_ih, w_hh, dgx, dgh, throu
     hidden = dh.shape[1]
     blocks = (n_batch + rows_per_block - 1) // rows_per_block
     for block in prange(blocks):
-        start, stop = row_block(block, rows_per_block, n_batch)
+        start, stop = _row_block(block, rows_per_block, n_batch)
         rows = slice(start, stop)
         for t in range(steps - 1, -1, -1):
-            take_output_gradient(dh, dhs, hidden_grads, t, start, stop)
+            _take_output_gradient(dh, dhs, hidden_grads, t, start, stop)
             gru_step_backward(dh[rows], gates[t, rows], hs[t, rows], hn[t, rows], dgx[rows],
                               dgh[rows])
             blas.gemm_at_add(dgx[rows], x[t, rows], dw_ih_blocks[block])
             blas.gemm_at_add(dgh[rows], hs[t, rows], dw_hh_blocks[block])
-            add_rows_into(db_ih_blocks[block], dgx, start, stop)
-            add_rows_into(db_hh_blocks[block], dgh, start, stop)
+            _add_rows_into(db_ih_blocks[block], dgx, start, stop)
+            _add_rows_into(db_hh_blocks[block], dgh, start, stop)
             if dx.shape[0] > 0:
                 blas.gemm(dgx[rows], w_ih, dx[t, rows])                    # dx_t = dgx_t w_ih
             blas.gemm(dgh[rows], w_hh, through_w_hh[rows])                 # dgh_t w_hh

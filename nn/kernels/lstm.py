@@ -19,8 +19,8 @@ import numpy as np
 from numba import njit, prange
 
 from nn.kernels import blas
-from nn.kernels.recurrent import (FMA, HALF, ONE, add_bias_rows, add_rows_into, row_block,
-                                  sigmoid, take_output_gradient, tanh_fast)
+from nn.kernels.recurrent import (FMA, HALF, ONE, _add_bias_rows, _add_rows_into, _row_block,
+                                  _sigmoid, _take_output_gradient, _tanh_fast)
 
 # ----------------------------------------------------------------------------- one batch row
 
@@ -39,10 +39,10 @@ def _gate_row_fast(row, recurrent, c_prev, c, tanh_c, h):
     one = np.float32(1.0)
     for k in range(4 * hidden):
         a = one if 2 * hidden <= k < 3 * hidden else HALF
-        row[k] = a * tanh_fast(a * (row[k] + recurrent[k])) + (one - a)
+        row[k] = a * _tanh_fast(a * (row[k] + recurrent[k])) + (one - a)
     for k in range(hidden):
         c_new = row[hidden + k] * c_prev[k] + row[k] * row[2 * hidden + k]
-        t = tanh_fast(c_new)
+        t = _tanh_fast(c_new)
         c[k] = c_new
         tanh_c[k] = t
         h[k] = row[3 * hidden + k] * t
@@ -53,10 +53,10 @@ def _gate_row_exact(row, recurrent, c_prev, c, tanh_c, h):
     """Gate math of one batch row with libm's exp and tanh (any dtype)."""
     hidden = c_prev.shape[0]
     for k in range(hidden):
-        i = sigmoid(row[k] + recurrent[k])
-        f = sigmoid(row[hidden + k] + recurrent[hidden + k])
+        i = _sigmoid(row[k] + recurrent[k])
+        f = _sigmoid(row[hidden + k] + recurrent[hidden + k])
         g = math.tanh(row[2 * hidden + k] + recurrent[2 * hidden + k])
-        o = sigmoid(row[3 * hidden + k] + recurrent[3 * hidden + k])
+        o = _sigmoid(row[3 * hidden + k] + recurrent[3 * hidden + k])
         row[k] = i
         row[hidden + k] = f
         row[2 * hidden + k] = g
@@ -155,13 +155,13 @@ def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, recurren
     kept, slots = gates.shape[0], hs.shape[0]     # T and T + 1, or 1 and 2 (see above)
     blocks = (n_batch + rows_per_block - 1) // rows_per_block
     for block in prange(blocks):
-        start, stop = row_block(block, rows_per_block, n_batch)
+        start, stop = _row_block(block, rows_per_block, n_batch)
         rows = slice(start, stop)
         for t in range(steps):
             g, now, after = t % kept, t % slots, (t + 1) % slots
             blas.gemm(x[t, rows], w_ih_t, gates[g, rows])                  # x_t w_ih^T
             blas.gemm(hs[now, rows], w_hh_t, recurrent[rows])              # h_{t-1} w_hh^T
-            add_bias_rows(recurrent, b, start, stop)
+            _add_bias_rows(recurrent, b, start, stop)
             if fast:
                 lstm_step_forward_fast(gates[g, rows], recurrent[rows], cs[now, rows],
                                        cs[after, rows], tanh_cs[g, rows], hs[after, rows])
@@ -192,15 +192,15 @@ def lstm_sequence_backward(dhs, dh, dc, x, hs, cs, tanh_cs, gates, w_ih, w_hh, d
     steps, n_batch = gates.shape[0], gates.shape[1]
     blocks = (n_batch + rows_per_block - 1) // rows_per_block
     for block in prange(blocks):
-        start, stop = row_block(block, rows_per_block, n_batch)
+        start, stop = _row_block(block, rows_per_block, n_batch)
         rows = slice(start, stop)
         for t in range(steps - 1, -1, -1):
-            take_output_gradient(dh, dhs, hidden_grads, t, start, stop)
+            _take_output_gradient(dh, dhs, hidden_grads, t, start, stop)
             lstm_step_backward(dh[rows], dc[rows], gates[t, rows], cs[t, rows], tanh_cs[t, rows],
                                dgates[t, rows])
             blas.gemm_at_add(dgates[t, rows], x[t, rows], dw_ih_blocks[block])
             blas.gemm_at_add(dgates[t, rows], hs[t, rows], dw_hh_blocks[block])
-            add_rows_into(db_blocks[block], dgates[t], start, stop)
+            _add_rows_into(db_blocks[block], dgates[t], start, stop)
             if dx.shape[0] > 0:
                 blas.gemm(dgates[t, rows], w_ih, dx[t, rows])                 # dx_t = da_t w_ih
             blas.gemm(dgates[t, rows], w_hh, dh[rows])                     # dh_{t-1} = da_t w_hh

@@ -3,7 +3,9 @@ sigmoid, the FMA setting, the blocks of batch rows, and the small loops every se
 runs around its products.
 
 All are inlined into the kernels that call them (inline="always"), so sharing them costs
-nothing at run time.
+nothing at run time.  The functions' names start with an underscore: they are parts of those
+kernels, never compiled or called on their own (nor warmed up, nor given twins of their own;
+tests/test_sequence_kernels.py checks them through a kernel against nn.kernels.reference).
 """
 import math
 
@@ -31,7 +33,7 @@ FMA = {"contract"}
 
 
 @njit(cache=True, inline="always")
-def sigmoid(z):
+def _sigmoid(z):
     # Split on the sign so exp never overflows.
     if z >= 0:
         return 1.0 / (1.0 + math.exp(-z))
@@ -40,7 +42,7 @@ def sigmoid(z):
 
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath=FMA)
-def tanh_fast(x):
+def _tanh_fast(x):
     """float32 tanh as a branch-free rational function (vectorisable, ~3 ulp)."""
     x = x if x < TANH_CLAMP else TANH_CLAMP
     x = x if x > -TANH_CLAMP else -TANH_CLAMP
@@ -51,7 +53,7 @@ def tanh_fast(x):
 
 
 @njit(cache=True, inline="always")
-def row_block(block, rows_per_block, n_batch):
+def _row_block(block, rows_per_block, n_batch):
     """Rows [start, stop) of block ``block`` of a batch of ``n_batch`` cut into blocks of
     ``rows_per_block`` (the last one may be shorter)."""
     start = block * rows_per_block
@@ -59,7 +61,7 @@ def row_block(block, rows_per_block, n_batch):
 
 
 @njit(cache=True, inline="always")
-def add_bias_rows(a, b, start, stop):
+def _add_bias_rows(a, b, start, stop):
     """a[n] += b for the rows n in [start, stop): explicit loops, as "+=" on slices allocates."""
     for n in range(start, stop):
         for k in range(b.shape[0]):
@@ -67,7 +69,7 @@ def add_bias_rows(a, b, start, stop):
 
 
 @njit(cache=True, inline="always")
-def take_output_gradient(dh, dhs, hidden_grads, t, start, stop):
+def _take_output_gradient(dh, dhs, hidden_grads, t, start, stop):
     """Rows [start, stop) at step t of a backward pass: dh += dhs[t] when every step has an
     output gradient (dhs of length T; length 0: only h_T has one, already in dh), then
     hidden_grads[t] = dh, the total dL/dh_t, when it is wanted (length T, else 0)."""
@@ -80,7 +82,7 @@ def take_output_gradient(dh, dhs, hidden_grads, t, start, stop):
 
 
 @njit(cache=True, inline="always")
-def add_rows_into(total, a, start, stop):
+def _add_rows_into(total, a, start, stop):
     """total (K,) += sum of the rows a[n], n in [start, stop), added in row order (a bias
     gradient's share of one block)."""
     for n in range(start, stop):

@@ -15,8 +15,8 @@ import math
 from numba import njit, prange
 
 from nn.kernels import blas
-from nn.kernels.recurrent import (FMA, add_bias_rows, add_rows_into, row_block,
-                                  take_output_gradient, tanh_fast)
+from nn.kernels.recurrent import (FMA, _add_bias_rows, _add_rows_into, _row_block,
+                                  _take_output_gradient, _tanh_fast)
 
 
 @njit(cache=True)
@@ -35,7 +35,7 @@ def rnn_step_forward_fast(pre, recurrent, h):
     """As :func:`rnn_step_forward`, float32, with the rational tanh of nn.kernels.recurrent."""
     for n in range(h.shape[0]):
         for k in range(h.shape[1]):
-            h[n, k] = tanh_fast(pre[n, k] + recurrent[n, k])
+            h[n, k] = _tanh_fast(pre[n, k] + recurrent[n, k])
 
 
 @njit(cache=True)
@@ -71,12 +71,12 @@ def rnn_sequence_forward(x, w_ih_t, b, w_hh_t, hs, pre, recurrent, rows_per_bloc
     slots = hs.shape[0]                           # T + 1, or 2 (see above)
     blocks = (n_batch + rows_per_block - 1) // rows_per_block
     for block in prange(blocks):
-        start, stop = row_block(block, rows_per_block, n_batch)
+        start, stop = _row_block(block, rows_per_block, n_batch)
         rows = slice(start, stop)
         for t in range(steps):
             now, after = t % slots, (t + 1) % slots
             blas.gemm(x[t, rows], w_ih_t, pre[rows])                       # x_t w_ih^T
-            add_bias_rows(pre, b, start, stop)
+            _add_bias_rows(pre, b, start, stop)
             blas.gemm(hs[now, rows], w_hh_t, recurrent[rows])              # h_{t-1} w_hh^T
             if fast:
                 rnn_step_forward_fast(pre[rows], recurrent[rows], hs[after, rows])
@@ -106,14 +106,14 @@ def rnn_sequence_backward(dhs, dh, x, hs, w_ih, w_hh, da, dx, hidden_grads, dw_i
     steps, n_batch = hs.shape[0] - 1, hs.shape[1]
     blocks = (n_batch + rows_per_block - 1) // rows_per_block
     for block in prange(blocks):
-        start, stop = row_block(block, rows_per_block, n_batch)
+        start, stop = _row_block(block, rows_per_block, n_batch)
         rows = slice(start, stop)
         for t in range(steps - 1, -1, -1):
-            take_output_gradient(dh, dhs, hidden_grads, t, start, stop)
+            _take_output_gradient(dh, dhs, hidden_grads, t, start, stop)
             rnn_step_backward(dh[rows], hs[t + 1, rows], da[rows])
             blas.gemm_at_add(da[rows], x[t, rows], dw_ih_blocks[block])
             blas.gemm_at_add(da[rows], hs[t, rows], dw_hh_blocks[block])
-            add_rows_into(db_blocks[block], da, start, stop)
+            _add_rows_into(db_blocks[block], da, start, stop)
             if dx.shape[0] > 0:
                 blas.gemm(da[rows], w_ih, dx[t, rows])                     # dx_t = da_t w_ih
             blas.gemm(da[rows], w_hh, dh[rows])                            # dh_{t-1} = da_t w_hh

@@ -115,8 +115,9 @@ class Dense(Layer):
 
     @classmethod
     def warm_up(cls, dtype):
-        layer = cls(2, 3, rng=np.random.default_rng(0), dtype=dtype)
-        layer.backward(layer.forward(np.ones((2, 2), dtype), training=True))
+        for outputs in (1, TRANSPOSED_MIN_OUTPUTS):       # both product orders
+            layer = cls(2, outputs, rng=np.random.default_rng(0), dtype=dtype)
+            layer.backward(layer.forward(np.ones((2, 2), dtype), training=True))
 
     def flops(self, input_shape):
         return self.out_features * (2 * self.in_features + 1)
