@@ -21,6 +21,17 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
+@njit(cache=True, inline="always")
+def _bits24(key, index):
+    """Top 24 bits of SplitMix64(key + (index + 1) * golden), as a uint64 in [0, 2^24);
+    ``index`` a uint64 (unsigned throughout, so a loop over it vectorises)."""
+    z = key + (index + np.uint64(1)) * _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    z = z ^ (z >> np.uint64(31))
+    return z >> np.uint64(40)
+
+
 @njit(cache=True, error_model="numpy")
 def dropout_forward(x, key, threshold, scale):
     """x (any shape, C-contiguous) -> (y = x * mask, mask); mask entries 0 or ``scale``.
@@ -34,13 +45,8 @@ def dropout_forward(x, key, threshold, scale):
     mask = np.empty(size, dtype=x.dtype)
     zero = x.dtype.type(0)
     keep_from = np.uint64(threshold)
-    start = key + _GOLDEN                  # key + (i + 1) * golden, for i = 0
-    for i in range(size):                  # unsigned throughout: the loop vectorises
-        z = start + np.uint64(i) * _GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * _MIX1
-        z = (z ^ (z >> np.uint64(27))) * _MIX2
-        z = z ^ (z >> np.uint64(31))
-        m = scale if (z >> np.uint64(40)) >= keep_from else zero   # the top 24 bits
+    for i in range(size):
+        m = scale if _bits24(key, np.uint64(i)) >= keep_from else zero
         mask[i] = m
         y[i] = flat[i] * m
     return y.reshape(x.shape), mask.reshape(x.shape)
