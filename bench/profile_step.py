@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 
 import models  # noqa: E402
 from nn.flops import layer_flops  # noqa: E402
+from nn.layers.dense import DenseActivation  # noqa: E402
 from nn.layers.fused import ConvActivationPool  # noqa: E402
 from nn.losses import SoftmaxCrossEntropy  # noqa: E402
 from nn.optim import Adam  # noqa: E402
@@ -38,9 +39,12 @@ WARMUP_STEPS = 3
 
 
 def step_layers(step):
-    """The layers one execution step runs (three for a fused conv block, else one)."""
+    """The layers one execution step runs (three for a fused conv block, two for a fused dense
+    layer and activation, else one)."""
     if isinstance(step, ConvActivationPool):
         return [step.conv, step.activation, step.pool]
+    if isinstance(step, DenseActivation):
+        return [step.dense, step.activation]
     return [step]
 
 
@@ -49,6 +53,9 @@ def step_name(step):
         conv = step.conv
         return (f"Conv2D {conv.in_channels}->{conv.out_channels} {conv.kernel_size}x{conv.kernel_size}"
                 f" + LeakyReLU + MaxPool2D (fused)")
+    if isinstance(step, DenseActivation):
+        return (f"Dense {step.dense.in_features}->{step.dense.out_features} + "
+                f"{type(step.activation).__name__} (fused)")
     config = ", ".join(f"{k}={v}" for k, v in step.config().items())
     return f"{type(step).__name__}({config})" if config else type(step).__name__
 
@@ -79,10 +86,15 @@ class TimedPlan:
                 times.append(self.clock() - started)
         return x
 
-    def backward(self, grad):
-        for step, times in zip(reversed(self.plan), reversed(self.backward_times)):
+    def backward(self, grad, need_input_grad=None):
+        """As Sequential.backward: ``need_input_grad=False`` lets the first step skip dL/dx."""
+        for position in range(len(self.plan) - 1, -1, -1):
+            step, times = self.plan[position], self.backward_times[position]
             started = self.clock()
-            grad = step.backward(grad)
+            if position == 0 and need_input_grad is not None and hasattr(step, "need_input_grad"):
+                grad = step.backward(grad, need_input_grad=need_input_grad)
+            else:
+                grad = step.backward(grad)
             if self.recording:
                 times.append(self.clock() - started)
         return grad

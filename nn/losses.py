@@ -9,6 +9,8 @@ tiny probabilities.
 """
 import numpy as np
 
+from nn.kernels import losses as kernels
+
 
 def log_softmax(logits):
     """(N, C) -> (N, C): log p = z - m - log sum_c exp(z_c - m), m = max_c z_c (no overflow)."""
@@ -23,11 +25,29 @@ def softmax(logits):
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _kernel_labels(logits, labels):
+    """``labels`` as the int64 (N,) array the kernels take (labels = int64(labels) for
+    logits (N, C) of float32 or float64), or None where the NumPy path must run (other shapes
+    or types, which it handles or reports as it always has)."""
+    labels = np.asarray(labels)
+    if (logits.ndim == 2 and logits.dtype in (np.float32, np.float64) and labels.ndim == 1
+            and labels.dtype.kind in "iu" and len(labels) == len(logits) > 0):
+        return labels.astype(np.int64, copy=False)
+    return None
+
+
 def softmax_cross_entropy_forward(logits, labels):
     """Mean cross-entropy of integer ``labels`` (N,) under softmax(``logits``) (N, C).
 
-    Returns (loss as a Python float, cache = probabilities and labels).
+    Returns (loss as a Python float, cache = probabilities and labels).  One compiled pass
+    (nn.kernels.losses) for the usual float logits and integer labels; NumPy otherwise.
     """
+    kernel_labels = _kernel_labels(logits, labels)
+    if kernel_labels is not None:
+        loss, probabilities, ok = kernels.softmax_cross_entropy(np.ascontiguousarray(logits),
+                                                                kernel_labels)
+        if ok:                                   # else a label out of range: NumPy says so
+            return float(loss), (probabilities, kernel_labels)
     log_p = log_softmax(logits)
     n = logits.shape[0]
     loss = -log_p[np.arange(n), labels].mean()
@@ -37,6 +57,9 @@ def softmax_cross_entropy_forward(logits, labels):
 def softmax_cross_entropy_backward(cache):
     """(N, C) dL/dlogits = (p - onehot(labels)) / N, from the forward pass's cache."""
     probabilities, labels = cache
+    if (isinstance(labels, np.ndarray) and labels.dtype == np.int64 and probabilities.ndim == 2
+            and probabilities.dtype in (np.float32, np.float64)):
+        return kernels.softmax_cross_entropy_backward(probabilities, labels)
     n = probabilities.shape[0]
     dlogits = probabilities.copy()
     dlogits[np.arange(n), labels] -= 1
@@ -55,3 +78,4 @@ class SoftmaxCrossEntropy:
 
     def backward(self):
         return softmax_cross_entropy_backward(self.cache)
+

@@ -28,7 +28,11 @@ class StepResult:
 
 
 class TrainingStep:
-    """forward (training mode) -> loss -> backward -> optimizer update, on one batch."""
+    """forward (training mode) -> loss -> backward -> optimizer update, on one batch.
+
+    ``network``: a :class:`~nn.layers.Sequential` (or anything with its ``forward(x, training)``
+    and ``backward(dout, need_input_grad)``).
+    """
 
     def __init__(self, network, optimizer, criterion=None):
         self.network = network
@@ -49,7 +53,9 @@ class TrainingStep:
                    else int(count_correct(logits, labels)))
         if accept is not None and not accept(loss):
             return StepResult(loss, logits, correct, updated=False)
-        self.network.backward(self.criterion.backward())   # dL/dlogits = (softmax - onehot) / N
+        # dL/dlogits = (softmax - onehot) / N.  Nobody reads dL/dx of the input here, so the
+        # first layer may skip it (Sequential.backward's need_input_grad=False).
+        self.network.backward(self.criterion.backward(), need_input_grad=False)
         if lr is not None:
             self.optimizer.lr = lr
         self.optimizer.step()

@@ -3,10 +3,10 @@
 The first call of a Numba function for a given argument type compiles it (seconds) or, with a
 warm cache, loads the machine code (milliseconds).  ``warm_up()`` pays that once, on tiny arrays,
 for every kernel the library uses - each layer class runs its own (``Layer.warm_up``), then the
-fused conv block and the optimizers - so the first training step, benchmark repeat or prediction
-runs at full speed.  ``warm_up(network=net)`` does it for the layer kinds ``net`` contains only
-(training one model need not compile the others' kernels: an MLP's first run compiled the LSTM's
-too).
+fused conv block, the optimizers and the loss - so the first training step, benchmark repeat or
+prediction runs at full speed.  ``warm_up(network=net)`` does it for the layer kinds ``net``
+contains only (training one model need not compile the others' kernels: an MLP's first run
+compiled the LSTM's too).
 """
 import time
 
@@ -17,6 +17,14 @@ from nn.layers import registry
 from nn.layers.base import Layer
 from nn.layers.conv import Conv2D
 from nn.layers.fused import ConvActivationPool
+from nn.losses import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+
+
+def _warm_up_loss(dtype):
+    """The softmax cross-entropy's kernels (nn.kernels.losses), through the loss's functions
+    (not a SoftmaxCrossEntropy object, whose calls a program may be counting)."""
+    _, cache = softmax_cross_entropy_forward(np.zeros((2, 3), dtype), np.array([0, 2]))
+    softmax_cross_entropy_backward(cache)
 
 
 def layer_types(network):
@@ -64,6 +72,7 @@ def warm_up(dtypes=(np.float32,), extra=(), network=None):
         if network is None or Conv2D in kinds:
             ConvActivationPool.warm_up(dtype)
         optim.warm_up(dtype)
+        _warm_up_loss(dtype)
         for warm in extra:
             warm(dtype)
     return time.perf_counter() - start

@@ -1,11 +1,13 @@
-"""The fused Conv2D -> LeakyReLU -> MaxPool2D step equals the three layers run one by one."""
+"""The fused Conv2D -> LeakyReLU -> MaxPool2D step equals the three layers run one by one, and
+the fused Dense -> LeakyReLU/ReLU step the two."""
 import copy
 
 import numpy as np
 import pytest
 
 import models
-from nn.layers import Conv2D, LeakyReLU, MaxPool2D, ReLU, Sequential
+from nn.layers import Conv2D, Dense, Dropout, LeakyReLU, MaxPool2D, ReLU, Sequential
+from nn.layers.dense import DenseActivation
 from nn.layers.fused import ConvActivationPool
 
 
@@ -40,6 +42,39 @@ def test_fused_step_matches_the_separate_layers(dtype, size, stride, padding, ac
     assert g_fused.keys() == g_plain.keys()
     for key in g_fused:
         np.testing.assert_allclose(g_fused[key], g_plain[key], rtol=tolerance, atol=tolerance * 10, err_msg=key)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", [ReLU(), LeakyReLU(0.1)], ids=["relu", "leaky"])
+@pytest.mark.parametrize("hidden", [6, 40], ids=["x-wT", "w-xT"])   # the two product orders
+def test_fused_dense_step_matches_the_separate_layers_bit_for_bit(dtype, activation, hidden):
+    """Same product, same passes: the fused step's output and gradients are the layers' bits;
+    the dropout after it and the dense layer alone (no activation) are planned as before."""
+    rng = np.random.default_rng(11)
+    layers = [Dense(9, hidden, rng=rng, dtype=dtype), activation,
+              Dropout(0.3, rng=np.random.default_rng(12)), Dense(hidden, 4, rng=rng, dtype=dtype)]
+    for layer in layers:
+        for k in layer.params:
+            layer.params[k] = rng.standard_normal(layer.params[k].shape).astype(dtype)
+    fused, plain = Sequential(layers, fuse=True), Sequential(copy.deepcopy(layers), fuse=False)
+    assert [type(step) for step in fused.steps()] == [DenseActivation, Dropout, Dense]
+    assert len(plain.steps()) == 4
+    x = rng.standard_normal((5, 9)).astype(dtype)
+    dy = rng.standard_normal((5, 4)).astype(dtype)
+    for training in (True, False):
+        y_fused, dx_fused, g_fused = run(fused, x, dy, training)
+        y_plain, dx_plain, g_plain = run(plain, x, dy, training)
+        assert y_fused.dtype == dtype and np.any(y_fused != 0)
+        np.testing.assert_array_equal(y_fused, y_plain)
+        np.testing.assert_array_equal(dx_fused, dx_plain)
+        assert g_fused.keys() == g_plain.keys() == {"0.weight", "0.bias", "3.weight", "3.bias"}
+        for key in g_fused:
+            np.testing.assert_array_equal(g_fused[key], g_plain[key], err_msg=key)
+    # and both are x w^T + b, leaky, x w^T + b (eval: dropout is the identity)
+    hidden = x @ layers[0].params["weight"].T + layers[0].params["bias"]
+    hidden = np.where(hidden > 0, hidden, hidden * dtype(activation.slope))
+    expected = hidden @ layers[3].params["weight"].T + layers[3].params["bias"]
+    np.testing.assert_allclose(fused.forward(x), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_reference_cnn_fused_and_unfused_agree():

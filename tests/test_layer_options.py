@@ -15,8 +15,11 @@ import pytest
 
 from models import build_model
 from models.analysis import memory, saliency, study
-from nn.layers import (GRU, LSTM, Bidirectional, Conv2D, LeakyReLU, MaxPool2D, Sequential,
+from nn.layers import (GRU, LSTM, Bidirectional, Conv2D, Dense, LeakyReLU, MaxPool2D, Sequential,
                        SimpleRNN)
+from nn.losses import SoftmaxCrossEntropy
+from nn.optim import SGD
+from nn.step import TrainingStep
 
 N, T, D, H = 3, 5, 4, 6
 RECURRENT = {"SimpleRNN": SimpleRNN, "GRU": GRU, "LSTM": LSTM}
@@ -130,6 +133,43 @@ def test_sequential_asks_every_layer_that_skips_for_its_input_gradient():
     assert first.need_input_grad is True
     stack.forward(x)
     assert stack.backward(dy).shape == x.shape
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "layers"])
+def test_a_training_step_skips_the_first_layers_input_gradient(fuse):
+    """TrainingStep asks the first step for no dL/dx (the MLP's first Dense skips its largest
+    product); the parameter gradients are those of a full backward, bit for bit."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 12)).astype(np.float32)
+    labels = np.array([0, 1, 2, 0, 1])
+
+    def network():
+        return Sequential([Dense(12, 8, rng=np.random.default_rng(8)), LeakyReLU(0.1),
+                           Dense(8, 3, rng=np.random.default_rng(9))], fuse=fuse)
+
+    full, stepped = network(), network()
+    criterion = SoftmaxCrossEntropy()
+    criterion.forward(full.forward(x, training=True), labels)
+    dx = full.backward(criterion.backward())
+    assert dx.shape == x.shape and np.abs(dx).max() > 0
+    calls, first = [], stepped.steps()[0]
+    original = first.backward
+
+    def spy(dout, **options):
+        result = original(dout, **options)
+        calls.append((options, result))
+        return result
+
+    first.backward = spy
+    TrainingStep(stepped, SGD(stepped.parameters(), lr=0.0))(x, labels)
+    assert calls == [({"need_input_grad": False}, None)]
+    assert stepped.layers[0].need_input_grad is True
+    for mine, theirs in zip(stepped.layers, full.layers):
+        assert_same_grads(mine, theirs)
+    del first.backward
+    stepped.forward(x, training=True)
+    assert_same_bits(stepped.backward(np.ones((5, 3), np.float32)),
+                     full.backward(np.ones((5, 3), np.float32)), "dx of an ordinary backward")
 
 
 # ----------------------------------------------------------------------------- return_sequences

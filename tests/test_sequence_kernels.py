@@ -269,3 +269,30 @@ def test_fast_step_kernels_are_close_to_the_exact_twins(n, hidden):
     reference.rnn_step_forward_fast(pre[:, :hidden].astype(np.float64),
                                     recurrent[:, :hidden].astype(np.float64), want)
     np.testing.assert_allclose(h, want, rtol=0, atol=1e-6)
+
+
+def test_the_shared_recurrent_helpers_match_their_twins():
+    """nn.kernels.recurrent's loops, called through a kernel, against nn.kernels.reference."""
+    from numba import njit
+
+    from nn.kernels import recurrent
+
+    @njit
+    def run(a, b, dh, dhs, hidden_grads, total, start, stop):
+        recurrent._add_bias_rows(a, b, start, stop)
+        recurrent._take_output_gradient(dh, dhs, hidden_grads, 1, start, stop)
+        recurrent._add_rows_into(total, a, start, stop)
+        return recurrent._row_block(2, 3, 7), recurrent._tanh_fast(np.float32(0.5))
+
+    rng = np.random.default_rng(9)
+    arrays = [rng.standard_normal(shape).astype(np.float32)
+              for shape in ((5, 4), (4,), (5, 4), (2, 5, 4), (2, 5, 4), (4,))]
+    twins = [a.copy() for a in arrays]
+    block, tanh = run(*arrays, 1, 4)
+    reference.add_bias_rows(twins[0], twins[1], 1, 4)
+    reference.take_output_gradient(twins[2], twins[3], twins[4], 1, 1, 4)
+    reference.add_rows_into(twins[5], twins[0], 1, 4)
+    for mine, twin in zip(arrays, twins):
+        np.testing.assert_array_equal(mine, twin)
+    assert block == reference.row_block(2, 3, 7) == (6, 7)
+    assert abs(tanh - reference.tanh_fast(0.5)) < 4e-7

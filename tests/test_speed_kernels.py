@@ -26,6 +26,76 @@ def test_dropout_kernel_matches_its_twin(dtype, shape, rate):
         assert abs((mask == 0).mean() - rate) < 0.01
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch, outputs", [(64, 256), (17, 5), (1, 10)])
+@pytest.mark.parametrize("slope", [0.0, 0.1, 1.0])
+def test_dense_kernels_match_their_twins(dtype, batch, outputs, slope):
+    from nn.kernels import dense as dense_kernels
+    rng = np.random.default_rng(batch)
+    yt = rng.standard_normal((outputs, batch)).astype(dtype)
+    b = rng.standard_normal(outputs).astype(dtype)
+    y = dense_kernels.bias_leaky_transposed(yt, b, dtype(slope))
+    assert y.flags.c_contiguous and y.dtype == dtype
+    np.testing.assert_array_equal(y, reference.bias_leaky_transposed(yt, b, dtype(slope)))
+    in_place, twin = np.ascontiguousarray(yt.T), yt.T.copy()
+    dense_kernels.bias_leaky_in_place(in_place, b, dtype(slope))
+    reference.bias_leaky_in_place(twin, b, dtype(slope))
+    np.testing.assert_array_equal(in_place, twin)
+    np.testing.assert_array_equal(in_place, y)
+    dy = rng.standard_normal((batch, outputs)).astype(dtype)
+    dz, db = dense_kernels.leaky_bias_backward(dy, y, dtype(slope))
+    dz_ref, db_ref = reference.leaky_bias_backward(dy, y, dtype(slope))
+    np.testing.assert_array_equal(dz, dz_ref)
+    np.testing.assert_allclose(db, db_ref, rtol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_cross_entropy_kernels_match_their_twins_and_the_numpy_loss(dtype):
+    from nn import losses
+    from nn.kernels import losses as loss_kernels
+    rng = np.random.default_rng(3)
+    logits = (rng.standard_normal((37, 10)) * 5).astype(dtype)
+    logits[3] = 80.0                      # a row whose exp would overflow without the shift
+    labels = rng.integers(0, 10, 37)
+    loss, probabilities, ok = loss_kernels.softmax_cross_entropy(logits, labels)
+    loss_ref, probabilities_ref, ok_ref = reference.softmax_cross_entropy(logits, labels)
+    tolerance = 1e-6 if dtype == np.float32 else 1e-14
+    assert ok and ok_ref and loss > 1.0
+    np.testing.assert_allclose(loss, loss_ref, rtol=tolerance)
+    np.testing.assert_allclose(probabilities, probabilities_ref, rtol=tolerance, atol=tolerance)
+    np.testing.assert_array_equal(loss_kernels.softmax_cross_entropy_backward(probabilities, labels),
+                                  reference.softmax_cross_entropy_backward(probabilities, labels))
+    # the NumPy formulation nn.losses keeps for other inputs gives the same numbers
+    log_p = losses.log_softmax(logits)
+    np.testing.assert_allclose(loss, -log_p[np.arange(37), labels].mean(), rtol=10 * tolerance)
+    bad = labels.copy()
+    bad[5] = 10
+    assert not loss_kernels.softmax_cross_entropy(logits, bad)[2]
+    with pytest.raises(IndexError):       # out of range: the NumPy path reports it, as before
+        losses.softmax_cross_entropy_forward(logits, bad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_kernels_match_their_twins(dtype):
+    from nn.kernels import batchnorm as batchnorm_kernels
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((64, 24)) * 3 + 2).astype(dtype)
+    gamma, beta = (rng.standard_normal(24).astype(dtype) for _ in range(2))
+    eps = dtype(1e-5)
+    tolerance = 2e-6 if dtype == np.float32 else 1e-13
+    forward = batchnorm_kernels.batchnorm_train_forward(x, gamma, beta, eps)
+    for mine, twin in zip(forward, reference.batchnorm_train_forward(x, gamma, beta, eps)):
+        assert mine.dtype == dtype
+        np.testing.assert_allclose(mine, twin, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(forward[1].mean(axis=0), 0, atol=10 * tolerance)
+    dy = rng.standard_normal((64, 24)).astype(dtype)
+    _, x_hat, _, _, inv_std = forward
+    backward = batchnorm_kernels.batchnorm_train_backward(dy, x_hat, inv_std, gamma)
+    twin = reference.batchnorm_train_backward(dy, x_hat, inv_std, gamma)
+    for mine, theirs in zip(backward, twin):
+        np.testing.assert_allclose(mine, theirs, rtol=tolerance, atol=10 * tolerance)
+
+
 def test_dropout_layer_is_reproducible_and_resumable():
     x = np.ones((8, 300), np.float32)
     a, b = Dropout(0.3, rng=np.random.default_rng(7)), Dropout(0.3, rng=np.random.default_rng(7))

@@ -12,27 +12,20 @@ One timestep (gru_step_forward, _fast, gru_step_backward): the elementwise gate 
 per batch row; serial, a step is too small to be worth waking threads for.  A whole sequence
 (gru_sequence_forward, gru_sequence_backward): every step of blocks of batch rows, in parallel
 over the blocks, with the two products of a step done by BLAS from inside the kernel
-(nn.kernels.blas), as the LSTM's (nn.kernels.lstm, whose tanh approximation and row blocks these
-kernels share).
+(nn.kernels.blas), as the LSTM's (nn.kernels.lstm); the tanh approximation, the row blocks and
+the loops around the products are shared with it (nn.kernels.recurrent).
 
 Nonlinearities: float64 (gradient checks) calls the C library's exp and tanh; the float32 fast
-path uses the LSTM's vectorising rational tanh, with sigmoid(a) = (1 + tanh(a / 2)) / 2.
+path uses the vectorising rational tanh of nn.kernels.recurrent, with
+sigmoid(a) = (1 + tanh(a / 2)) / 2.
 """
 import math
 
 from numba import njit, prange
 
 from nn.kernels import blas
-from nn.kernels.lstm import _FMA, _HALF, _ONE, _row_block, _tanh_fast
-
-
-@njit(cache=True, inline="always")
-def _sigmoid(z):
-    # Split on the sign so exp never overflows.
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
+from nn.kernels.recurrent import (FMA, HALF, ONE, _add_bias_rows, _add_rows_into, _row_block,
+                                  _sigmoid, _take_output_gradient, _tanh_fast)
 
 
 @njit(cache=True)
@@ -58,10 +51,10 @@ def gru_step_forward(gates, recurrent, b_hh, h_prev, hn, h):
             h[row, k] = (1 - z) * n + z * h_prev[row, k]
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FMA)
+@njit(cache=True, error_model="numpy", fastmath=FMA)
 def gru_step_forward_fast(gates, recurrent, b_hh, h_prev, hn, h):
     """As :func:`gru_step_forward`, float32, with sigmoid(a) = (1 + tanh(a / 2)) / 2 and the
-    rational tanh of nn.kernels.lstm (error ~3e-7).
+    rational tanh of nn.kernels.recurrent (error ~3e-7).
 
     r and z go through one loop over 2H, n and h_t through a second over H: long unit-stride
     loops that vectorise (as the LSTM's gate row).
@@ -70,7 +63,7 @@ def gru_step_forward_fast(gates, recurrent, b_hh, h_prev, hn, h):
     for row in range(h_prev.shape[0]):
         a, rec = gates[row], recurrent[row]
         for k in range(2 * hidden):              # r, z = sigmoid(gx + gh)
-            a[k] = _HALF * _tanh_fast(_HALF * (a[k] + rec[k] + b_hh[k])) + _HALF
+            a[k] = HALF * _tanh_fast(HALF * (a[k] + rec[k] + b_hh[k])) + HALF
         # contiguous slices: the loop then vectorises (indexed offsets kept it scalar)
         r, z, n = a[:hidden], a[hidden:2 * hidden], a[2 * hidden:]
         hn_row, h_row, h_prev_row = hn[row], h[row], h_prev[row]
@@ -80,7 +73,7 @@ def gru_step_forward_fast(gates, recurrent, b_hh, h_prev, hn, h):
             n_k = _tanh_fast(n[k] + r[k] * hn_k)                       # n = tanh(gx_n + r gh_n)
             n[k] = n_k
             hn_row[k] = hn_k
-            h_row[k] = (_ONE - z[k]) * n_k + z[k] * h_prev_row[k]
+            h_row[k] = (ONE - z[k]) * n_k + z[k] * h_prev_row[k]
 
 
 @njit(cache=True)
@@ -100,16 +93,16 @@ def gru_step_backward(dh, gates, h_prev, hn, dgx, dgh):
     hidden = h_prev.shape[1]
     for row in range(h_prev.shape[0]):
         # contiguous slices so the loop vectorises (11.5 us with indexed offsets for 32 x 64);
-        # _ONE: float32 stays float32 (an integer 1 made the float32 path compute in float64)
+        # ONE: float32 stays float32 (an integer 1 made the float32 path compute in float64)
         r, z, n = gates[row, :hidden], gates[row, hidden:2 * hidden], gates[row, 2 * hidden:]
         dx_r, dx_z, dx_n = dgx[row, :hidden], dgx[row, hidden:2 * hidden], dgx[row, 2 * hidden:]
         dh_r, dh_z, dh_n = dgh[row, :hidden], dgh[row, hidden:2 * hidden], dgh[row, 2 * hidden:]
         d_row, h_prev_row, hn_row = dh[row], h_prev[row], hn[row]
         for k in range(hidden):
             d = d_row[k]
-            da_n = d * (_ONE - z[k]) * (_ONE - n[k] * n[k])
-            da_z = d * (h_prev_row[k] - n[k]) * z[k] * (_ONE - z[k])
-            da_r = da_n * hn_row[k] * r[k] * (_ONE - r[k])
+            da_n = d * (ONE - z[k]) * (ONE - n[k] * n[k])
+            da_z = d * (h_prev_row[k] - n[k]) * z[k] * (ONE - z[k])
+            da_r = da_n * hn_row[k] * r[k] * (ONE - r[k])
             dx_r[k] = da_r
             dx_z[k] = da_z
             dx_n[k] = da_n
@@ -121,7 +114,7 @@ def gru_step_backward(dh, gates, h_prev, hn, dgx, dgh):
 
 # ----------------------------------------------------------------------------- a whole sequence
 
-@njit(cache=True, parallel=True, error_model="numpy", fastmath=_FMA)
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=FMA)
 def gru_sequence_forward(x, w_ih_t, b_ih, w_hh_t, b_hh, gates, hn, hs, recurrent,
                          rows_per_block, fast):
     """Every timestep of the GRU, for blocks of batch rows in parallel.
@@ -150,9 +143,7 @@ def gru_sequence_forward(x, w_ih_t, b_ih, w_hh_t, b_hh, gates, hn, hs, recurrent
         for t in range(steps):
             g, now, after = t % kept, t % slots, (t + 1) % slots
             blas.gemm(x[t, rows], w_ih_t, gates[g, rows])                  # x_t w_ih^T
-            for n in range(start, stop):        # explicit loops: "+=" on slices allocates
-                for k in range(b_ih.shape[0]):
-                    gates[g, n, k] += b_ih[k]
+            _add_bias_rows(gates[g], b_ih, start, stop)
             blas.gemm(hs[now, rows], w_hh_t, recurrent[rows])              # h_{t-1} w_hh^T
             if fast:
                 gru_step_forward_fast(gates[g, rows], recurrent[rows], b_hh, hs[now, rows],
@@ -191,20 +182,13 @@ def gru_sequence_backward(dhs, dh, x, hs, gates, hn, w_ih, w_hh, dgx, dgh, throu
         start, stop = _row_block(block, rows_per_block, n_batch)
         rows = slice(start, stop)
         for t in range(steps - 1, -1, -1):
-            for n in range(start, stop):        # explicit loops: "+=" on slices allocates
-                for k in range(hidden):
-                    if dhs.shape[0] > 0:
-                        dh[n, k] += dhs[t, n, k]
-                    if hidden_grads.shape[0] > 0:
-                        hidden_grads[t, n, k] = dh[n, k]
+            _take_output_gradient(dh, dhs, hidden_grads, t, start, stop)
             gru_step_backward(dh[rows], gates[t, rows], hs[t, rows], hn[t, rows], dgx[rows],
                               dgh[rows])
             blas.gemm_at_add(dgx[rows], x[t, rows], dw_ih_blocks[block])
             blas.gemm_at_add(dgh[rows], hs[t, rows], dw_hh_blocks[block])
-            for n in range(start, stop):
-                for k in range(3 * hidden):
-                    db_ih_blocks[block, k] += dgx[n, k]
-                    db_hh_blocks[block, k] += dgh[n, k]
+            _add_rows_into(db_ih_blocks[block], dgx, start, stop)
+            _add_rows_into(db_hh_blocks[block], dgh, start, stop)
             if dx.shape[0] > 0:
                 blas.gemm(dgx[rows], w_ih, dx[t, rows])                    # dx_t = dgx_t w_ih
             blas.gemm(dgh[rows], w_hh, through_w_hh[rows])                 # dgh_t w_hh

@@ -11,7 +11,7 @@ time for the 64x64 @ 64x256 step product).
 
 Nonlinearities: the float64 path (gradient checks) calls the C library's exp and tanh, exact to
 the last bit; float32 uses a rational approximation of tanh that vectorises (scalar libm calls
-were ~90 % of an LSTM step), with sigmoid(z) = (1 + tanh(z / 2)) / 2.
+were ~90 % of an LSTM step; nn.kernels.recurrent), with sigmoid(z) = (1 + tanh(z / 2)) / 2.
 """
 import math
 
@@ -19,52 +19,14 @@ import numpy as np
 from numba import njit, prange
 
 from nn.kernels import blas
-
-# tanh(x) ~ x P(x^2) / Q(x^2) on |x| <= 7.905311 (beyond it float32 tanh rounds to +-1).
-# Coefficients of Eigen's float32 tanh (Eigen/src/Core/MathFunctionsImpl.h, generic_fast_tanh_float);
-# measured here: max abs error 3.4e-7 against float64 tanh over [-12, 12].
-# float32 constants: Python floats would promote the whole computation to float64.
-_TANH_CLAMP = np.float32(7.90531110763549805)
-_A1, _A3, _A5, _A7 = (np.float32(v) for v in (4.89352455891786e-03, 6.37261928875436e-04,
-                                              1.48572235717979e-05, 5.12229709037114e-08))
-_A9, _A11, _A13 = (np.float32(v) for v in (-8.60467152213735e-11, 2.00018790482477e-13,
-                                           -2.76076847742355e-16))
-_B0, _B2, _B4, _B6 = (np.float32(v) for v in (4.89352518554385e-03, 2.26843463243900e-03,
-                                              1.18534705686654e-04, 1.19825839466702e-06))
-_HALF = np.float32(0.5)
-_ONE = np.float32(1.0)   # 1 - x with an integer 1 makes a float32 x float64 in Numba
-# Let LLVM fuse a * b + c into one FMA instruction (one rounding instead of two; nothing else
-# of fastmath, so no reassociation and results stay the same for every thread count).  Halved
-# the forward gate kernel: 19.3 - 21.7 -> 10.9 - 11.8 us per (64, 256) step (1 thread, 2 runs).
-# The backward kernel gained nothing (5.1 vs 5.3 us) and stays bit-identical to its twin.
-_FMA = {"contract"}
-
-
-@njit(cache=True, inline="always")
-def _sigmoid(z):
-    # Split on the sign so exp never overflows.
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
-
-
-@njit(cache=True, inline="always", error_model="numpy", fastmath=_FMA)
-def _tanh_fast(x):
-    """float32 tanh as a branch-free rational function (vectorisable, ~3 ulp)."""
-    x = x if x < _TANH_CLAMP else _TANH_CLAMP
-    x = x if x > -_TANH_CLAMP else -_TANH_CLAMP
-    x2 = x * x
-    p = ((((((_A13 * x2 + _A11) * x2 + _A9) * x2 + _A7) * x2 + _A5) * x2 + _A3) * x2 + _A1) * x
-    q = ((_B6 * x2 + _B4) * x2 + _B2) * x2 + _B0
-    return p / q
-
+from nn.kernels.recurrent import (FMA, HALF, ONE, _add_bias_rows, _add_rows_into, _row_block,
+                                  _sigmoid, _take_output_gradient, _tanh_fast)
 
 # ----------------------------------------------------------------------------- one batch row
 
 # error_model="numpy" on the float32 path: no Python ZeroDivisionError test on p / q (q >= 4.9e-3
 # anyway), which would otherwise keep the loops scalar.
-@njit(cache=True, inline="always", error_model="numpy", fastmath=_FMA)
+@njit(cache=True, inline="always", error_model="numpy", fastmath=FMA)
 def _gate_row_fast(row, recurrent, c_prev, c, tanh_c, h):
     """Gate math of one batch row, float32: row (4H,) holds x_t W_ih^T + b on entry and the
     activations on exit; recurrent (4H,) is h_{t-1} W_hh^T, added here to save a pass.
@@ -76,7 +38,7 @@ def _gate_row_fast(row, recurrent, c_prev, c, tanh_c, h):
     hidden = c_prev.shape[0]
     one = np.float32(1.0)
     for k in range(4 * hidden):
-        a = one if 2 * hidden <= k < 3 * hidden else _HALF
+        a = one if 2 * hidden <= k < 3 * hidden else HALF
         row[k] = a * _tanh_fast(a * (row[k] + recurrent[k])) + (one - a)
     for k in range(hidden):
         c_new = row[hidden + k] * c_prev[k] + row[k] * row[2 * hidden + k]
@@ -115,13 +77,13 @@ def _gate_row_backward(dh, dc, row, c_prev, tanh_c, drow):
     i, f, g, o = row[:hidden], row[hidden:2 * hidden], row[2 * hidden:3 * hidden], row[3 * hidden:]
     di, df = drow[:hidden], drow[hidden:2 * hidden]
     dg, do = drow[2 * hidden:3 * hidden], drow[3 * hidden:]
-    for k in range(hidden):   # _ONE: float32 stays float32 (float64 stays float64)
+    for k in range(hidden):   # ONE: float32 stays float32 (float64 stays float64)
         t = tanh_c[k]
-        dc_t = dc[k] + dh[k] * o[k] * (_ONE - t * t)
-        di[k] = dc_t * g[k] * i[k] * (_ONE - i[k])
-        df[k] = dc_t * c_prev[k] * f[k] * (_ONE - f[k])
-        dg[k] = dc_t * i[k] * (_ONE - g[k] * g[k])
-        do[k] = dh[k] * t * o[k] * (_ONE - o[k])
+        dc_t = dc[k] + dh[k] * o[k] * (ONE - t * t)
+        di[k] = dc_t * g[k] * i[k] * (ONE - i[k])
+        df[k] = dc_t * c_prev[k] * f[k] * (ONE - f[k])
+        dg[k] = dc_t * i[k] * (ONE - g[k] * g[k])
+        do[k] = dh[k] * t * o[k] * (ONE - o[k])
         dc[k] = dc_t * f[k]
 
 
@@ -140,7 +102,7 @@ def lstm_step_forward(gates, recurrent, c_prev, c, tanh_c, h):
         _gate_row_exact(gates[n], recurrent[n], c_prev[n], c[n], tanh_c[n], h[n])
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FMA)
+@njit(cache=True, error_model="numpy", fastmath=FMA)
 def lstm_step_forward_fast(gates, recurrent, c_prev, c, tanh_c, h):
     """As :func:`lstm_step_forward`, float32, with sigmoid(z) = (1 + tanh(z / 2)) / 2."""
     for n in range(c_prev.shape[0]):
@@ -166,13 +128,7 @@ def lstm_step_backward(dh, dc, gates, c_prev, tanh_c, dgates):
 
 # ----------------------------------------------------------------------------- a whole sequence
 
-@njit(cache=True, inline="always")
-def _row_block(block, rows_per_block, n_batch):
-    start = block * rows_per_block
-    return start, min(start + rows_per_block, n_batch)
-
-
-@njit(cache=True, parallel=True, error_model="numpy", fastmath=_FMA)
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=FMA)
 def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, recurrent,
                           rows_per_block, fast):
     """Every timestep of the LSTM, for blocks of batch rows in parallel.
@@ -205,9 +161,7 @@ def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, recurren
             g, now, after = t % kept, t % slots, (t + 1) % slots
             blas.gemm(x[t, rows], w_ih_t, gates[g, rows])                  # x_t w_ih^T
             blas.gemm(hs[now, rows], w_hh_t, recurrent[rows])              # h_{t-1} w_hh^T
-            for n in range(start, stop):        # explicit loops: "+=" on slices allocates
-                for k in range(b.shape[0]):
-                    recurrent[n, k] += b[k]
+            _add_bias_rows(recurrent, b, start, stop)
             if fast:
                 lstm_step_forward_fast(gates[g, rows], recurrent[rows], cs[now, rows],
                                        cs[after, rows], tanh_cs[g, rows], hs[after, rows])
@@ -241,19 +195,12 @@ def lstm_sequence_backward(dhs, dh, dc, x, hs, cs, tanh_cs, gates, w_ih, w_hh, d
         start, stop = _row_block(block, rows_per_block, n_batch)
         rows = slice(start, stop)
         for t in range(steps - 1, -1, -1):
-            for n in range(start, stop):        # explicit loops: "+=" on slices allocates
-                for k in range(dh.shape[1]):
-                    if dhs.shape[0] > 0:
-                        dh[n, k] += dhs[t, n, k]
-                    if hidden_grads.shape[0] > 0:
-                        hidden_grads[t, n, k] = dh[n, k]
+            _take_output_gradient(dh, dhs, hidden_grads, t, start, stop)
             lstm_step_backward(dh[rows], dc[rows], gates[t, rows], cs[t, rows], tanh_cs[t, rows],
                                dgates[t, rows])
             blas.gemm_at_add(dgates[t, rows], x[t, rows], dw_ih_blocks[block])
             blas.gemm_at_add(dgates[t, rows], hs[t, rows], dw_hh_blocks[block])
-            for n in range(start, stop):
-                for k in range(db_blocks.shape[1]):
-                    db_blocks[block, k] += dgates[t, n, k]
+            _add_rows_into(db_blocks[block], dgates[t], start, stop)
             if dx.shape[0] > 0:
                 blas.gemm(dgates[t, rows], w_ih, dx[t, rows])                 # dx_t = da_t w_ih
             blas.gemm(dgates[t, rows], w_hh, dh[rows])                     # dh_{t-1} = da_t w_hh

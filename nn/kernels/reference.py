@@ -231,6 +231,55 @@ def dropout_forward(x, key, threshold, scale):
     return x * mask, mask
 
 
+def bias_leaky_transposed(yt, b, slope):
+    """y (N, O) = leaky(yt^T + b)."""
+    v = yt.T + b
+    return np.where(v > 0, v, slope * v).astype(yt.dtype)
+
+
+def bias_leaky_in_place(y, b, slope):
+    v = y + b
+    y[...] = np.where(v > 0, v, slope * v)
+
+
+def leaky_bias_backward(dy, y, slope):
+    """(dz = dy where y > 0 else slope dy, db = sum_n dz)."""
+    dz = np.where(y > 0, dy, slope * dy).astype(dy.dtype)
+    return dz, dz.sum(axis=0)
+
+
+def softmax_cross_entropy(logits, labels):
+    """(mean of -log softmax(logits)[n, labels[n]], softmax(logits), labels all in range)."""
+    ok = bool(np.all((labels >= 0) & (labels < logits.shape[1])))
+    if not ok:
+        return 0.0, np.empty_like(logits), False
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    norm = np.exp(shifted).sum(axis=1)
+    loss = np.mean(np.log(norm) - shifted[np.arange(len(labels)), labels])
+    return loss, (np.exp(shifted) / norm[:, None]).astype(logits.dtype), True
+
+
+def softmax_cross_entropy_backward(probabilities, labels):
+    onehot = np.zeros_like(probabilities)
+    onehot[np.arange(len(labels)), labels] = 1
+    return (probabilities - onehot) / probabilities.dtype.type(len(labels))
+
+
+def batchnorm_train_forward(x, gamma, beta, eps):
+    mean = x.mean(axis=0)
+    var = x.var(axis=0)
+    inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype)
+    x_hat = (x - mean) * inv_std
+    return gamma * x_hat + beta, x_hat, mean, var, inv_std
+
+
+def batchnorm_train_backward(dy, x_hat, inv_std, gamma):
+    n = dy.shape[0]
+    dx_hat = dy * gamma
+    dx = (inv_std / n) * (n * dx_hat - dx_hat.sum(axis=0) - x_hat * (dx_hat * x_hat).sum(axis=0))
+    return dx, (dy * x_hat).sum(axis=0), dy.sum(axis=0)
+
+
 WINOGRAD_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 WINOGRAD_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 
@@ -464,3 +513,29 @@ def gru_sequence_backward(dhs, dh, x, hs, gates, hn, w_ih, w_hh, dgx, dgh, throu
 # steps, compared at float32 tolerance (tests/test_sequence_kernels.py).
 rnn_step_forward_fast = rnn_step_forward
 gru_step_forward_fast = gru_step_forward
+
+
+# What the recurrent kernels share (nn.kernels.recurrent); tanh_fast's twin is the exact tanh.
+sigmoid = _sigmoid
+tanh_fast = np.tanh
+
+
+def row_block(block, rows_per_block, n_batch):
+    start = block * rows_per_block
+    return start, min(start + rows_per_block, n_batch)
+
+
+def add_bias_rows(a, b, start, stop):
+    a[start:stop] += b
+
+
+def take_output_gradient(dh, dhs, hidden_grads, t, start, stop):
+    if len(dhs):
+        dh[start:stop] += dhs[t, start:stop]
+    if len(hidden_grads):
+        hidden_grads[t, start:stop] = dh[start:stop]
+
+
+def add_rows_into(total, a, start, stop):
+    for n in range(start, stop):
+        total += a[n]

@@ -4,17 +4,19 @@ One timestep (rnn_step_forward, _fast, rnn_step_backward): add the two parts and
 one pass over (N, H), and the derivative backwards; serial, an (N, H) step is too small to be
 worth waking threads for.  A whole sequence (rnn_sequence_forward, rnn_sequence_backward): every
 step of blocks of batch rows, in parallel over the blocks, with the two products of a step done
-by BLAS from inside the kernel (nn.kernels.blas), as the LSTM's (nn.kernels.lstm).
+by BLAS from inside the kernel (nn.kernels.blas), as the LSTM's (nn.kernels.lstm), with the
+helpers the three share (nn.kernels.recurrent).
 
 Nonlinearities: float64 (gradient checks) calls the C library's tanh; the float32 fast path the
-LSTM's vectorising rational tanh (error ~3e-7).
+vectorising rational tanh of nn.kernels.recurrent (error ~3e-7).
 """
 import math
 
 from numba import njit, prange
 
 from nn.kernels import blas
-from nn.kernels.lstm import _FMA, _row_block, _tanh_fast
+from nn.kernels.recurrent import (FMA, _add_bias_rows, _add_rows_into, _row_block,
+                                  _take_output_gradient, _tanh_fast)
 
 
 @njit(cache=True)
@@ -28,9 +30,9 @@ def rnn_step_forward(pre, recurrent, h):
             h[n, k] = math.tanh(pre[n, k] + recurrent[n, k])
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FMA)
+@njit(cache=True, error_model="numpy", fastmath=FMA)
 def rnn_step_forward_fast(pre, recurrent, h):
-    """As :func:`rnn_step_forward`, float32, with the rational tanh of nn.kernels.lstm."""
+    """As :func:`rnn_step_forward`, float32, with the rational tanh of nn.kernels.recurrent."""
     for n in range(h.shape[0]):
         for k in range(h.shape[1]):
             h[n, k] = _tanh_fast(pre[n, k] + recurrent[n, k])
@@ -49,7 +51,7 @@ def rnn_step_backward(dh, h, da):
 
 # ----------------------------------------------------------------------------- a whole sequence
 
-@njit(cache=True, parallel=True, error_model="numpy", fastmath=_FMA)
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=FMA)
 def rnn_sequence_forward(x, w_ih_t, b, w_hh_t, hs, pre, recurrent, rows_per_block, fast):
     """Every timestep of the RNN, for blocks of batch rows in parallel.
 
@@ -74,9 +76,7 @@ def rnn_sequence_forward(x, w_ih_t, b, w_hh_t, hs, pre, recurrent, rows_per_bloc
         for t in range(steps):
             now, after = t % slots, (t + 1) % slots
             blas.gemm(x[t, rows], w_ih_t, pre[rows])                       # x_t w_ih^T
-            for n in range(start, stop):        # explicit loops: "+=" on slices allocates
-                for k in range(b.shape[0]):
-                    pre[n, k] += b[k]
+            _add_bias_rows(pre, b, start, stop)
             blas.gemm(hs[now, rows], w_hh_t, recurrent[rows])              # h_{t-1} w_hh^T
             if fast:
                 rnn_step_forward_fast(pre[rows], recurrent[rows], hs[after, rows])
@@ -103,24 +103,17 @@ def rnn_sequence_backward(dhs, dh, x, hs, w_ih, w_hh, da, dx, hidden_grads, dw_i
         dw_ih += da_t^T x_t,  dw_hh += da_t^T h_{t-1},  db += sum_n da_t,  dx_t = da_t w_ih
         dh = da_t w_hh                                 (dL/dh_{t-1} through the recurrence)
     """
-    steps, n_batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
+    steps, n_batch = hs.shape[0] - 1, hs.shape[1]
     blocks = (n_batch + rows_per_block - 1) // rows_per_block
     for block in prange(blocks):
         start, stop = _row_block(block, rows_per_block, n_batch)
         rows = slice(start, stop)
         for t in range(steps - 1, -1, -1):
-            for n in range(start, stop):        # explicit loops: "+=" on slices allocates
-                for k in range(hidden):
-                    if dhs.shape[0] > 0:
-                        dh[n, k] += dhs[t, n, k]
-                    if hidden_grads.shape[0] > 0:
-                        hidden_grads[t, n, k] = dh[n, k]
+            _take_output_gradient(dh, dhs, hidden_grads, t, start, stop)
             rnn_step_backward(dh[rows], hs[t + 1, rows], da[rows])
             blas.gemm_at_add(da[rows], x[t, rows], dw_ih_blocks[block])
             blas.gemm_at_add(da[rows], hs[t, rows], dw_hh_blocks[block])
-            for n in range(start, stop):
-                for k in range(hidden):
-                    db_blocks[block, k] += da[n, k]
+            _add_rows_into(db_blocks[block], da, start, stop)
             if dx.shape[0] > 0:
                 blas.gemm(da[rows], w_ih, dx[t, rows])                     # dx_t = da_t w_ih
             blas.gemm(da[rows], w_hh, dh[rows])                            # dh_{t-1} = da_t w_hh

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from nn import init
+from nn.kernels import batchnorm as kernels
 from nn.layers.base import Layer
 
 
@@ -52,6 +53,14 @@ def batchnorm_backward(dy, cache):
     return dx, (dy * x_hat).sum(axis=0), dy.sum(axis=0)
 
 
+def _compiled(*arrays):
+    """Whether the training kernels (nn.kernels.batchnorm) take these arrays: one float type,
+    C-contiguous (else the NumPy functions above, same maths)."""
+    dtype = arrays[0].dtype
+    return (dtype in (np.float32, np.float64) and arrays[0].ndim == 2
+            and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays))
+
+
 class BatchNorm(Layer):
     def __init__(self, num_features, momentum=0.1, eps=1e-5, dtype=np.float32):
         super().__init__()
@@ -68,7 +77,12 @@ class BatchNorm(Layer):
                 raise ValueError(f"BatchNorm needs more than one sample per batch in training "
                                  f"(got input of shape {x.shape}), as PyTorch; use a larger "
                                  "batch, or drop a last batch of one")
-            y, cache, mean, var = batchnorm_forward(x, gamma, beta, self.eps)
+            if _compiled(x, gamma, beta):
+                y, x_hat, mean, var, inv_std = kernels.batchnorm_train_forward(
+                    x, gamma, beta, x.dtype.type(self.eps))
+                cache = BatchNormCache(x_hat, inv_std, gamma)
+            else:
+                y, cache, mean, var = batchnorm_forward(x, gamma, beta, self.eps)
             n = x.shape[0]
             unbiased = var * (n / max(n - 1, 1))
             m = self.momentum
@@ -83,7 +97,10 @@ class BatchNorm(Layer):
 
     def backward(self, dout):
         cache = self.cache
-        if cache.training:
+        if cache.training and _compiled(dout, cache.x_hat, cache.inv_std, cache.gamma):
+            dx, dgamma, dbeta = kernels.batchnorm_train_backward(dout, cache.x_hat, cache.inv_std,
+                                                                 cache.gamma)
+        elif cache.training:
             dx, dgamma, dbeta = batchnorm_backward(dout, cache)
         else:  # fixed statistics: y is affine in x
             x_hat, inv_std, gamma = cache.x_hat, cache.inv_std, cache.gamma
@@ -93,6 +110,11 @@ class BatchNorm(Layer):
 
     def flops(self, input_shape):
         return 2 * int(np.prod(input_shape))                              # scale and shift
+
+    @classmethod
+    def warm_up(cls, dtype):
+        layer = cls(2, dtype=dtype)
+        layer.backward(layer.forward(np.arange(4, dtype=dtype).reshape(2, 2), training=True))
 
     def config(self):
         return dict(num_features=self.num_features, momentum=self.momentum, eps=self.eps)

@@ -8,7 +8,7 @@ Inference: y = x.
 ``np.random.Generator``, and entry i is kept when 24 bits of a hash of (key, i) reach
 round(rate * 2^24).  The same generator state therefore gives the same masks (a seeded run is
 reproducible, and restoring the generator's state resumes it bit for bit), while the mask
-itself costs one parallel pass instead of one NumPy draw per entry.  (Before this, masks were
+itself costs one vectorised pass instead of one NumPy draw per entry.  (Before this, masks were
 ``rng.random(shape) >= rate``: the random stream - hence the masks of a seeded run - changed.)
 """
 from typing import NamedTuple

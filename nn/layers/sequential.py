@@ -1,12 +1,15 @@
 """A stack of layers applied one after another; backward runs them in reverse.
 
 With ``fuse=True`` (the default) each Conv2D -> LeakyReLU -> MaxPool2D run is executed as one
-fused step (:mod:`nn.layers.fused`); the layers, their parameters and gradients stay the same.
+fused step (:mod:`nn.layers.fused`), and each Dense -> LeakyReLU/ReLU pair as another
+(:class:`nn.layers.dense.DenseActivation`); the layers, their parameters and gradients stay
+the same.
 """
 import numpy as np
 
 from nn.init import is_placeholder
 from nn.layers.base import Layer
+from nn.layers.dense import DenseActivation, can_fuse_dense
 from nn.layers.fused import ConvActivationPool, can_fuse
 from nn.layers.registry import type_name
 
@@ -29,6 +32,9 @@ class Sequential(Layer):
                 if self.fuse and len(run) == 3 and can_fuse(run):
                     plan.append(ConvActivationPool(*run))
                     i += 3
+                elif self.fuse and len(run) >= 2 and can_fuse_dense(run[:2]):
+                    plan.append(DenseActivation(*run[:2]))
+                    i += 2
                 else:
                     plan.append(self.layers[i])
                     i += 1
