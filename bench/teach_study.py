@@ -132,7 +132,8 @@ def percent(share):
 def report_markdown(study):
     """The study's tables as Markdown."""
     grid, summary = study["grid"], study["summary"]
-    teach_ms = [1000 * s for row in study["cells"] for s in row["teach_seconds"]]
+    first_model = grid["models"][0]     # every model's row of a cell holds the cell's teach times
+    teach_ms = [1000 * s for row in study["cells"] if row["model"] == first_model for s in row["teach_seconds"]]
     lines = [
         "# Teaching, measured over handwriting styles and seeds",
         "",
