@@ -19,6 +19,7 @@ Fine-tuning runs the network in training mode (dropout on, BatchNorm on batch st
 updating its running averages), exactly as :mod:`models.training.trainer` does.  NumPy and the kit only.
 """
 import errno
+import os
 import time
 from pathlib import Path
 
@@ -97,6 +98,14 @@ class PersonalSet:
 
     def append(self, image, label):
         """Add one float (28, 28) image in [0, 1] with its label; returns the new count."""
+        images, labels = self.with_example(image, label)
+        with Commit(self.folder) as commit:
+            self.stage(commit, images, labels)
+        return len(labels)
+
+    def with_example(self, image, label):
+        """The set as uint8 images (N+1, 28, 28) and labels (N+1,) with one float (28, 28) image
+        in [0, 1] and its label added; nothing is written."""
         image = np.asarray(image, dtype=np.float32)
         if image.shape != (28, 28) or not np.isfinite(image).all():
             raise ValueError(f"expected a finite (28, 28) image, got {image.shape}")
@@ -104,22 +113,57 @@ class PersonalSet:
             raise ValueError(f"label must be a digit 0-9, got {label!r}")
         images, labels = self.load()
         pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
-        images = np.concatenate([images, pixels[None]])
-        labels = np.concatenate([labels, np.array([label], np.uint8)])
+        return (np.concatenate([images, pixels[None]]),
+                np.concatenate([labels, np.array([label], np.uint8)]))
+
+    def stage(self, commit, images, labels):
+        """Write the set's four IDX files as ``commit``'s temporary files (they replace the
+        set's only when every file of the commit is written)."""
         if self.folder.exists() and not self.folder.is_dir():
             raise UserError(f"{self.folder}: is a file, not a folder, so the personal data set "
                             "cannot go there - move the file aside (rename it) and teach again")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             for split in ("train", "t10k"):                 # images first: see load()
-                write_idx(self.path(split, "images"), images)
-                write_idx(self.path(split, "labels"), labels)
+                write_idx(commit.temporary(self.path(split, "images")), images)
+                write_idx(commit.temporary(self.path(split, "labels")), labels)
         except OSError as error:
             raise cannot_write(self.folder, "the personal data set", error) from None
-        return len(labels)
 
     def weights_path(self, model_name):
         return self.folder / f"{model_name}.npz"
+
+
+class Commit:
+    """Files written all or nothing: each is first written under a temporary name beside its
+    target (:meth:`temporary`); on leaving the block without an error every one is renamed
+    onto its target (a rename needs no space, so a full disk fails before any is replaced);
+    after an error the temporary files are removed and every target is as it was."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.staged = []                  # (temporary, target)
+
+    def temporary(self, target):
+        target = Path(target)
+        temporary = target.with_name(f".{target.stem}.teaching{target.suffix}")
+        self.staged.append((temporary, target))
+        return temporary
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        if kind is None:
+            for temporary, target in self.staged:
+                os.replace(temporary, target)
+        else:
+            for temporary, _ in self.staged:
+                try:
+                    temporary.unlink()
+                except OSError:
+                    pass
+        return False
 
 
 def cannot_write(folder, what, error):
@@ -238,20 +282,32 @@ class Teacher:
         Returns a dict: 'count' (examples in the set), 'replay' (bool: MNIST mixed in),
         'seconds' (fine-tuning time, all models), 'saved' (name -> weights path).
         """
-        count = self.data.append(image, label)
-        images, labels = self.data.load()
-        images = images.astype(np.float32) / np.float32(255)
+        # All or nothing: the set and every model's weights are written as temporary files and
+        # replace the old ones together; if any cannot be written (a full disk), nothing on disk
+        # changes and the models are put back as they were, so the window agrees with the next start.
+        pixels, labels = self.data.with_example(image, label)
+        count = len(labels)
+        images = pixels.astype(np.float32) / np.float32(255)
         replay = self.ensure_replay()
+        before = {name: {key: value.copy() for key, value in model.network.state().items()}
+                  for name, model in self.models.items()}
         started = time.perf_counter()
         saved = {}
-        for name, model in self.models.items():
-            fine_tune(model, images, labels, replay, self.rng)
-            path = self.data.weights_path(name)
-            try:
-                model.save(path, extra={**model.extra, "personal_examples": count})
-            except OSError as error:
-                raise cannot_write(self.data.folder, f"the taught weights {path.name}", error) from None
-            saved[name] = path
+        try:
+            with Commit(self.data.folder) as commit:
+                self.data.stage(commit, pixels, labels)
+                for name, model in self.models.items():
+                    fine_tune(model, images, labels, replay, self.rng)
+                    path = self.data.weights_path(name)
+                    try:
+                        model.save(commit.temporary(path), extra={**model.extra, "personal_examples": count})
+                    except OSError as error:
+                        raise cannot_write(self.data.folder, f"the taught weights {path.name}", error) from None
+                    saved[name] = path
+        except BaseException:
+            for name, model in self.models.items():
+                model.network.load_state(before[name])
+            raise
         return {"count": count, "replay": replay is not None,
                 "seconds": time.perf_counter() - started, "saved": saved}
 
