@@ -229,7 +229,7 @@ def numpy_blas_calmed():
     A notebook imports NumPy first; its OpenBLAS then has the default spin timeout (read once, at
     load: :func:`_calm_blas_threads` came too late), and its threads spin against our Numba
     kernels between products.  Measured on 2 cores, 2026-12-06: the CNN trained from Python after
-    ``import numpy`` at 1,190-1,340 img/s against 1,720-2,160 from the command line, and at
+    ``import numpy`` at 1,190-1,340 img/s against 1,720-2,290 from the command line, and at
     1,980-2,340 with NumPy's pool held to one thread, which this does (SciPy's BLAS, the one the
     kernels call, loads after us and keeps its threads).  Nothing changes when ``nn`` came first
     or when OPENBLAS_THREAD_TIMEOUT was set; the count is restored on exit.
