@@ -363,16 +363,26 @@ def check_complete(study, plan):
         assert (study / cell.name / "model.npz").stat().st_size > 0
 
 
+def sigint_at(disposition):
+    """A preexec_fn: the child starts with SIGINT at ``disposition``, whatever pytest's caller set."""
+    return lambda: signal.signal(signal.SIGINT, disposition)
+
+
 @pytest.mark.slow
-def test_local_cluster_study_interrupted_then_resumed_runs_only_the_missing_cells(tmp_path, mnist_dir, dask_distributed):
+@pytest.mark.parametrize("started_with", [signal.SIG_DFL, signal.SIG_IGN], ids=["sigint-default", "sigint-ignored"])
+def test_local_cluster_study_interrupted_then_resumed_runs_only_the_missing_cells(tmp_path, mnist_dir, dask_distributed,
+                                                                                  started_with):
     """Ctrl-C (SIGINT to the process group, as a terminal sends it) once the first cell is in:
-    exit 130, one line, the finished cell kept; the same study again runs only the other three."""
+    exit 130, one line, the finished cell kept; the same study again runs only the other three.
+    Also when the study was started with SIGINT ignored (``&`` in a script, a CI runner): like
+    the trainer, the study always honours Ctrl-C (CI's first failure of this test was that case)."""
     from models.analysis.studies.engine import run_study
     study, plan = tmp_path / "study", small_plan(tmp_path / "study")
     command = [sys.executable, "-m", "models.study", "run", str(study), *SMALL, "--workers", "2",
                "--data", str(mnist_dir)]
     process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=sigint_at(started_with))
     lines = []
     try:
         for line in process.stderr:

@@ -9,7 +9,8 @@ to ``retries`` more times, then reported by name with its error, and the study e
 1; nothing is dropped silently.  Dask reschedules the tasks of a worker that disappears by
 itself; after ``distributed.scheduler.allowed-failures`` such losses it raises ``KilledWorker``,
 which counts as one failed attempt here.  Ctrl-C cancels the running cells, keeps every finished
-one, and returns 130; the same command resumes.  The cell is the unit of resumption: a cell
+one, and returns 130; the same command resumes.  Like the trainer, a study honours Ctrl-C even
+when its process started with SIGINT ignored (``&`` in a script, a CI runner).  The cell is the unit of resumption: a cell
 stopped or lost mid-run starts again from its first epoch (its run lives on the worker until it
 is finished and sent back).
 
@@ -21,6 +22,7 @@ import sys
 import time
 
 from kit.progress import format_duration
+from models.training.trainer import ctrl_c_handled
 from nn.errors import UserError
 
 from . import folder
@@ -108,7 +110,12 @@ def run_study(study, plan, workers=None, scheduler=None, data=None, retries=2, o
 
     ``on_event(kind, cell)`` is called after each ``done`` or ``failed`` attempt (tests use it
     to interrupt a study or kill a worker at a known point); ``threads``: each run's CPU threads."""
-    stream = stream or sys.stderr
+    with ctrl_c_handled():
+        return _run_study(study, plan, workers, scheduler, data, retries, on_event,
+                          stream or sys.stderr, threads)
+
+
+def _run_study(study, plan, workers, scheduler, data, retries, on_event, stream, threads):
     todo = [(cell, config) for cell, config in plan if not folder.finished(study, cell, config)]
     progress = Progress(len(plan), len(plan) - len(todo), stream)
     if not todo:
