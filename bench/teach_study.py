@@ -53,7 +53,7 @@ from nn.warmup import warm_up  # noqa: E402
 from tests.support.styles import STYLES, plain_images, style_images  # noqa: E402
 
 DEFAULT_OUT = Path("docs/study/teaching")
-RECIPE_NAMES = ("STEPS", "LR", "PERSONAL_BATCH", "REPLAY_BATCH", "REPLAY_SIZE")
+RECIPE_NAMES = ("STEPS", "MAX_STEPS", "LR", "PERSONAL_BATCH", "REPLAY_BATCH", "RIVAL_REPLAY", "REPLAY_SIZE")
 
 
 def person_rng(style_name, seed, stream):
@@ -153,7 +153,8 @@ def report_markdown(study):
         "",
         "Teaching recipe ([models/training/teaching.py](../../../models/training/teaching.py)), "
         "each teach: " + ", ".join(f"{key.lower()} {value}" for key, value in study["recipe"].items()) +
-        "; a new Adam optimizer at each teach.",
+        "; at least `steps` Adam steps, and more up to `max_steps` while the new drawing is "
+        "still misread; one Adam optimizer per model for the whole session.",
         "",
         f"Teach step, all {len(grid['models'])} models together, median {np.median(teach_ms):.0f} ms "
         f"(range {min(teach_ms):.0f}-{max(teach_ms):.0f} ms over {len(teach_ms)} teaches; this "

@@ -130,6 +130,25 @@ def test_teaching_ten_drawings_fixes_the_persons_style_without_forgetting_mnist(
     # tests/test_draw.py::test_benchmark_mode_p_on_five_digits_and_teach_are_fast.
 
 
+@pytest.mark.slow
+def test_one_teach_makes_every_shipped_model_read_the_taught_drawing_right(tmp_path, mnist_dir):
+    """What T promises in the window: the drawing just taught is read as taught.  The recipe's
+    nudge is small (lr 1e-4), so the teach goes on past its first STEPS steps while the model
+    still misreads the drawing; one teach must be enough for every shipped model."""
+    names = ("cnn", "lstm", "gru", "rnn", "mlp")
+    models = {name: shipped(name) for name in names}
+    images, labels = drawings(3, 3)
+    image, label = images[2:3], int(labels[2])                   # a 1 with a long flag
+    misread = [name for name, model in models.items() if model.predict(image)[0] != label]
+    assert misread == ["cnn", "lstm", "rnn", "mlp"]               # read as 7; the GRU reads it right
+    teacher = Teacher(models, folder=tmp_path, mnist_dir=mnist_dir, seed=0)
+    assert teacher.teach(image[0], label)["replay"] is True
+    read = {name: int(model.predict(image)[0]) for name, model in models.items()}
+    saved = {name: int(load_model(personal_weights(name, tmp_path), expect=name).predict(image)[0])
+             for name in names}
+    assert read == saved == dict.fromkeys(names, label)
+
+
 def test_the_trainer_trains_on_the_personal_folder(tmp_path):
     data = PersonalSet(tmp_path / "personal")
     rng = np.random.default_rng(4)
