@@ -50,7 +50,7 @@ from models.training import teaching  # noqa: E402
 from nn.errors import UserError  # noqa: E402
 from nn.serialize import atomic_write_text  # noqa: E402
 from nn.warmup import warm_up  # noqa: E402
-from tests.support.styles import STYLES, plain_images, style_images  # noqa: E402
+from tests.support.styles import STYLES, TYPESET_STYLES, plain_images, style_images  # noqa: E402
 
 DEFAULT_OUT = Path("docs/study/teaching")
 RECIPE_NAMES = ("STEPS", "MAX_STEPS", "LR", "PERSONAL_BATCH", "REPLAY_BATCH", "RIVAL_REPLAY", "REPLAY_SIZE")
@@ -125,6 +125,15 @@ def summarize(cells, names, styles):
     return summary
 
 
+def load_words(study):
+    """How busy the machine was: its 1-minute load average at the start and at the end."""
+    start, end = study.get("load_average", (None, None))
+    if start is None:
+        return "machine load not recorded"
+    busy = "quiet machine" if max(start, end) < 1.5 else "loaded machine"
+    return f"{busy}, load average {start} at the start and {end} at the end"
+
+
 def percent(share):
     return f"{100 * share:.0f} %"
 
@@ -137,7 +146,7 @@ def report_markdown(study):
     lines = [
         "# Teaching, measured over handwriting styles and seeds",
         "",
-        f"Made by `{study['command']}` on {study['date']} ({study['machine']}, loaded machine), "
+        f"Made by `{study['command']}` on {study['date']} ({study['machine']}, {load_words(study)}), "
         f"in {format_duration(study['seconds'])}.",
         "",
         f"Each cell: a scripted person writing in one style (seed = which person) teaches all "
@@ -149,7 +158,10 @@ def report_markdown(study):
         f"the shipped weights'.  {len(grid['styles'])} styles x {len(grid['seeds'])} seeds "
         f"({', '.join(map(str, grid['seeds']))}).  Drawings are made on the window's 600 x 400 "
         "canvas with its 15 px pen and read by `kit.images.segment.segment`, as real drawings are "
-        "([tests/support/styles.py](../../../tests/support/styles.py)).",
+        "([tests/support/styles.py](../../../tests/support/styles.py))"
+        + (".  Typeset styles are a second generator: a font's glyph at a random size, turn and place "
+           "on that canvas instead of strokes (`TypesetStyle`)." if set(grid["styles"]) & set(TYPESET_STYLES)
+           else "."),
         "",
         "Teaching recipe ([models/training/teaching.py](../../../models/training/teaching.py)), "
         "each teach: " + ", ".join(f"{key.lower()} {value}" for key, value in study["recipe"].items()) +
@@ -158,7 +170,7 @@ def report_markdown(study):
         "",
         f"Teach step, all {len(grid['models'])} models together, median {np.median(teach_ms):.0f} ms "
         f"(range {min(teach_ms):.0f}-{max(teach_ms):.0f} ms over {len(teach_ms)} teaches; this "
-        "process, one thread, loaded machine).",
+        f"process, one thread, {load_words(study)}).",
         "",
         "## Every model, over all styles and seeds",
         "",
@@ -200,6 +212,27 @@ def parse_list(text, known, what):
     return items
 
 
+ALL_STYLES = {**STYLES, **TYPESET_STYLES}
+
+
+def choose_styles(text):
+    """The styles named by --styles: "all" the handwritten ones, "typeset" the typeset ones this
+    machine has the fonts of, or names of either kind."""
+    if text == "all":
+        return list(STYLES)
+    if text == "typeset":
+        styles = [name for name, style in TYPESET_STYLES.items() if style.available()]
+        missing = sorted(set(TYPESET_STYLES) - set(styles))
+        if missing:
+            print(f"skipping {', '.join(missing)}: font not on this machine", file=sys.stderr)
+        return styles
+    styles = parse_list(text, list(ALL_STYLES), "style")
+    for name in styles:
+        if not getattr(ALL_STYLES[name], "available", lambda: True)():
+            raise UserError(f"style {name}: its font {ALL_STYLES[name].font} is not on this machine")
+    return styles
+
+
 def positive(text):
     value = int(text)
     if value < 1:
@@ -209,7 +242,9 @@ def positive(text):
 
 def make_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--styles", default="all", help=f"comma-separated, of: {', '.join(STYLES)}")
+    parser.add_argument("--styles", default="all",
+                        help=f"comma-separated, of: {', '.join(STYLES)} (all: these), or of the "
+                             f"typeset cross-check: {', '.join(TYPESET_STYLES)} (typeset: these)")
     parser.add_argument("--seeds", type=positive, default=3, help="persons per style (seeds 0..N-1)")
     parser.add_argument("--models", default="all", help="comma-separated shipped model names")
     parser.add_argument("--taught", type=positive, default=10, help="drawings taught per person")
@@ -238,18 +273,19 @@ def shown_command(argv):
 
 
 def run(args, argv):
-    styles = parse_list(args.styles, list(STYLES), "style")
+    styles = choose_styles(args.styles)
     names = parse_list(args.models, registry.shipped(), "shipped model")
     mnist_dir = resolve_data_dir(args.data)
     test_images, test_labels = load_mnist_float(mnist_dir, "test")
     test_images, test_labels = test_images[:args.test_images], test_labels[:args.test_images]
     warm_up()           # compile every kernel first: the first teach would time Numba, not teaching
     started = time.perf_counter()
+    load_at_start = round(os.getloadavg()[0], 1)
     shipped_mnist = {name: accuracy(load_model(name), test_images, test_labels) for name in names}
     grid = [(style, seed) for style in styles for seed in range(args.seeds)]
     cells = []
     for done, (style, seed) in enumerate(grid):
-        rows = run_cell(STYLES[style], seed, names, mnist_dir, test_images, test_labels, shipped_mnist,
+        rows = run_cell(ALL_STYLES[style], seed, names, mnist_dir, test_images, test_labels, shipped_mnist,
                         args.taught, args.held_out, args.others)
         cells += rows
         elapsed = time.perf_counter() - started
@@ -265,11 +301,12 @@ def run(args, argv):
         "machine": f"{os.cpu_count()}-core {platform.machine()}, {platform.system()}, Python "
                    f"{platform.python_version()}, NumPy {np.__version__}",
         "seconds": round(time.perf_counter() - started, 1),
+        "load_average": [load_at_start, round(os.getloadavg()[0], 1)],
         "recipe": {key: getattr(teaching, key) for key in RECIPE_NAMES},
         "grid": {"styles": styles, "seeds": list(range(args.seeds)), "models": names,
                  "taught": args.taught, "held_out": args.held_out, "others": args.others,
                  "test_images": len(test_labels)},
-        "styles": {style: STYLES[style].description for style in styles},
+        "styles": {style: ALL_STYLES[style].description for style in styles},
         "shipped_mnist": shipped_mnist,
         "summary": summarize(cells, names, styles),
         "cells": cells,

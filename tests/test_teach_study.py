@@ -25,6 +25,19 @@ def test_every_style_makes_one_digit_per_drawing_and_varies():
     assert other_labels.tolist() == list(range(1, 10)) and others.shape == (9, 28, 28)
 
 
+def test_the_typeset_styles_make_one_digit_per_drawing_and_fool_a_shipped_model():
+    """The cross-check's second generator: font glyphs, not strokes.  pygame's own font is always
+    there; its bold 1 (a long flag, no base) is read as something else by the shipped LSTM."""
+    from tests.support.styles import TYPESET_STYLES
+    sans = TYPESET_STYLES["sans-bold-one"]
+    assert sans.available()
+    images, labels = style_images(sans, np.random.default_rng(0), 12)
+    assert images.shape == (12, 28, 28) and set(labels.tolist()) == {1}
+    assert not np.array_equal(images[0], images[1])                         # sizes, turns vary
+    assert images.max() == pytest.approx(1.0) and (images > 0.5).mean() > 0.05   # real ink
+    assert np.mean(load_model("lstm").predict(images) == labels) <= 0.5
+
+
 def test_the_slashed_zero_fools_the_shipped_mlp():
     """The styles are ones the shipped models misread (the study's premise)."""
     mlp = load_model("mlp")
@@ -82,3 +95,11 @@ def test_teaching_a_style_costs_the_weakest_models_under_a_third_of_a_point_of_m
         assert row["style_after"] >= 0.9, row                      # ... until it is taught
         assert row["others_after"] == 1.0, row
         assert row["mnist_drop_points"] < 0.3, row
+
+
+def test_style_choices_all_is_the_handwritten_set_and_typeset_the_fonts():
+    from tests.support.styles import TYPESET_STYLES
+    assert teach_study.choose_styles("all") == list(STYLES)              # the shipped study's grid
+    typeset = teach_study.choose_styles("typeset")
+    assert "sans-bold-one" in typeset and set(typeset) <= set(TYPESET_STYLES)
+    assert teach_study.choose_styles("sans-bold-one,block-six") == ["sans-bold-one", "block-six"]
