@@ -85,8 +85,9 @@ def _load_numbas_blas():
     """Load the BLAS Numba's compiled ``np.dot`` calls (SciPy's, a copy apart from NumPy's), so
     that a limit set now covers it: threadpoolctl limits the pools loaded when it is called, and
     Numba would otherwise load this one at the first such kernel, with a thread per core."""
+    from nn.scipy_blas import load_cython_blas
     try:
-        import scipy.linalg.cython_blas  # noqa: F401
+        load_cython_blas()
     except ImportError:
         pass
 
@@ -170,8 +171,10 @@ def _blas_libraries():
     global _blas_controllers
     if _blas_controllers is None:
         import numpy  # noqa: F401  (loads NumPy's BLAS)
-        import scipy.linalg.cython_blas  # noqa: F401  (loads SciPy's, the one the kernels call)
         from threadpoolctl import ThreadpoolController
+
+        from nn.scipy_blas import load_cython_blas
+        load_cython_blas()   # loads SciPy's BLAS, the one the kernels call
         try:
             libraries = ThreadpoolController().lib_controllers
         except Exception:   # noqa: BLE001 - a library it cannot inspect: leave the counts alone
