@@ -20,7 +20,7 @@ startup       the first-call compile or Numba cache-load time: a fresh process w
               NUMBA_CACHE_DIR (cold), the same again (warm), and a read-only copy of the packages
               run twice with only XDG_CACHE_HOME set (the second run must compile nothing);
 memory        peak resident memory (VmHWM) of a process running 50 training steps, per side;
-sweep         training images/s at batch 16 / 64 / 256 with 1 and 2 threads.
+sweep         training and prediction images/s at batch 16 / 64 / 256 with 1 and 2 threads.
 
 Every measurement runs in a worker subprocess (bench/worker.py) with its thread count fixed
 before NumPy loads; this process only orchestrates them (bench/measure.py) and reports

@@ -9,7 +9,9 @@ startup       the first-call compile or Numba cache-load time: a fresh process w
               NUMBA_CACHE_DIR (cold), the same again (warm), and a read-only copy of the packages
               run twice with only XDG_CACHE_HOME set (the second run must compile nothing);
 memory        peak resident memory (VmHWM) of a process running training steps, per side;
-sweep         training images/s at batch 16 / 64 / 256 with 1 and 2 threads.
+sweep         training and prediction images/s at batch 16 / 64 / 256 with 1 and 2 threads
+              (results: a model's "sweep" and "sweep_predict" lists; runs saved before the
+              prediction cells existed have only "sweep").
 
 Ours and torch never share a process, but their timed runs alternate, so a busy machine slows
 both sides alike and the ratio stays meaningful even when the absolute numbers do not.
@@ -112,17 +114,18 @@ def measure_model(model, settings, args, peer, exports, results):
                     for side, chunks in answers.items()}
             if "sweep" not in args.skip:
                 for batch in SWEEP_BATCHES:
-                    if threads == args.threads and batch == args.batch:
-                        # the main measurement is this point, only longer: reuse it
-                        record.setdefault("sweep", []).append(
-                            {"batch": batch, "threads": threads, "from": "training",
-                             **record["train"]})
-                        continue
-                    log(f"{model}: sweep, batch {batch}, {threads} thread{'s' * (threads > 1)}")
-                    rates = throughput(interleaved(workers, settings.sweep_repeats, "train",
-                                                   batch=batch, seconds=settings.sweep_seconds))
-                    record.setdefault("sweep", []).append(
-                        {"batch": batch, "threads": threads, **rates})
+                    for kind, key, op in (("training", "sweep", "train"),
+                                          ("prediction", "sweep_predict", "infer")):
+                        if threads == args.threads and batch == args.batch:
+                            # the main measurement is this point, only longer: reuse it
+                            record.setdefault(key, []).append(
+                                {"batch": batch, "threads": threads, "from": kind, **record[op]})
+                            continue
+                        log(f"{model}: sweep, {kind}, batch {batch}, "
+                            f"{threads} thread{'s' * (threads > 1)}")
+                        rates = throughput(interleaved(workers, settings.sweep_repeats, op,
+                                                       batch=batch, seconds=settings.sweep_seconds))
+                        record.setdefault(key, []).append({"batch": batch, "threads": threads, **rates})
         finally:
             close_workers(workers)
 

@@ -2,8 +2,8 @@
 
 ``results`` is what bench.py saves with ``--json`` (bench/summarize.py reads the same format):
 settings, batch, threads, machine, load_average, peer, versions, matmul, startup, wall_seconds,
-and per model flops_per_image, train, infer, latency, sweep and memory, each side's numbers
-under "ours" and "torch".
+and per model flops_per_image, train, infer, latency, sweep (training), sweep_predict (prediction;
+not in runs saved before it existed) and memory, each side's numbers under "ours" and "torch".
 """
 import json
 import os
@@ -175,36 +175,46 @@ def report(results, args, settings):
         out.append(table(["model", "ours before", "ours peak", "torch before", "torch peak",
                           "peak ours/torch"], rows))
 
+    out.extend(sweep_table(models, "sweep", "training", settings))
+    out.extend(sweep_table(models, "sweep_predict", "prediction", settings))
+    return "\n".join(out)
+
+
+def sweep_table(models, key, kind, settings):
+    """The lines of one sweep's table (``key``: "sweep" for training, "sweep_predict" for
+    prediction), with the oversubscription note; none if no model has that sweep."""
     rows = []
     for name, record in models.items():
-        for point in sorted(record.get("sweep", []), key=lambda p: (p["threads"], p["batch"])):
+        for point in sorted(record.get(key, []), key=lambda p: (p["threads"], p["batch"])):
             rows.append([name, point["threads"], point["batch"] if "from" not in point
                          else f"{point['batch']}*", fmt(point["ours"]["median"]),
                          fmt(point.get("torch", {}).get("median")), fmt(ratio(point), 2),
                          fmt(spread(point), 2, "x") if settings.sweep_repeats > 1 else None])
-    if rows:
-        out.append(f"\ntraining images/s by threads and batch size (median of "
-                   f"{settings.sweep_repeats} x {settings.sweep_seconds} s per side, interleaved)")
-        out.append(table(["model", "threads", "batch", "ours", "torch", "ours/torch", "max/min"],
-                         rows, left=1))
-        out.append("  * the training measurement above")
-        collapsed = oversubscribed(models)
-        if collapsed:
-            out.append(f"  note: more threads more than halved both sides' speed ({', '.join(collapsed)}):")
-            out.append("  the CPUs were oversubscribed (other processes held cores) and threads waited on "
-                       "each other; trust the 1-thread rows")
-    return "\n".join(out)
+    if not rows:
+        return []
+    out = [f"\n{kind} images/s by threads and batch size (median of {settings.sweep_repeats} x "
+           f"{settings.sweep_seconds} s per side, interleaved)",
+           table(["model", "threads", "batch", "ours", "torch", "ours/torch", "max/min"], rows,
+                 left=1),
+           f"  * the {kind} measurement above"]
+    collapsed = oversubscribed(models, key)
+    if collapsed:
+        out.append(f"  note: more threads more than halved both sides' speed ({', '.join(collapsed)}):")
+        out.append("  the CPUs were oversubscribed (other processes held cores) and threads waited on "
+                   "each other; trust the 1-thread rows")
+    return out
 
 
-def oversubscribed(models):
-    """'model batch B' for every sweep point where more threads more than halved both sides' speed.
+def oversubscribed(models, key="sweep"):
+    """'model batch B' for every point of the sweep ``key`` where more threads more than halved
+    both sides' speed.
 
     On a machine whose cores are taken by other processes a multi-threaded step waits for a
     descheduled thread at every barrier, and throughput collapses; that is not the code's speed.
     """
     found = []
     for name, record in models.items():
-        points = {(p["threads"], p["batch"]): p for p in record.get("sweep", [])}
+        points = {(p["threads"], p["batch"]): p for p in record.get(key, [])}
         for (threads, batch), point in sorted(points.items()):
             single = points.get((1, batch))
             if threads == 1 or single is None:

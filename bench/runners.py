@@ -43,7 +43,9 @@ class Runner:
         self.warmed = set()
 
     def batch_start(self, batch):
-        start = self.next_index
+        """Where the next ``batch`` images start: a whole batch always (after one-image calls
+        or another batch size the next one may not fit before the pool's end: back to 0)."""
+        start = self.next_index if self.next_index + batch <= POOL else 0
         self.next_index = (start + batch) % POOL
         return start
 

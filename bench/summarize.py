@@ -5,9 +5,11 @@
 
 Each cell gives the lowest and highest of the runs' medians; the ratio column gives the lowest
 and highest of the runs' ours / PyTorch ratios (each taken within one interleaved run), and the
-last column the median of those ratios.  A ratio whose range reaches below 1.0 is marked.  A
-run made with ``--skip sweep`` gives no sweep rows; one without the PyTorch peer cannot be
-summarised (there is no ratio), and says so in one line.
+last column the median of those ratios.  A ratio whose range reaches below 1.0 is marked.  The
+sweep gives training and prediction rows per threads x batch; runs saved before the prediction
+sweep existed give its one main prediction row instead.  A run made with ``--skip sweep`` gives
+no sweep rows; one without the PyTorch peer cannot be summarised (there is no ratio), and says
+so in one line.
 """
 import json
 import statistics
@@ -21,19 +23,31 @@ def span(values, digits=0, unit=""):
     return text + unit
 
 
+def _sweep_rows(runs, name, key, kind):
+    """One row per point of the first run's sweep ``key`` ("sweep": training, "sweep_predict":
+    prediction) of model ``name``; every run must hold the same points."""
+    for entry in runs[0]["models"][name].get(key, []):
+        batch, threads = entry["batch"], entry["threads"]
+        cells = [next(e for e in run["models"][name][key]
+                      if e["batch"] == batch and e["threads"] == threads) for run in runs]
+        yield (f"{name.upper()} {kind}, {threads} thread{'s' * (threads > 1)}, batch {batch}",
+               [c["ours"]["median"] for c in cells], [c["torch"]["median"] for c in cells], True)
+
+
 def rows(runs):
-    """(label, ours values, torch values, higher_is_better) for every cell bench.py measures."""
+    """(label, ours values, torch values, higher_is_better) for every cell bench.py measures.
+
+    Prediction: the sweep's cells when every run has them; otherwise (a run saved before the
+    prediction sweep existed, or made with --skip sweep) the one main prediction cell."""
     first = runs[0]
     for name in first["models"]:
-        for entry in first["models"][name].get("sweep", []):
-            batch, threads = entry["batch"], entry["threads"]
-            cells = [next(e for e in run["models"][name]["sweep"]
-                          if e["batch"] == batch and e["threads"] == threads) for run in runs]
-            yield (f"{name.upper()} training, {threads} thread{'s' * (threads > 1)}, batch {batch}",
-                   [c["ours"]["median"] for c in cells], [c["torch"]["median"] for c in cells], True)
-        yield (f"{name.upper()} prediction, {first['threads']} threads, batch {first['batch']}",
-               [run["models"][name]["infer"]["ours"]["median"] for run in runs],
-               [run["models"][name]["infer"]["torch"]["median"] for run in runs], True)
+        yield from _sweep_rows(runs, name, "sweep", "training")
+        if all(run["models"][name].get("sweep_predict") for run in runs):
+            yield from _sweep_rows(runs, name, "sweep_predict", "prediction")
+        else:
+            yield (f"{name.upper()} prediction, {first['threads']} threads, batch {first['batch']}",
+                   [run["models"][name]["infer"]["ours"]["median"] for run in runs],
+                   [run["models"][name]["infer"]["torch"]["median"] for run in runs], True)
         yield (f"{name.upper()} one image, ms",
                [1e3 * run["models"][name]["latency"]["ours"]["median"] for run in runs],
                [1e3 * run["models"][name]["latency"]["torch"]["median"] for run in runs], False)

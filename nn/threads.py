@@ -60,7 +60,7 @@ class ThreadLimit:
         try:
             self._blas_limits = threadpool_limits(limits=count)
         except OSError:
-            # threadpoolctl finds the libraries through /proc/self/maps on Linux; without it
+            # threadpoolctl finds the libraries through the process memory map on Linux; without it
             # (a sandbox) the BLAS keeps its count, as blas_threads() does, and Numba's is set.
             self._blas_limits = None
 
@@ -85,8 +85,9 @@ def _load_numbas_blas():
     """Load the BLAS Numba's compiled ``np.dot`` calls (SciPy's, a copy apart from NumPy's), so
     that a limit set now covers it: threadpoolctl limits the pools loaded when it is called, and
     Numba would otherwise load this one at the first such kernel, with a thread per core."""
+    from nn.scipy_blas import load_cython_blas
     try:
-        import scipy.linalg.cython_blas  # noqa: F401
+        load_cython_blas()
     except ImportError:
         pass
 
@@ -112,7 +113,7 @@ def thread_counts():
 
     try:
         pools = threadpool_info()
-    except OSError:           # no /proc/self/maps to find them by (see ThreadLimit)
+    except OSError:           # no process memory map to find them by (see ThreadLimit)
         pools = []
     return {"numba": numba.get_num_threads(),
             "blas": [pool["num_threads"] for pool in pools if pool["user_api"] == "blas"]}
@@ -170,8 +171,10 @@ def _blas_libraries():
     global _blas_controllers
     if _blas_controllers is None:
         import numpy  # noqa: F401  (loads NumPy's BLAS)
-        import scipy.linalg.cython_blas  # noqa: F401  (loads SciPy's, the one the kernels call)
         from threadpoolctl import ThreadpoolController
+
+        from nn.scipy_blas import load_cython_blas
+        load_cython_blas()   # loads SciPy's BLAS, the one the kernels call
         try:
             libraries = ThreadpoolController().lib_controllers
         except Exception:   # noqa: BLE001 - a library it cannot inspect: leave the counts alone

@@ -194,3 +194,109 @@ def test_the_number_benchmark_reports_the_reader_apart_and_touching(repo_root, m
     assert apart["reader"] >= 0.9 and touching["reader"] >= 0.8          # reads the whole line
     assert touching["segmented"] < 0.5 and touching["cnn"] < 0.5         # the split cannot
     assert touching["advised"] > apart["advised"] and apart["reader_ms"] > 0
+
+
+def _with_prediction_sweep(run, scale=1.0):
+    """A copy of ``run`` given a prediction sweep: the training sweep's cells, ours times
+    ``scale``, the main point marked as the prediction measurement."""
+    run = json.loads(json.dumps(run))
+    for record in run["models"].values():
+        record["sweep_predict"] = []
+        for point in record["sweep"]:
+            cell = json.loads(json.dumps(point))
+            cell["ours"]["median"] *= scale
+            if "from" in cell:
+                cell["from"] = "prediction"
+            record["sweep_predict"].append(cell)
+    return run
+
+
+def test_summarize_gives_every_prediction_cell_of_the_sweep(saved_results):
+    runs = [_with_prediction_sweep(saved_results, 2.0), _with_prediction_sweep(saved_results, 0.5)]
+    table = {label: (ours, torch) for label, ours, torch, _ in summarize.rows(runs)}
+    for name, record in saved_results["models"].items():
+        for point in record["sweep"]:
+            threads = point["threads"]
+            label = (f"{name.upper()} prediction, {threads} thread{'s' * (threads > 1)}, "
+                     f"batch {point['batch']}")
+            ours, torch = table[label]
+            assert ours == [2.0 * point["ours"]["median"], 0.5 * point["ours"]["median"]]
+            assert torch == [point["torch"]["median"]] * 2
+        assert f"{name.upper()} training, 1 thread, batch 16" in table
+    assert len(table) == sum(2 * len(r["sweep"]) + 1 for r in saved_results["models"].values())
+
+
+def test_summarize_marks_a_prediction_cell_behind(tmp_path, saved_results, capsys):
+    run = _with_prediction_sweep(saved_results)
+    cell = next(p for p in run["models"]["cnn"]["sweep_predict"]
+                if p["threads"] == 1 and p["batch"] == 64)
+    cell["ours"]["median"] = 0.9 * cell["torch"]["median"]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(run))
+    assert summarize.main([str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    behind = [line for line in lines if "(behind)" in line]
+    assert [line.split(" | ")[0] for line in behind] == ["| CNN prediction, 1 thread, batch 64"]
+    assert "0.90x (behind)" in behind[0]
+
+
+def test_summarize_of_old_and_new_runs_together_gives_the_main_prediction_cell(saved_results):
+    """A run saved before the prediction sweep existed, beside one with it: the cell both hold."""
+    runs = [saved_results, _with_prediction_sweep(saved_results, 2.0)]
+    rows = {label: ours for label, ours, _, _ in summarize.rows(runs)}
+    main = f"CNN prediction, {saved_results['threads']} threads, batch {saved_results['batch']}"
+    assert rows[main] == [saved_results["models"]["cnn"]["infer"]["ours"]["median"]] * 2
+    assert "CNN prediction, 1 thread, batch 16" not in rows
+
+
+def test_report_shows_the_prediction_sweep(saved_results):
+    results = _with_prediction_sweep(saved_results, 3.0)
+    settings = Settings(results["settings"]["quick"])
+    args = argparse.Namespace(batch=results["batch"], threads=results["threads"],
+                              models=list(results["models"]), skip=set())
+    text = report.report(results, args, settings)
+    assert "training images/s by threads and batch size" in text
+    part = text.split("prediction images/s by threads and batch size", 1)[1]
+    cell = next(p for p in results["models"]["lstm"]["sweep_predict"]
+                if p["threads"] == 1 and p["batch"] == 256)
+    row = next(line for line in part.splitlines() if line.split()[:3] == ["lstm", "1", "256"])
+    assert f"{cell['ours']['median']:,.0f}" in row and f"{cell['torch']['median']:,.0f}" in row
+    assert "* the prediction measurement above" in part
+
+
+def test_the_sweep_measures_training_and_prediction_at_every_point(exported, monkeypatch):
+    """bench.measure on the MLP with tiny settings: training and prediction cells at every
+    threads x batch point, each with both sides' rates; the main point reuses the main numbers."""
+    pytest.importorskip("torch", reason="PyTorch (the test extra) is not installed")
+    from bench import measure
+    monkeypatch.setattr(measure, "SETTLE_SECONDS", 0.0)
+    settings = Settings(quick=True)
+    settings.train_repeats = settings.infer_repeats = settings.sweep_repeats = 1
+    settings.train_seconds = settings.infer_seconds = settings.sweep_seconds = 0.01
+    settings.latency_chunks, settings.latency_calls = 1, 3
+    settings.matmul_size, settings.matmul_repeats = 64, 1
+    args = argparse.Namespace(threads=2, batch=64, skip=set(), models=["mlp"])
+    peer = {"available": True, "reason": None}
+    results = {"models": {}, "versions": {}}
+    measure.measure_model("mlp", settings, args, peer, exported, results)
+    record = results["models"]["mlp"]
+    grid = {(threads, batch) for threads in measure.SWEEP_THREADS for batch in measure.SWEEP_BATCHES}
+    for key, main, kind in (("sweep", "train", "training"), ("sweep_predict", "infer", "prediction")):
+        cells = {(p["threads"], p["batch"]): p for p in record[key]}
+        assert set(cells) == grid and len(record[key]) == len(grid)
+        for point in cells.values():
+            for side in ("ours", "torch"):
+                assert point[side]["median"] > 0 and len(point[side]["runs"]) == 1
+        assert cells[2, 64]["from"] == kind and cells[2, 64]["ours"] == record[main]["ours"]
+        assert all("from" not in p for where, p in cells.items() if where != (2, 64))
+
+
+def test_every_timed_batch_is_whole_after_other_batch_sizes():
+    """One-image calls and other batch sizes leave the pool's position anywhere: a batch that
+    would run past its end starts again at 0 (it was cut short and counted whole)."""
+    from bench.runners import Runner
+    runner = Runner(np.zeros((POOL, 28, 28), np.float32), np.zeros(POOL, np.int64))
+    for batch in (1, 64, 1, 1, 16, 256, 1, 64, 256, 16, 1, 256):
+        for _ in range(POOL // batch + 3):
+            start = runner.batch_start(batch)
+            assert 0 <= start and start + batch <= POOL

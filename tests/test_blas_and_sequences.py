@@ -101,38 +101,6 @@ def test_gemm_falls_back_to_loops_for_mixed_types():
     np.testing.assert_allclose(c, a @ b.astype(np.float64), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
-def test_the_cblas_adapter_for_kernels_cached_by_the_previous_version(trans_a, trans_b, dtype):
-    """Kernels cached by the version that called cblas_?gemm still call our old symbol names
-    (Numba's cache does not see that blas.py changed); those names lead to an adapter with
-    cblas's row-major signature.  Called like cblas (leading dimensions wider than the rows,
-    beta 0 and 1), it must give NumPy's product."""
-    import ctypes
-
-    import llvmlite.binding as llvm
-    name = "float32" if dtype == np.float32 else "float64"
-    adapter = blas._CBLAS_ADAPTERS[name]
-    assert llvm.address_of_symbol(blas._CBLAS_SYMBOLS[name]) == adapter.address
-    rng = np.random.default_rng(8)
-    m, n, k = 5, 4, 3
-    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
-    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
-    a_wide = np.zeros((a.shape[0], a.shape[1] + 2), dtype)      # lda = row length + 2
-    a_wide[:, :a.shape[1]] = a
-    c0 = rng.standard_normal((m, n)).astype(dtype)
-    want = (a.T if trans_a else a) @ (b.T if trans_b else b)
-    for beta in (0.0, 1.0):
-        c = c0.copy()
-        pointer = ctypes.POINTER(ctypes.c_float if dtype == np.float32 else ctypes.c_double)
-        adapter.ctypes(101, 112 if trans_a else 111, 112 if trans_b else 111, m, n, k, 1.0,
-                       a_wide.ctypes.data_as(pointer), a_wide.shape[1],
-                       b.ctypes.data_as(pointer), b.shape[1], beta,
-                       c.ctypes.data_as(pointer), n)
-        expected = want + (c0 if beta else 0)
-        np.testing.assert_allclose(c, expected, rtol=1e-5, atol=1e-5)
-
-
 def test_blas_threads_sets_and_restores_the_count():
     before = blas_thread_count()
     assert before is not None and before >= 1

@@ -11,7 +11,9 @@ code, on every platform SciPy's wheels install on (OpenBLAS on Linux and Windows
 or OpenBLAS on macOS); Numba's ``get_cython_function_address`` gives their addresses - the way
 Numba's own documentation binds Cython functions.  We register them with LLVM under names of our
 own, and kernels refer to those names, not to an address, so Numba can cache them on disk: the
-names are bound again in every new process when this module is imported.
+names are bound again in every new process when this module is imported.  A kernel cached by an
+older version of this module is never loaded (:mod:`nn.kernels.caching`), so these names and
+their signature are free to change.
 
 The Fortran interface is column-major and takes every argument by pointer.  A row-major
 ``C = op(A) op(B)`` is, read column-major, ``C^T = op(B)^T op(A)^T``: the same call with the two
@@ -26,9 +28,12 @@ a block of a batch without copying.  The caller keeps BLAS on one thread (see
 """
 import llvmlite.binding as llvm
 from llvmlite import ir
-from numba import cfunc, njit, prange, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic
+
+from nn.scipy_blas import MODULE as CYTHON_BLAS
+from nn.scipy_blas import load_cython_blas
 
 # Transpose flags as the kernels pass them (cblas.h's values, kept from the first version).
 _NO_TRANS, _TRANS = 111, 112
@@ -37,8 +42,9 @@ _NO_TRANS, _TRANS = 111, 112
 _SGEMM_SYMBOL = "nn_kernels_blas_fortran_sgemm"
 _DGEMM_SYMBOL = "nn_kernels_blas_fortran_dgemm"
 
-llvm.add_symbol(_SGEMM_SYMBOL, get_cython_function_address("scipy.linalg.cython_blas", "sgemm"))
-llvm.add_symbol(_DGEMM_SYMBOL, get_cython_function_address("scipy.linalg.cython_blas", "dgemm"))
+load_cython_blas()   # by itself, not all of scipy.linalg (0.17 s): see nn.scipy_blas
+llvm.add_symbol(_SGEMM_SYMBOL, get_cython_function_address(CYTHON_BLAS, "sgemm"))
+llvm.add_symbol(_DGEMM_SYMBOL, get_cython_function_address(CYTHON_BLAS, "dgemm"))
 AVAILABLE = True   # SciPy is a runtime dependency: BLAS is always there
 
 
@@ -96,21 +102,6 @@ def _fortran_gemm_intrinsic(symbol, real):
 
 _sgemm = _fortran_gemm_intrinsic(_SGEMM_SYMBOL, ir.FloatType())
 _dgemm = _fortran_gemm_intrinsic(_DGEMM_SYMBOL, ir.DoubleType())
-
-
-# Kernels compiled by the previous version of this module call cblas_?gemm under the names
-# below, and Numba's cache does not notice that a called module changed: after an update in
-# place, such a cached kernel still calls these names.  They lead to an adapter with cblas's
-# signature that calls the Fortran routine, so stale machine code computes right (and as fast).
-_CBLAS_SYMBOLS = {"float32": "nn_kernels_blas_sgemm", "float64": "nn_kernels_blas_dgemm"}
-
-
-def _cblas_signature(real):
-    """cblas_?gemm's C signature, with 64-bit integers (what the previous kernels call)."""
-    pointer = types.CPointer(real)
-    return types.void(types.int32, types.int32, types.int32, types.int64, types.int64,
-                      types.int64, real, pointer, types.int64, pointer, types.int64, real,
-                      pointer, types.int64)
 
 
 @njit(cache=True, inline="always")
@@ -188,25 +179,3 @@ def stacked_gemm(a, b, c, a_transposed, b_transposed):
     """
     for s in prange(c.shape[0]):
         _gemm(a[s], b[s], c[s], a_transposed, b_transposed, False)
-
-
-def _make_cblas_adapter(gemm_call):
-    def adapter(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-        # The previous kernels always passed row-major order and alpha 1.
-        gemm_call(trans_a, trans_b, m, n, k, _address(a), lda, _address(b), ldb, beta,
-                  _address(c), ldc)
-    return adapter
-
-
-@intrinsic
-def _address(typingctx, pointer):
-    """A C pointer as an integer (the intrinsics above take addresses as integers)."""
-    def codegen(context, builder, sig, args):
-        return builder.ptrtoint(args[0], ir.IntType(64))
-    return types.uintp(pointer), codegen
-
-
-_CBLAS_ADAPTERS = {}
-for _name, _real, _call in (("float32", types.float32, _sgemm), ("float64", types.float64, _dgemm)):
-    _CBLAS_ADAPTERS[_name] = cfunc(_cblas_signature(_real), cache=True)(_make_cblas_adapter(_call))
-    llvm.add_symbol(_CBLAS_SYMBOLS[_name], _CBLAS_ADAPTERS[_name].address)
