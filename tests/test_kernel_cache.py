@@ -104,6 +104,15 @@ def test_nns_kernels_use_the_locator_that_adds_the_sources_hash():
         assert stamp[1] == caching.kernel_sources_hash()
 
 
+def last_json_line(code):
+    """Run ``python -c code`` in a fresh process from this checkout; its last output line, parsed."""
+    env = dict(os.environ, PYTHONPATH=str(REPOSITORY))
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_importing_the_blas_kernels_is_light():
     code = ("import gc, sys, nn\nfrom nn.kernels import blas\n"
             "callbacks = sum(type(o).__module__ == 'numba.core.ccallback' for o in gc.get_objects())\n"
@@ -112,11 +121,7 @@ def test_importing_the_blas_kernels_is_light():
             "c = np.empty((2, 2), np.float32); blas.gemm(a, b, c)\n"
             "import json; print(json.dumps({'cfuncs': callbacks,\n"
             "    'scipy.linalg': 'scipy.linalg' in sys.modules, 'c': c.tolist()}))")
-    env = dict(os.environ, PYTHONPATH=str(REPOSITORY))
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = last_json_line(code)
     assert seen == {"cfuncs": 0, "scipy.linalg": False, "c": [[3.0, 3.0], [12.0, 12.0]]}
 
 
@@ -127,8 +132,4 @@ def test_scipy_linalg_works_after_cython_blas_was_loaded_alone():
             "assert cython_blas is first\n"
             "a = np.array([[2.0, 1.0], [1.0, 3.0]])\n"
             "print(scipy.linalg.solve(a, np.array([3.0, 5.0])).round(12).tolist())")
-    env = dict(os.environ, PYTHONPATH=str(REPOSITORY))
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == [0.8, 1.4]
+    assert last_json_line(code) == [0.8, 1.4]
