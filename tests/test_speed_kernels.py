@@ -161,7 +161,8 @@ def test_winograd_block_matches_the_separate_layers(dtype, size, chunk, monkeypa
     from nn.layers import Conv2D, LeakyReLU, MaxPool2D, Sequential
     from nn.layers import fused as fused_module
     from nn.layers.fused import ConvActivationPool
-    monkeypatch.setattr(fused_module, "WINOGRAD_CHUNK", chunk)
+    tiles_per_image = ((size + 1) // 2) ** 2
+    monkeypatch.setattr(fused_module, "WINOGRAD_CHUNK_TILES", chunk * tiles_per_image)  # images
     rng = np.random.default_rng(size)
     layers = [Conv2D(32, 24, 3, rng=rng), LeakyReLU(0.1), MaxPool2D(2, padding="same")]
     layers[0].params["weight"] = layers[0].params["weight"].astype(dtype)

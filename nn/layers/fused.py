@@ -38,7 +38,9 @@ WINOGRAD_MIN_CHANNELS = 16
 # conv3 0.50 vs 0.17 ms; the two break even at about 200 (conv2, 4 images of 49 tiles) and 256
 # tiles (conv3, 16 images of 16) - measured 2026-11-28, 2-core Xeon VM, quiet.
 WINOGRAD_MIN_TILES = 256
-WINOGRAD_CHUNK = 64     # images per Winograd slice (see ConvActivationPool._forward_winograd)
+# Output tiles per Winograd slice (see ConvActivationPool._forward_winograd): whole images, at
+# least one.  256 tiles are 5 images of conv2 (49 tiles each) or 16 of conv3 (16 each).
+WINOGRAD_CHUNK_TILES = 256
 _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 winograd_filter_grad = winograd.winograd_filter_grad  # dU -> dw = G^T dU G, the adjoint of:
 
@@ -171,8 +173,9 @@ class ConvActivationPool:
         return pooled
 
     def _forward_winograd(self, x):
-        """Winograd in slices of at most WINOGRAD_CHUNK images, so the (16, C, tiles) arrays of
-        one slice stay cache-sized (at batch 256 M alone would be 51 MB for conv2)."""
+        """Winograd in slices of about WINOGRAD_CHUNK_TILES tiles (whole images), so the
+        (16, C, tiles) arrays of one slice stay in the core's own cache while the transforms and
+        products pass over them (at batch 64, conv2's M is 12.8 MB in one slice)."""
         conv = self.conv
         w, b = conv.params["weight"], conv.params["bias"]
         n_batch, _, height, width = x.shape
@@ -182,8 +185,9 @@ class ConvActivationPool:
         bias = b.astype(x.dtype)
         slope = x.dtype.type(self.activation.slope)
         vs, pooled, argmax = [], [], []
-        for start in range(0, n_batch, WINOGRAD_CHUNK):
-            part = x[start:start + WINOGRAD_CHUNK]
+        chunk = max(1, WINOGRAD_CHUNK_TILES // (tiles_h * tiles_w))                    # images
+        for start in range(0, n_batch, chunk):
+            part = x[start:start + chunk]
             v = winograd.winograd_input(part, tiles_h, tiles_w)                 # (16, Ci, T)
             m = stacked_product(u, v)                                           # (16, Co, T)
             p, a = winograd.winograd_output_pool(m, bias, slope, len(part), height, width,
