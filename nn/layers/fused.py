@@ -18,6 +18,7 @@ Two special cases run their own kernels (docs/performance.md, issue 10):
 """
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 from nn.kernels import blas
@@ -38,7 +39,27 @@ WINOGRAD_MIN_CHANNELS = 16
 # conv3 0.50 vs 0.17 ms; the two break even at about 200 (conv2, 4 images of 49 tiles) and 256
 # tiles (conv3, 16 images of 16) - measured 2026-11-28, 2-core Xeon VM, quiet.
 WINOGRAD_MIN_TILES = 256
-WINOGRAD_CHUNK = 64     # images per Winograd slice (see ConvActivationPool._forward_winograd)
+# Images per Winograd slice (see ConvActivationPool._forward_winograd), at least one.  Small slices
+# keep a slice's V and M in the core's own cache, but every slice starts each parallel kernel
+# anew, which costs more than the cache saves when two threads share a small slice.  Block
+# forward + backward (ms by images per slice; AMD EPYC VM, 2026-12-06, interleaved):
+#   1 thread:  conv2 (49 tiles an image), batch 64: 64: 20.3, 10: 15.9, 5: 14.8, 4: 15.2, 2: 16.2;
+#              conv3 (16 tiles), batch 256: 16: 74, 4: 66, 2: 71, 1: 83;
+#   2 threads: conv2, batch 256: 64: 48.8, 32: 43.5, 16: 40.7, 5: 51.4;
+#              conv3, batch 256: 196: 41.6, 32: 40.5, 16: 42.2, 4: 60.0.
+# So: one thread, at most 4 images and about 256 tiles; more threads, about 800 tiles.
+WINOGRAD_CHUNK_IMAGES = 4        # one thread
+WINOGRAD_CHUNK_TILES = 256       # one thread
+WINOGRAD_CHUNK_TILES_THREADS = 800
+
+
+def winograd_chunk(tiles_per_image, threads):
+    """Images per Winograd slice for maps of ``tiles_per_image`` tiles on ``threads`` threads."""
+    if threads == 1:
+        return max(1, min(WINOGRAD_CHUNK_IMAGES, WINOGRAD_CHUNK_TILES // tiles_per_image))
+    return max(1, WINOGRAD_CHUNK_TILES_THREADS // tiles_per_image)
+
+
 _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 winograd_filter_grad = winograd.winograd_filter_grad  # dU -> dw = G^T dU G, the adjoint of:
 
@@ -171,8 +192,9 @@ class ConvActivationPool:
         return pooled
 
     def _forward_winograd(self, x):
-        """Winograd in slices of at most WINOGRAD_CHUNK images, so the (16, C, tiles) arrays of
-        one slice stay cache-sized (at batch 256 M alone would be 51 MB for conv2)."""
+        """Winograd in slices of a few images (:func:`winograd_chunk`), so the (16, C, tiles)
+        arrays of one slice stay in cache while the transforms and products pass over them (at
+        batch 64, conv2's M is 12.8 MB in one slice)."""
         conv = self.conv
         w, b = conv.params["weight"], conv.params["bias"]
         n_batch, _, height, width = x.shape
@@ -182,8 +204,10 @@ class ConvActivationPool:
         bias = b.astype(x.dtype)
         slope = x.dtype.type(self.activation.slope)
         vs, pooled, argmax = [], [], []
-        for start in range(0, n_batch, WINOGRAD_CHUNK):
-            part = x[start:start + WINOGRAD_CHUNK]
+        chunk = winograd_chunk(tiles_h * tiles_w, numba.get_num_threads())               # images
+        chunk = -(-n_batch // -(-n_batch // chunk))      # the same number of slices, evened out
+        for start in range(0, n_batch, chunk):
+            part = x[start:start + chunk]
             v = winograd.winograd_input(part, tiles_h, tiles_w)                 # (16, Ci, T)
             m = stacked_product(u, v)                                           # (16, Co, T)
             p, a = winograd.winograd_output_pool(m, bias, slope, len(part), height, width,
