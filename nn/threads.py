@@ -60,7 +60,7 @@ class ThreadLimit:
         try:
             self._blas_limits = threadpool_limits(limits=count)
         except OSError:
-            # threadpoolctl finds the libraries through /proc/self/maps on Linux; without it
+            # threadpoolctl finds the libraries through /proc on Linux (the process map); without it
             # (a sandbox) the BLAS keeps its count, as blas_threads() does, and Numba's is set.
             self._blas_limits = None
 
@@ -112,7 +112,7 @@ def thread_counts():
 
     try:
         pools = threadpool_info()
-    except OSError:           # no /proc/self/maps to find them by (see ThreadLimit)
+    except OSError:           # no process map in /proc to find them by (see ThreadLimit)
         pools = []
     return {"numba": numba.get_num_threads(),
             "blas": [pool["num_threads"] for pool in pools if pool["user_api"] == "blas"]}
