@@ -152,11 +152,13 @@ def test_winograd_kernels_match_their_twins(dtype, size):
 
 def test_winograd_slices_are_small_on_one_thread_and_larger_on_several():
     """One thread: a few images (conv2's 49 tiles and conv3's 16 an image: 4 images); more
-    threads: about 800 tiles (16 and 50 images); a map of more tiles than that: one image."""
+    threads: a batch of up to 64 images whole, a larger one in slices of about 800 tiles (16 and
+    50 images); a map of more tiles than that: one image."""
     from nn.layers.fused import winograd_chunk
-    assert [winograd_chunk(tiles, 1) for tiles in (49, 16, 400)] == [4, 4, 1]
-    assert [winograd_chunk(tiles, 2) for tiles in (49, 16, 4000)] == [16, 50, 1]
-    assert winograd_chunk(49, 8) == 16
+    assert [winograd_chunk(tiles, 1, 64) for tiles in (49, 16, 400)] == [4, 4, 1]
+    assert [winograd_chunk(tiles, 2, 64) for tiles in (49, 16)] == [64, 64]
+    assert [winograd_chunk(tiles, 2, 256) for tiles in (49, 16, 4000)] == [16, 50, 1]
+    assert winograd_chunk(49, 8, 256) == 16
 
 
 @pytest.mark.parametrize("chunk", [64, 2])   # one slice, and a batch of 5 in slices of 2, 2, 1
@@ -170,7 +172,7 @@ def test_winograd_block_matches_the_separate_layers(dtype, size, chunk, monkeypa
     from nn.layers import Conv2D, LeakyReLU, MaxPool2D, Sequential
     from nn.layers import fused as fused_module
     from nn.layers.fused import ConvActivationPool
-    monkeypatch.setattr(fused_module, "winograd_chunk", lambda tiles, threads: chunk)  # images
+    monkeypatch.setattr(fused_module, "winograd_chunk", lambda tiles, threads, n: chunk)  # images
     rng = np.random.default_rng(size)
     layers = [Conv2D(32, 24, 3, rng=rng), LeakyReLU(0.1), MaxPool2D(2, padding="same")]
     layers[0].params["weight"] = layers[0].params["weight"].astype(dtype)

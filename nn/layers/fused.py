@@ -47,16 +47,23 @@ WINOGRAD_MIN_TILES = 256
 #              conv3 (16 tiles), batch 256: 16: 74, 4: 66, 2: 71, 1: 83;
 #   2 threads: conv2, batch 256: 64: 48.8, 32: 43.5, 16: 40.7, 5: 51.4;
 #              conv3, batch 256: 196: 41.6, 32: 40.5, 16: 42.2, 4: 60.0.
-# So: one thread, at most 4 images and about 256 tiles; more threads, about 800 tiles.
+# Whole training steps on 2 threads agree at batch 256 (~800-tile slices 1.07 - 1.57x slices of
+# 64 images) but not at batch 64, where one slice stays ahead (0.76 - 1.11x; docs/performance.md).
+# So: one thread, at most 4 images and about 256 tiles; more threads, a batch of up to 64 images
+# in one slice, a larger one in slices of about 800 tiles.
 WINOGRAD_CHUNK_IMAGES = 4        # one thread
 WINOGRAD_CHUNK_TILES = 256       # one thread
+WINOGRAD_ONE_SLICE_BATCH = 64    # more threads
 WINOGRAD_CHUNK_TILES_THREADS = 800
 
 
-def winograd_chunk(tiles_per_image, threads):
-    """Images per Winograd slice for maps of ``tiles_per_image`` tiles on ``threads`` threads."""
+def winograd_chunk(tiles_per_image, threads, n_batch):
+    """Images per Winograd slice of a batch of ``n_batch`` maps of ``tiles_per_image`` tiles
+    on ``threads`` threads."""
     if threads == 1:
         return max(1, min(WINOGRAD_CHUNK_IMAGES, WINOGRAD_CHUNK_TILES // tiles_per_image))
+    if n_batch <= WINOGRAD_ONE_SLICE_BATCH:
+        return n_batch
     return max(1, WINOGRAD_CHUNK_TILES_THREADS // tiles_per_image)
 
 
@@ -204,7 +211,7 @@ class ConvActivationPool:
         bias = b.astype(x.dtype)
         slope = x.dtype.type(self.activation.slope)
         vs, pooled, argmax = [], [], []
-        chunk = winograd_chunk(tiles_h * tiles_w, numba.get_num_threads())               # images
+        chunk = winograd_chunk(tiles_h * tiles_w, numba.get_num_threads(), n_batch)      # images
         chunk = -(-n_batch // -(-n_batch // chunk))      # the same number of slices, evened out
         for start in range(0, n_batch, chunk):
             part = x[start:start + chunk]
