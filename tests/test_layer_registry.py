@@ -6,6 +6,7 @@ with "Dense.__init__() got an unexpected keyword argument 'in_features'".  Now t
 its bare names, the user's class is namespaced under its module, and weights files written with
 either keep loading.
 """
+import os
 import subprocess
 import sys
 import textwrap
@@ -48,10 +49,13 @@ class Dense(Layer):
 
 
 # Run in a fresh interpreter, where no user layer exists: the logits the shipped CNN gives there,
-# and (when given a model file and a weights file) the logits of that file's model.
+# and (when given a model file and a weights file) the logits of that file's model.  On the
+# thread count of this process: the CNN's Winograd slices depend on it, and with them the last bit.
 FRESH_PROCESS = textwrap.dedent("""
-    import sys
+    import os, sys
     import numpy as np
+    import nn
+    nn.configure_threads(int(os.environ["FRESH_PROCESS_THREADS"]))
     from models import load_model, registry
     images = np.random.default_rng(17).random((24, 28, 28)).astype(np.float32)
     out = {"cnn": load_model("cnn").logits(images)}
@@ -64,8 +68,10 @@ FRESH_PROCESS = textwrap.dedent("""
 
 def fresh_process(repo_root, tmp_path, *arguments):
     out = tmp_path / "fresh.npz"
+    import numba
+    env = {**os.environ, "FRESH_PROCESS_THREADS": str(numba.get_num_threads())}
     result = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(out), *map(str, arguments)],
-                            cwd=repo_root, capture_output=True, text=True, timeout=300)
+                            cwd=repo_root, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     with np.load(out, allow_pickle=False) as archive:
         return {key: archive[key] for key in archive.files}
