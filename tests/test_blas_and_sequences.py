@@ -50,17 +50,25 @@ def test_gemm_at_add_accumulates_the_transposed_product(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_stacked_product_equals_numpy_matmul_bit_for_bit(dtype):
-    from nn.layers.fused import stacked_product
+def test_gemm_general_equals_numpy_matmul_bit_for_bit_and_accumulates(dtype):
+    """The three products of the Winograd block: U V, dM V^T (added onto a partial sum) and
+    U^T dM, on a block of columns of a wider array (a slice of a batch), as NumPy gives them."""
     rng = np.random.default_rng(4)
-    u = rng.standard_normal((16, 12, 8)).astype(dtype)
-    v = rng.standard_normal((16, 8, 50)).astype(dtype)
-    dm = rng.standard_normal((16, 12, 50)).astype(dtype)
-    np.testing.assert_array_equal(stacked_product(u, v), np.matmul(u, v))
-    np.testing.assert_array_equal(stacked_product(dm, v, b_transposed=True),
-                                  np.matmul(dm, v.transpose(0, 2, 1)))
-    np.testing.assert_array_equal(stacked_product(u, dm, a_transposed=True),
-                                  np.matmul(u.transpose(0, 2, 1), dm))
+    u = rng.standard_normal((12, 8)).astype(dtype)
+    v_all = rng.standard_normal((8, 90)).astype(dtype)
+    dm = rng.standard_normal((12, 50)).astype(dtype)
+    v = v_all[:, 20:70]                                  # rows of 50 with a stride of 90
+    product = np.empty((12, 50), dtype)
+    blas.gemm_general(u, v, product, False, False, False)
+    np.testing.assert_array_equal(product, np.matmul(u, np.ascontiguousarray(v)))
+    transposed = np.empty((8, 50), dtype)
+    blas.gemm_general(u, dm, transposed, True, False, False)
+    np.testing.assert_array_equal(transposed, np.matmul(np.ascontiguousarray(u.T), dm))
+    partial = rng.standard_normal((12, 8)).astype(dtype)
+    expected = partial + np.matmul(dm, np.ascontiguousarray(v.T))
+    blas.gemm_general(dm, v, partial, False, True, True)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(partial, expected, rtol=tolerance, atol=tolerance)
 
 
 def test_gemm_on_a_block_of_rows_writes_only_that_block():

@@ -97,7 +97,7 @@ def test_the_cache_stamp_covers_every_kernel_source(tmp_path):
 
 def test_nns_kernels_use_the_locator_that_adds_the_sources_hash():
     from nn.kernels import blas, caching, lstm
-    for dispatcher in (blas.gemm, blas.stacked_gemm, lstm.lstm_sequence_forward):
+    for dispatcher in (blas.gemm, blas.gemm_general, lstm.lstm_sequence_forward):
         locator = dispatcher._cache._impl.locator
         assert isinstance(locator, caching.KernelSourcesLocator)
         stamp = locator.get_source_stamp()

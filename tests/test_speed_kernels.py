@@ -114,51 +114,106 @@ from nn.kernels import winograd  # noqa: E402
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("size", [14, 7, 4, 3])
-def test_winograd_kernels_match_their_twins(dtype, size):
+@pytest.mark.parametrize("slice_images", [1, 2, 8])      # 3 images: whole slices, a part one, one slice
+def test_winograd_kernels_match_their_twins(dtype, size, slice_images):
+    """The sliced forward and backward kernels against the whole-batch NumPy twins of each step
+    (input transform, products, output transform + pool; pool backward, dU, dV, input backward)."""
+    from nn.threads import blas_threads
     rng = np.random.default_rng(size)
     n, c_in, c_out = 3, 4, 5
     tiles = (size + 1) // 2
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     x = rng.standard_normal((n, c_in, size, size)).astype(dtype)
-    v = winograd.winograd_input(x, tiles, tiles)
-    np.testing.assert_allclose(v, reference.winograd_input(x, tiles, tiles), rtol=tolerance, atol=tolerance)
-
-    m = rng.standard_normal((16, c_out, n * tiles * tiles)).astype(dtype)
+    u = rng.standard_normal((16, c_out, c_in)).astype(dtype)
     bias, slope = rng.standard_normal(c_out).astype(dtype), dtype(0.1)
-    pooled, argmax = winograd.winograd_output_pool(m, bias, slope, n, size, size, tiles, tiles)
-    pooled_ref, argmax_ref = reference.winograd_output_pool(m, bias, slope, n, size, size, tiles, tiles)
+    with blas_threads(1):
+        v, pooled, argmax = winograd.winograd_forward(x, u, bias, slope, slice_images, True)
+        _, pooled_only, argmax_only = winograd.winograd_forward(x, u, bias, slope, slice_images, False)
+    v_ref = reference.winograd_input(x, tiles, tiles)
+    np.testing.assert_allclose(v, v_ref, rtol=tolerance, atol=tolerance)
+    pooled_ref, argmax_ref = reference.winograd_output_pool(np.matmul(u, v_ref), bias, slope, n,
+                                                            size, size, tiles, tiles)
     np.testing.assert_allclose(pooled, pooled_ref, rtol=tolerance, atol=tolerance)
     np.testing.assert_array_equal(argmax, argmax_ref)
+    np.testing.assert_array_equal(pooled_only, pooled)
+    np.testing.assert_array_equal(argmax_only, argmax)
 
     dpooled = rng.standard_normal(pooled.shape).astype(dtype)
-    dm, db = winograd.winograd_pool_backward(dpooled, pooled, argmax, slope)
+    with blas_threads(1):
+        du, db, dx = winograd.winograd_backward(dpooled, pooled, argmax, v, u, slope, size, size,
+                                                slice_images, 2, True)
+        du_only, db_only, no_dx = winograd.winograd_backward(dpooled, pooled, argmax, v, u, slope,
+                                                             size, size, slice_images, 2, False)
     dm_ref, db_ref = reference.winograd_pool_backward(dpooled, pooled, argmax, slope)
-    np.testing.assert_allclose(dm, dm_ref, rtol=tolerance, atol=tolerance)
     np.testing.assert_allclose(db, db_ref, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(du, np.matmul(dm_ref, v_ref.transpose(0, 2, 1)),
+                               rtol=tolerance, atol=tolerance * 10)
+    dx_ref = reference.winograd_input_backward(np.matmul(u.transpose(0, 2, 1), dm_ref), n, size,
+                                               size, tiles, tiles)
+    np.testing.assert_allclose(dx, dx_ref, rtol=tolerance, atol=tolerance * 10)
+    np.testing.assert_array_equal(du_only, du)
+    np.testing.assert_array_equal(db_only, db)
+    assert no_dx.shape == (0, c_in, size, size)
 
     w = rng.standard_normal((c_out, c_in, 3, 3)).astype(dtype)
     from nn.layers.fused import winograd_filter
     np.testing.assert_allclose(winograd_filter(w), reference.winograd_filter(w),
                                rtol=tolerance, atol=tolerance)
-    du = rng.standard_normal((16, c_out, c_in)).astype(dtype)
     np.testing.assert_allclose(winograd.winograd_filter_grad(du), reference.winograd_filter_grad(du),
                                rtol=tolerance, atol=tolerance)
 
-    dv = rng.standard_normal((16, c_in, n * tiles * tiles)).astype(dtype)
-    np.testing.assert_allclose(winograd.winograd_input_backward(dv, n, size, size, tiles, tiles),
-                               reference.winograd_input_backward(dv, n, size, size, tiles, tiles),
-                               rtol=tolerance, atol=tolerance)
+
+def test_winograd_sums_over_two_groups_on_one_or_two_threads_and_one_per_thread_above():
+    from nn.layers.fused import winograd_groups
+    assert [winograd_groups(threads) for threads in (1, 2, 3, 8)] == [2, 2, 3, 8]
 
 
-def test_winograd_slices_are_small_on_one_thread_and_larger_on_several():
-    """One thread: a few images (conv2's 49 tiles and conv3's 16 an image: 4 images); more
-    threads: a batch of up to 64 images whole, a larger one in slices of about 800 tiles (16 and
-    50 images); a map of more tiles than that: one image."""
-    from nn.layers.fused import winograd_chunk
-    assert [winograd_chunk(tiles, 1, 64) for tiles in (49, 16, 400)] == [4, 4, 1]
-    assert [winograd_chunk(tiles, 2, 64) for tiles in (49, 16)] == [64, 64]
-    assert [winograd_chunk(tiles, 2, 256) for tiles in (49, 16, 4000)] == [16, 50, 1]
-    assert winograd_chunk(49, 8, 256) == 16
+def winograd_block(seed=0, n_images=9, size=14):
+    """A fused Conv2D(32 -> 24) + LeakyReLU + MaxPool2D step on the Winograd path, its input and
+    an output gradient (float32)."""
+    from nn.layers import Conv2D, LeakyReLU, MaxPool2D, Sequential
+    rng = np.random.default_rng(seed)
+    layers = [Conv2D(32, 24, 3, rng=rng), LeakyReLU(0.1), MaxPool2D(2, padding="same")]
+    layers[0].params["bias"] = rng.standard_normal(24).astype(np.float32) * 0.1
+    network = Sequential(layers)
+    x = rng.standard_normal((n_images, 32, size, size)).astype(np.float32)
+    dy = rng.standard_normal((n_images, 24, (size + 1) // 2, (size + 1) // 2)).astype(np.float32)
+    return network, x, dy
+
+
+def test_winograd_block_gives_the_same_bits_on_one_and_two_threads(monkeypatch):
+    """Slices (3 of 4, 4 and 1 images) go to whichever thread is free, but dU is summed in two
+    fixed groups added in order, so one and two threads agree to the last bit."""
+    monkeypatch.setattr(fused_layers, "WINOGRAD_MIN_TILES", 1)
+    import numba
+    results = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            network, x, dy = winograd_block()
+            assert network.steps()[0].uses_winograd(x.shape)
+            y = network.forward(x, training=True)
+            dx = network.backward(dy)
+            results.append((y, dx, network.layers[0].grads["weight"], network.layers[0].grads["bias"]))
+    finally:
+        numba.set_num_threads(before)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
+def test_winograd_infer_gives_forwards_output_and_keeps_forwards_cache(monkeypatch):
+    """infer() keeps no V, and a backward after it still belongs to the last forward()."""
+    monkeypatch.setattr(fused_layers, "WINOGRAD_MIN_TILES", 1)
+    network, x, dy = winograd_block(seed=1)
+    step = network.steps()[0]
+    y = step.forward(x, training=True)
+    dx = step.backward(dy)
+    step.forward(x, training=True)
+    other = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
+    np.testing.assert_array_equal(step.infer(x), y)
+    assert not np.array_equal(step.infer(other), y)
+    np.testing.assert_array_equal(step.backward(dy), dx)
 
 
 @pytest.mark.parametrize("chunk", [64, 2])   # one slice, and a batch of 5 in slices of 2, 2, 1
@@ -172,7 +227,7 @@ def test_winograd_block_matches_the_separate_layers(dtype, size, chunk, monkeypa
     from nn.layers import Conv2D, LeakyReLU, MaxPool2D, Sequential
     from nn.layers import fused as fused_module
     from nn.layers.fused import ConvActivationPool
-    monkeypatch.setattr(fused_module, "winograd_chunk", lambda tiles, threads, n: chunk)  # images
+    monkeypatch.setattr(fused_module, "WINOGRAD_SLICE_IMAGES", chunk)
     rng = np.random.default_rng(size)
     layers = [Conv2D(32, 24, 3, rng=rng), LeakyReLU(0.1), MaxPool2D(2, padding="same")]
     layers[0].params["weight"] = layers[0].params["weight"].astype(dtype)

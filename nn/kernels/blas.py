@@ -21,14 +21,14 @@ operands (and M, N) swapped and each transpose flag kept - see :func:`_fortran_g
 
     gemm(a, b, c)          c (M, N) = a (M, K) @ b (K, N)
     gemm_at_add(a, b, c)   c (M, N) += a (K, M)^T @ b (K, N)
-    stacked_gemm(a, b, c, a_transposed, b_transposed)   c[s] = op(a[s]) @ op(b[s]), in parallel
+    gemm_general(a, b, c, a_transposed, b_transposed, accumulate)   c (+)= op(a) @ op(b)
 Rows of a 2-D slice ``x[lo:hi]`` of a C-contiguous array are contiguous, so a kernel can pass
 a block of a batch without copying.  The caller keeps BLAS on one thread (see
 :func:`nn.threads.blas_threads`) when several Numba threads call these at once.
 """
 import llvmlite.binding as llvm
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic
 
@@ -168,14 +168,8 @@ def gemm_at_add(a, b, c):
     _gemm(a, b, c, True, False, True)
 
 
-@njit(cache=True, parallel=True)
-def stacked_gemm(a, b, c, a_transposed, b_transposed):
-    """c[s] = op(a[s]) @ op(b[s]) for every s of a stack (S, ., .), op = transpose or not.
-
-    One whole product per thread at a time, in parallel over the stack, each product on one
-    BLAS thread (the caller sets it: nn.threads.blas_threads(1)).  For a stack of small
-    products (Winograd's 16) this beats splitting each product between threads, which is what
-    np.matmul does.
-    """
-    for s in prange(c.shape[0]):
-        _gemm(a[s], b[s], c[s], a_transposed, b_transposed, False)
+@njit(cache=True, nogil=True)
+def gemm_general(a, b, c, a_transposed, b_transposed, accumulate):
+    """c (+)= op(a) @ op(b), op = transpose or not, added to c when ``accumulate``.  Same
+    conditions as :func:`gemm`."""
+    _gemm(a, b, c, a_transposed, b_transposed, accumulate)

@@ -21,7 +21,6 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from nn.kernels import blas
 from nn.kernels import conv as conv_kernels
 from nn.kernels import fused as kernels
 from nn.kernels import winograd
@@ -39,32 +38,24 @@ WINOGRAD_MIN_CHANNELS = 16
 # conv3 0.50 vs 0.17 ms; the two break even at about 200 (conv2, 4 images of 49 tiles) and 256
 # tiles (conv3, 16 images of 16) - measured 2026-11-28, 2-core Xeon VM, quiet.
 WINOGRAD_MIN_TILES = 256
-# Images per Winograd slice (see ConvActivationPool._forward_winograd), at least one.  Small slices
-# keep a slice's V and M in the core's own cache, but every slice starts each parallel kernel
-# anew, which costs more than the cache saves when two threads share a small slice.  Block
-# forward + backward (ms by images per slice; AMD EPYC VM, 2026-12-06, interleaved):
-#   1 thread:  conv2 (49 tiles an image), batch 64: 64: 20.3, 10: 15.9, 5: 14.8, 4: 15.2, 2: 16.2;
-#              conv3 (16 tiles), batch 256: 16: 74, 4: 66, 2: 71, 1: 83;
-#   2 threads: conv2, batch 256: 64: 48.8, 32: 43.5, 16: 40.7, 5: 51.4;
-#              conv3, batch 256: 196: 41.6, 32: 40.5, 16: 42.2, 4: 60.0.
-# Whole training steps on 2 threads agree at batch 256 (~800-tile slices 1.07 - 1.57x slices of
-# 64 images) but not at batch 64, where one slice stays ahead (0.76 - 1.11x; docs/performance.md).
-# So: one thread, at most 4 images and about 256 tiles; more threads, a batch of up to 64 images
-# in one slice, a larger one in slices of about 800 tiles.
-WINOGRAD_CHUNK_IMAGES = 4        # one thread
-WINOGRAD_CHUNK_TILES = 256       # one thread
-WINOGRAD_ONE_SLICE_BATCH = 64    # more threads
-WINOGRAD_CHUNK_TILES_THREADS = 800
+# Images per Winograd slice: one thread runs a slice whole (nn.kernels.winograd), so its V and
+# M stay in that core's cache.  Block forward / backward at batch 64, ms by images per slice
+# (AMD EPYC VM, 2026-12-06, medians of 30, 2 threads):
+#   conv2 (32 -> 64, 49 tiles an image): forward 1: 2.87-2.95, 2: 2.80-2.86, 4: 2.73-2.77,
+#         8: 2.74-2.85, 16: 3.15-3.26; backward 1: 4.14, 2: 3.97, 4: 3.84, 8: 3.87;
+#   conv3 (64 -> 128, 16 tiles): forward 1: 3.61-5.50, 2: 2.55-2.61, 4: 2.46-2.49, 8: 2.79-2.96,
+#         16: 2.87-3.20; backward 1: 5.10, 2: 4.81, 4: 4.81, 8: 5.70;
+# against 3.4-4.0 (forward) and 6.0-9.1 (backward) for the whole batch at once with every
+# step split across the threads.  One thread: 4 images 5.0-5.5 / 7.9-9.0 ms, as good as any.
+WINOGRAD_SLICE_IMAGES = 4
+# The backward pass sums dU over at least this many groups of slices, added in group order, so
+# one and two threads give the same bits (more threads: one group each).
+WINOGRAD_MIN_GROUPS = 2
 
 
-def winograd_chunk(tiles_per_image, threads, n_batch):
-    """Images per Winograd slice of a batch of ``n_batch`` maps of ``tiles_per_image`` tiles
-    on ``threads`` threads."""
-    if threads == 1:
-        return max(1, min(WINOGRAD_CHUNK_IMAGES, WINOGRAD_CHUNK_TILES // tiles_per_image))
-    if n_batch <= WINOGRAD_ONE_SLICE_BATCH:
-        return n_batch
-    return max(1, WINOGRAD_CHUNK_TILES_THREADS // tiles_per_image)
+def winograd_groups(threads):
+    """Groups of slices the backward pass sums dU over, on ``threads`` threads."""
+    return max(WINOGRAD_MIN_GROUPS, threads)
 
 
 _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
@@ -76,25 +67,6 @@ def winograd_filter(w):
     g = _G.astype(w.dtype)
     u = np.tensordot(np.tensordot(g, w, axes=([1], [2])), g, axes=([3], [1]))  # (4, Co, Ci, 4)
     return np.ascontiguousarray(u.transpose(0, 3, 1, 2)).reshape(16, w.shape[0], w.shape[1])
-
-
-def stacked_product(a, b, a_transposed=False, b_transposed=False):
-    """op(a[s]) @ op(b[s]) for each of a stack of products (Winograd's 16), like np.matmul.
-
-    Each product runs whole on one thread, the threads sharing out the stack, instead of
-    np.matmul's splitting of every product between threads.  2 threads, batch 64, medians of
-    60, two runs (ms, np.matmul -> this): conv2 forward 1.34 - 1.50 -> 1.22 - 1.28, dU
-    1.89 - 2.04 -> 1.55 - 1.61, dV 1.35 - 1.46 -> 1.40 - 1.51 (no gain); conv3 forward
-    1.68 - 1.75 -> 1.27 - 1.42, dU 1.83 - 1.92 -> 1.54 - 1.55, dV 1.57 -> 1.31 - 1.39.  Same
-    products, same single-thread BLAS kernels per element, so the same results.
-    """
-    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-    rows = a.shape[2] if a_transposed else a.shape[1]
-    columns = b.shape[1] if b_transposed else b.shape[2]
-    out = np.empty((a.shape[0], rows, columns), dtype=np.result_type(a, b))
-    with blas_threads(1):
-        blas.stacked_gemm(a, b, out, a_transposed, b_transposed)
-    return out
 
 
 def can_fuse(layers):
@@ -131,15 +103,14 @@ class ConvActivationPool:
             np.ones((1, 1, 2, 2), dtype), np.ones((1, 1, 3, 3), dtype), np.zeros(1, dtype), slope)
         kernels.conv3x3_single_channel_leaky_maxpool_backward(pooled, pooled, argmax, slope,
                                                               np.ones((1, 1, 2, 2), dtype))
-        x = np.ones((1, 1, 3, 3), dtype)
-        v = winograd.winograd_input(x, 2, 2)
-        pooled, argmax = winograd.winograd_output_pool(v, np.zeros(1, dtype), slope, 1, 3, 3, 2, 2)
-        dm, _ = winograd.winograd_pool_backward(pooled, pooled, argmax, slope)
-        winograd.winograd_input_backward(dm, 1, 3, 3, 2, 2)
-        winograd.winograd_filter_grad(np.ones((16, 1, 1), dtype))
-        for a_transposed, b_transposed in ((False, False), (False, True), (True, False)):
-            stacked_product(np.ones((16, 1, 1), dtype), np.ones((16, 1, 1), dtype),
-                            a_transposed, b_transposed)
+        x, u = np.ones((1, 1, 3, 3), dtype), np.ones((16, 1, 1), dtype)
+        with blas_threads(1):
+            for keep_input in (False, True):
+                v, pooled, argmax = winograd.winograd_forward(x, u, np.zeros(1, dtype), slope, 1,
+                                                              keep_input)
+            du, _, _ = winograd.winograd_backward(pooled, pooled, argmax, v, u, slope, 3, 3, 1, 1,
+                                                  True)
+        winograd.winograd_filter_grad(du)
 
     def __init__(self, conv: Conv2D, activation: LeakyReLU, pool: MaxPool2D):
         self.conv, self.activation, self.pool = conv, activation, pool
@@ -170,11 +141,16 @@ class ConvActivationPool:
         return self.conv.need_input_grad
 
     def infer(self, x):
+        """Prediction only: the Winograd path keeps no V and leaves the forward cache alone."""
+        if self.uses_winograd(x.shape):
+            return self._forward_winograd(x, keep_input=False)[2]
         return self.forward(x, training=False)
 
     def forward(self, x, training=False):
         if self.uses_winograd(x.shape):
-            return self._forward_winograd(x)
+            v, u, pooled, argmax = self._forward_winograd(x, keep_input=True)
+            self.cache = ("winograd", v, u, x.shape, pooled, argmax)
+            return pooled
         if self.uses_direct(x.shape):
             return self._forward_direct(x)
         conv, pool = self.conv, self.pool
@@ -198,33 +174,18 @@ class ConvActivationPool:
         self.cache = FusedCache(col, x.shape, pad_top, pad_left, out_h, out_w, pooled, argmax)
         return pooled
 
-    def _forward_winograd(self, x):
-        """Winograd in slices of a few images (:func:`winograd_chunk`), so the (16, C, tiles)
-        arrays of one slice stay in cache while the transforms and products pass over them (at
-        batch 64, conv2's M is 12.8 MB in one slice)."""
+    def _forward_winograd(self, x, keep_input):
+        """Winograd in slices of WINOGRAD_SLICE_IMAGES images, each run whole by one thread
+        (nn.kernels.winograd): (V, U, pooled, argmax); V is empty unless ``keep_input``."""
         conv = self.conv
         w, b = conv.params["weight"], conv.params["bias"]
-        n_batch, _, height, width = x.shape
-        tiles_h, tiles_w = (height + 1) // 2, (width + 1) // 2
         x = np.ascontiguousarray(x)
         u = np.ascontiguousarray(winograd_filter(w.astype(x.dtype, copy=False)))        # (16, Co, Ci)
-        bias = b.astype(x.dtype)
         slope = x.dtype.type(self.activation.slope)
-        vs, pooled, argmax = [], [], []
-        chunk = winograd_chunk(tiles_h * tiles_w, numba.get_num_threads(), n_batch)      # images
-        chunk = -(-n_batch // -(-n_batch // chunk))      # the same number of slices, evened out
-        for start in range(0, n_batch, chunk):
-            part = x[start:start + chunk]
-            v = winograd.winograd_input(part, tiles_h, tiles_w)                 # (16, Ci, T)
-            m = stacked_product(u, v)                                           # (16, Co, T)
-            p, a = winograd.winograd_output_pool(m, bias, slope, len(part), height, width,
-                                                 tiles_h, tiles_w)
-            vs.append(v)
-            pooled.append(p)
-            argmax.append(a)
-        pooled = pooled[0] if len(pooled) == 1 else np.concatenate(pooled)
-        self.cache = ("winograd", vs, u, x.shape, pooled, argmax)
-        return pooled
+        with blas_threads(1):                  # the threads run slices, each product on one
+            v, pooled, argmax = winograd.winograd_forward(x, u, b.astype(x.dtype), slope,
+                                                          WINOGRAD_SLICE_IMAGES, keep_input)
+        return v, u, pooled, argmax
 
     def _forward_direct(self, x):
         conv = self.conv
@@ -240,26 +201,16 @@ class ConvActivationPool:
 
     def _backward_winograd(self, dpooled, need_input_grad):
         conv = self.conv
-        _, vs, u, x_shape, pooled, argmax = self.cache
-        n_batch, _, height, width = x_shape
+        _, v, u, x_shape, pooled, argmax = self.cache
+        height, width = x_shape[2:]
         slope = dpooled.dtype.type(self.activation.slope)
-        dpooled = np.ascontiguousarray(dpooled)
-        du, db, dx, start = 0, 0, [], 0
-        for v, a in zip(vs, argmax):                 # the slices of the forward pass
-            part = slice(start, start + len(a))
-            start += len(a)
-            dm, db_part = winograd.winograd_pool_backward(dpooled[part], pooled[part], a, slope)
-            du = du + stacked_product(dm, v, b_transposed=True)                 # (16, Co, Ci)
-            db = db + db_part
-            if need_input_grad:
-                dv = stacked_product(u, dm, a_transposed=True)                  # (16, Ci, T)
-                dx.append(winograd.winograd_input_backward(dv, len(a), height, width,
-                                                           *pooled.shape[2:]))
+        with blas_threads(1):
+            du, db, dx = winograd.winograd_backward(
+                np.ascontiguousarray(dpooled), pooled, argmax, v, u, slope, height, width,
+                WINOGRAD_SLICE_IMAGES, winograd_groups(numba.get_num_threads()), need_input_grad)
         conv.grads["weight"] = winograd_filter_grad(du)
         conv.grads["bias"] = db
-        if not need_input_grad:
-            return None
-        return dx[0] if len(dx) == 1 else np.concatenate(dx)
+        return dx if need_input_grad else None
 
     def backward(self, dpooled, need_input_grad=None):
         """dpooled (N, C_out, H_out, W_out) -> dx (N, C_in, H, W), or None when the input
