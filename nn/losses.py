@@ -19,7 +19,12 @@ def log_softmax(logits):
 
 
 def softmax(logits):
-    """Row-wise probabilities, (N, C) -> (N, C): p = exp(z - m) / sum_c exp(z_c - m), m = max_c z_c."""
+    """Row-wise probabilities, (N, C) -> (N, C): p = exp(z - m) / sum_c exp(z_c - m), m = max_c z_c.
+
+    One compiled pass (nn.kernels.losses.softmax_rows) for float32/float64 rows; NumPy for
+    other types and shapes."""
+    if logits.ndim == 2 and logits.dtype in (np.float32, np.float64) and logits.shape[1] > 0:
+        return kernels.softmax_rows(np.ascontiguousarray(logits))
     shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)

@@ -76,6 +76,27 @@ def test_softmax_cross_entropy_kernels_match_their_twins_and_the_numpy_loss(dtyp
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_kernel_matches_numpys_formula(dtype):
+    """nn.losses.softmax (one compiled pass for float rows) against exp(z - m) / sum, written
+    out in NumPy; a row of 80s must not overflow, and other inputs still take NumPy's path."""
+    from nn import losses
+    rng = np.random.default_rng(4)
+    logits = (rng.standard_normal((37, 10)) * 5).astype(dtype)
+    logits[3] = 80.0
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    expected = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    probabilities = losses.softmax(logits)
+    assert probabilities.dtype == dtype
+    tolerance = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(reference.softmax_rows(logits), expected, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(probabilities, expected, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(probabilities[3], 0.1, rtol=tolerance)
+    np.testing.assert_allclose(losses.softmax(logits[:, ::2]), losses.softmax(logits[:, ::2].copy()))
+    np.testing.assert_allclose(losses.softmax(logits.astype(np.float16)), expected, rtol=2e-3,
+                               atol=2e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_batchnorm_kernels_match_their_twins(dtype):
     from nn.kernels import batchnorm as batchnorm_kernels
     rng = np.random.default_rng(4)
@@ -129,10 +150,8 @@ def test_winograd_kernels_match_their_twins(dtype, size, slice_images):
     with blas_threads(1):
         v, pooled, argmax = winograd.winograd_forward(x, u, bias, slope, slice_images, True)
         _, pooled_only, argmax_only = winograd.winograd_forward(x, u, bias, slope, slice_images, False)
-    v_ref = reference.winograd_input(x, tiles, tiles)
+    v_ref, pooled_ref, argmax_ref = reference.winograd_forward(x, u, bias, slope, slice_images, True)
     np.testing.assert_allclose(v, v_ref, rtol=tolerance, atol=tolerance)
-    pooled_ref, argmax_ref = reference.winograd_output_pool(np.matmul(u, v_ref), bias, slope, n,
-                                                            size, size, tiles, tiles)
     np.testing.assert_allclose(pooled, pooled_ref, rtol=tolerance, atol=tolerance)
     np.testing.assert_array_equal(argmax, argmax_ref)
     np.testing.assert_array_equal(pooled_only, pooled)
@@ -144,16 +163,17 @@ def test_winograd_kernels_match_their_twins(dtype, size, slice_images):
                                                 slice_images, 2, True)
         du_only, db_only, no_dx = winograd.winograd_backward(dpooled, pooled, argmax, v, u, slope,
                                                              size, size, slice_images, 2, False)
-    dm_ref, db_ref = reference.winograd_pool_backward(dpooled, pooled, argmax, slope)
+    du_ref, db_ref, dx_ref = reference.winograd_backward(dpooled, pooled, argmax, v_ref, u, slope,
+                                                         size, size, slice_images, 2, True)
     np.testing.assert_allclose(db, db_ref, rtol=tolerance, atol=tolerance)
-    np.testing.assert_allclose(du, np.matmul(dm_ref, v_ref.transpose(0, 2, 1)),
-                               rtol=tolerance, atol=tolerance * 10)
-    dx_ref = reference.winograd_input_backward(np.matmul(u.transpose(0, 2, 1), dm_ref), n, size,
-                                               size, tiles, tiles)
+    np.testing.assert_allclose(du, du_ref, rtol=tolerance, atol=tolerance * 10)
     np.testing.assert_allclose(dx, dx_ref, rtol=tolerance, atol=tolerance * 10)
     np.testing.assert_array_equal(du_only, du)
     np.testing.assert_array_equal(db_only, db)
     assert no_dx.shape == (0, c_in, size, size)
+    # the twins themselves, step by step against the NumPy formulas they chain
+    dm_ref, _ = reference.winograd_pool_backward(dpooled, pooled, argmax, slope)
+    np.testing.assert_allclose(du_ref, np.einsum("kot,kct->koc", dm_ref, v_ref), rtol=1e-5, atol=1e-4)
 
     w = rng.standard_normal((c_out, c_in, 3, 3)).astype(dtype)
     from nn.layers.fused import winograd_filter

@@ -39,6 +39,28 @@ def softmax_cross_entropy(logits, labels):
 
 
 @njit(cache=True, error_model="numpy")
+def softmax_rows(logits):
+    """logits (N, C) float -> probabilities (N, C), row by row as in softmax_cross_entropy.
+    For prediction: NumPy's five passes and temporaries took 30 us for the MLP's batch of 256
+    on two threads, as long as its 128 -> 10 layer; this is one pass."""
+    n_batch, classes = logits.shape
+    probabilities = np.empty_like(logits)
+    for n in range(n_batch):
+        row, out = logits[n], probabilities[n]
+        peak = row[0]
+        for c in range(1, classes):
+            peak = max(peak, row[c])
+        norm = row.dtype.type(0)
+        for c in range(classes):
+            e = math.exp(row[c] - peak)
+            out[c] = e
+            norm += e
+        for c in range(classes):
+            out[c] /= norm
+    return probabilities
+
+
+@njit(cache=True, error_model="numpy")
 def softmax_cross_entropy_backward(probabilities, labels):
     """(N, C) dL/dlogits = (p - onehot(labels)) / N, labels (N,) int64 in [0, C)."""
     n_batch = probabilities.shape[0]

@@ -175,9 +175,12 @@ def gemm_at_add(a, b, c):
     c += a.T @ b
 
 
-def stacked_gemm(a, b, c, a_transposed, b_transposed):
-    c[:] = np.matmul(a.transpose(0, 2, 1) if a_transposed else a,
-                     b.transpose(0, 2, 1) if b_transposed else b)
+def gemm_general(a, b, c, a_transposed, b_transposed, accumulate):
+    product = (a.T if a_transposed else a) @ (b.T if b_transposed else b)
+    if accumulate:
+        c += product
+    else:
+        c[:] = product
 
 
 def adam_update(param, grad, m, v, beta1, beta2, step_size, sqrt_bias_correction2, eps):
@@ -259,6 +262,11 @@ def softmax_cross_entropy(logits, labels):
     return loss, (np.exp(shifted) / norm[:, None]).astype(logits.dtype), True
 
 
+def softmax_rows(logits):
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    return (np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)).astype(logits.dtype)
+
+
 def softmax_cross_entropy_backward(probabilities, labels):
     onehot = np.zeros_like(probabilities)
     onehot[np.arange(len(labels)), labels] = 1
@@ -338,6 +346,27 @@ def winograd_input_backward(dv, n_batch, height, width, tiles_h, tiles_w):
         for tx in range(tiles_w):
             padded[:, :, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] += d[:, :, ty, tx]
     return padded[:, :, 1:height + 1, 1:width + 1].copy()
+
+
+def winograd_forward(x, u, bias, slope, slice_images, keep_input):
+    """The whole batch at once (slices change only the order of work, not the results)."""
+    tiles_h, tiles_w = (x.shape[2] + 1) // 2, (x.shape[3] + 1) // 2
+    v = winograd_input(x, tiles_h, tiles_w)
+    pooled, argmax = winograd_output_pool(np.matmul(u, v), bias, slope, x.shape[0], x.shape[2],
+                                          x.shape[3], tiles_h, tiles_w)
+    return (v if keep_input else v[:, :, :0]), pooled, argmax
+
+
+def winograd_backward(dpooled, pooled, argmax, v, u, slope, height, width, slice_images, groups,
+                      need_input_grad):
+    """(dU = dM V^T summed over the batch, dbias, dx or an empty (0, C_in, H, W))."""
+    n_batch, _, tiles_h, tiles_w = dpooled.shape
+    dm, dbias = winograd_pool_backward(dpooled, pooled, argmax, slope)
+    du = np.matmul(dm, v.transpose(0, 2, 1))
+    if not need_input_grad:
+        return du, dbias, np.empty((0, u.shape[2], height, width), dtype=dpooled.dtype)
+    dv = np.matmul(u.transpose(0, 2, 1), dm)
+    return du, dbias, winograd_input_backward(dv, n_batch, height, width, tiles_h, tiles_w)
 
 
 def conv3x3_single_channel_leaky_maxpool2x2(x, w, bias, slope):
