@@ -50,7 +50,9 @@ class Dense(Layer):
 
 # Run in a fresh interpreter, where no user layer exists: the logits the shipped CNN gives there,
 # and (when given a model file and a weights file) the logits of that file's model.  On the
-# thread count of this process: the CNN's Winograd slices depend on it, and with them the last bit.
+# thread count of this process, so that no kernel's split between threads can change a bit (the
+# kit's give the same bits on one and two threads, tests/test_speed_kernels.py; this test need
+# not rely on it).
 FRESH_PROCESS = textwrap.dedent("""
     import os, sys
     import numpy as np
