@@ -49,9 +49,9 @@ def softmax_cross_entropy(logits, labels):
 @njit(cache=True, error_model="numpy")
 def softmax_rows(logits):
     """logits (N, C) float -> probabilities (N, C), row by row as in softmax_cross_entropy.
-    For prediction: NumPy's five passes and temporaries took 9.5 us on the MLP's batch of 64
-    (1 thread) and 30 us on 256 (2 threads), this one pass 5 and 23 us (its exp is libm's,
-    one value at a time; AMD EPYC VM, 2026-12-06)."""
+    For prediction: NumPy's five passes and temporaries took 9.5 - 14 us on the MLP's batch of
+    64 (1 thread) and 30 us on 256 (2 threads), this one pass 5 and 14 - 23 us (its exp is
+    libm's, one value at a time; AMD EPYC VM, 2026-12-06, two measurements)."""
     probabilities = np.empty_like(logits)
     for n in range(logits.shape[0]):
         _softmax_row(logits[n], probabilities[n])

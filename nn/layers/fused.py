@@ -47,6 +47,8 @@ WINOGRAD_MIN_TILES = 256
 #         16: 2.87-3.20; backward 1: 5.10, 2: 4.81, 4: 4.81, 8: 5.70;
 # against 3.4-4.0 (forward) and 6.0-9.1 (backward) for the whole batch at once with every
 # step split across the threads.  One thread: 4 images 5.0-5.5 / 7.9-9.0 ms, as good as any.
+# (Rerun at 12:55 on a slower moment of the machine, 4 images, 2 threads: conv2 2.91-3.28 /
+# 5.25-5.35, conv3 2.92-3.50 / 6.27-6.70 ms.)
 WINOGRAD_SLICE_IMAGES = 4
 # The backward pass sums dU over at least this many groups of slices, added in group order, so
 # one and two threads give the same bits (more threads: one group each).
