@@ -7,6 +7,14 @@ import numpy as np
 from nn.kernels import optim as kernels
 
 
+def memory_order(array):
+    """"C" if ``array`` is contiguous row-major (every 1-D array is), else "F" if it is
+    contiguous column-major, else None."""
+    if array.flags.c_contiguous:
+        return "C"
+    return "F" if array.flags.f_contiguous else None
+
+
 class Optimizer:
     def __init__(self, parameters, lr):
         # (key, layer, name) triples; gradients are read from layer.grads at each step because
@@ -79,13 +87,21 @@ class Adam(Optimizer):
     def update(self, key, param, grad):
         bias_correction1 = 1 - self.beta1 ** self.steps
         bias_correction2 = 1 - self.beta2 ** self.steps
-        if not param.flags.c_contiguous:  # reshape(-1) would copy and the update be lost
-            raise ValueError(f"parameter {key} must be C-contiguous to be updated in place")
+        # The kernels run over flat views in memory order: row-major, or column-major (a Dense
+        # weight, see nn.layers.Dense); anything else would flatten to a copy and lose the update.
+        order = memory_order(param)
+        if order is None:
+            raise ValueError(f"parameter {key} must be contiguous to be updated in place")
+        for moments in (self.m, self.v):
+            if memory_order(moments[key]) != order:      # the parameter was replaced since
+                moments[key] = np.asarray(moments[key], order=order)
         update = (kernels.adam_update_parallel if param.size >= kernels.PARALLEL_MIN_SIZE
                   else kernels.adam_update)
-        update(param.reshape(-1), np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1),
-               self.m[key].reshape(-1), self.v[key].reshape(-1), self.beta1, self.beta2,
-               self.lr / bias_correction1, np.sqrt(bias_correction2), self.eps)
+        update(param.reshape(-1, order=order),
+               np.asarray(grad, dtype=param.dtype, order=order).reshape(-1, order=order),
+               self.m[key].reshape(-1, order=order), self.v[key].reshape(-1, order=order),
+               self.beta1, self.beta2, self.lr / bias_correction1, np.sqrt(bias_correction2),
+               self.eps)
 
     def state(self):
         return {**super().state(), **{f"m/{k}": a for k, a in self.m.items()},

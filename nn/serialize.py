@@ -111,9 +111,10 @@ def atomic_file(path, mode="wb"):
 
 
 def atomic_savez(path, arrays):
-    """np.savez to ``path`` via a temporary file and a rename: all or nothing."""
+    """np.savez to ``path`` via a temporary file and a rename: all or nothing.  Every array is
+    written row-major (a column-major Dense weight too), so files do not depend on the layout."""
     with atomic_file(path) as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, **{name: np.asarray(array, order="C") for name, array in arrays.items()})
 
 
 def atomic_write_bytes(path, parts):

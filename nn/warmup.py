@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from nn import optim
+from nn.kernels import blas
 from nn.layers import registry
 from nn.layers.base import Layer
 from nn.layers.conv import Conv2D
@@ -26,6 +27,15 @@ def _warm_up_loss(dtype):
     _, cache = softmax_cross_entropy_forward(np.zeros((2, 3), dtype), np.array([0, 2]))
     softmax_cross_entropy_backward(cache)
     softmax(np.zeros((2, 3), dtype))
+
+
+def _warm_up_products(dtype):
+    """The BLAS products callable from kernels (nn.kernels.blas), called directly as the tests
+    and a user's own kernels may: a kernel loaded from the cache does not compile its callees."""
+    a = np.ones((2, 2), dtype)
+    blas.gemm(a, a, a.copy())
+    blas.gemm_at_add(a, a, a.copy())
+    blas.gemm_general(a, a, a.copy(), True, True, False)
 
 
 def layer_types(network):
@@ -74,6 +84,7 @@ def warm_up(dtypes=(np.float32,), extra=(), network=None):
             ConvActivationPool.warm_up(dtype)
         optim.warm_up(dtype)
         _warm_up_loss(dtype)
+        _warm_up_products(dtype)
         for warm in extra:
             warm(dtype)
     return time.perf_counter() - start

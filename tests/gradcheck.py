@@ -53,7 +53,8 @@ def numerical_gradients(f, arrays, dy, eps=EPS):
         if array.dtype != np.float64:
             raise TypeError(f"gradient checks run in float64, got {array.dtype}")
         grad = np.empty_like(array)
-        flat, grad_flat = array.reshape(-1), grad.reshape(-1)
+        # order "A": memory order, so a column-major array (a Dense weight) gives a view too
+        flat, grad_flat = array.reshape(-1, order="A"), grad.reshape(-1, order="A")
         if not np.shares_memory(flat, array):
             raise ValueError("arrays must be contiguous so they can be perturbed in place")
         for i in range(flat.size):

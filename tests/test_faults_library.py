@@ -196,14 +196,18 @@ def test_options_that_do_not_build_the_layers_are_refused(tmp_path):
 
 
 def test_loaded_weights_are_owned_writable_arrays(tmp_path):
-    """The placeholders of the shapes-only build are all replaced by real, writable arrays."""
+    """The placeholders of the shapes-only build are all replaced by real, writable arrays, laid
+    out in memory as a freshly built network's (a Dense weight column-major)."""
     path = saved(tmp_path, "lstm")
     model = load_model(path)
-    for key, value in model.network.state().items():
-        assert value.flags.writeable and value.flags.c_contiguous and value.base is None, key
     fresh = build_model("lstm", np.random.default_rng(0))
     for key, value in fresh.network.state().items():
-        np.testing.assert_array_equal(model.network.state()[key], value)
+        loaded = model.network.state()[key]
+        assert loaded.flags.writeable and loaded.base is None, key
+        assert (loaded.flags.c_contiguous, loaded.flags.f_contiguous) == (
+            value.flags.c_contiguous, value.flags.f_contiguous), key
+        np.testing.assert_array_equal(loaded, value)
+    assert model.network.state()["2.weight"].flags.f_contiguous          # the Dense head's
 
 
 def test_shapes_only_build_allocates_nothing():

@@ -32,16 +32,14 @@ def test_dropout_kernel_matches_its_twin(dtype, shape, rate):
 def test_dense_kernels_match_their_twins(dtype, batch, outputs, slope):
     from nn.kernels import dense as dense_kernels
     rng = np.random.default_rng(batch)
-    yt = rng.standard_normal((outputs, batch)).astype(dtype)
+    y = rng.standard_normal((batch, outputs)).astype(dtype)
     b = rng.standard_normal(outputs).astype(dtype)
-    y = dense_kernels.bias_leaky_transposed(yt, b, dtype(slope))
-    assert y.flags.c_contiguous and y.dtype == dtype
-    np.testing.assert_array_equal(y, reference.bias_leaky_transposed(yt, b, dtype(slope)))
-    in_place, twin = np.ascontiguousarray(yt.T), yt.T.copy()
+    in_place, twin = y.copy(), y.copy()
     dense_kernels.bias_leaky_in_place(in_place, b, dtype(slope))
     reference.bias_leaky_in_place(twin, b, dtype(slope))
     np.testing.assert_array_equal(in_place, twin)
-    np.testing.assert_array_equal(in_place, y)
+    v = y + b
+    np.testing.assert_array_equal(in_place, np.where(v > 0, v, dtype(slope) * v))
     dy = rng.standard_normal((batch, outputs)).astype(dtype)
     dz, db = dense_kernels.leaky_bias_backward(dy, y, dtype(slope))
     dz_ref, db_ref = reference.leaky_bias_backward(dy, y, dtype(slope))
@@ -321,3 +319,47 @@ def test_winograd_runs_only_where_it_pays():
     conv3 = fused_layers.ConvActivationPool(Conv2D(64, 128, 3), LeakyReLU(0.1), MaxPool2D(2))
     assert [conv2.uses_winograd((n, 32, 14, 14)) for n in (1, 5, 6, 64)] == [False, False, True, True]
     assert [conv3.uses_winograd((n, 64, 7, 7)) for n in (1, 15, 16, 64)] == [False, False, True, True]
+
+
+def test_dense_keeps_its_weight_column_major_and_a_row_major_one_gives_the_same_values():
+    """Built, the weight is column-major (x w^T then multiplies untransposed matrices) and its
+    gradient comes in the same layout, so the optimizer updates it in place without a copy; a
+    weight assigned row-major gives the same output and gradients."""
+    from nn.layers import Dense
+    rng = np.random.default_rng(3)
+    column = Dense(20, 7, rng=np.random.default_rng(0))
+    row = Dense(20, 7, rng=np.random.default_rng(0))
+    row.params["weight"] = np.ascontiguousarray(row.params["weight"])
+    assert column.params["weight"].flags.f_contiguous and not column.params["weight"].flags.c_contiguous
+    np.testing.assert_array_equal(column.params["weight"], row.params["weight"])
+    x = rng.standard_normal((5, 20)).astype(np.float32)
+    dy = rng.standard_normal((5, 7)).astype(np.float32)
+    np.testing.assert_allclose(column.forward(x, training=True), row.forward(x, training=True),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(column.backward(dy), row.backward(dy), rtol=1e-5, atol=1e-6)
+    assert column.grads["weight"].flags.f_contiguous and row.grads["weight"].flags.c_contiguous
+    np.testing.assert_allclose(column.grads["weight"], row.grads["weight"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(column.grads["weight"], dy.T @ x, rtol=1e-5, atol=1e-6)
+
+
+def test_adam_updates_a_column_major_parameter_in_place_as_a_row_major_one():
+    """The optimizer's kernels run over flat views in the parameter's own memory order; before,
+    a column-major parameter was refused."""
+    from nn.layers import Dense
+    from nn.optim import Adam
+    rng = np.random.default_rng(4)
+    layers = [Dense(30, 6, rng=np.random.default_rng(1)) for _ in range(2)]
+    layers[1].params["weight"] = np.ascontiguousarray(layers[1].params["weight"])
+    held = layers[0].params["weight"]
+    optimizers = [Adam([("w", layer, "weight"), ("b", layer, "bias")], lr=0.01) for layer in layers]
+    for _ in range(3):
+        x = rng.standard_normal((4, 30)).astype(np.float32)
+        dy = rng.standard_normal((4, 6)).astype(np.float32)
+        for layer, optimizer in zip(layers, optimizers):
+            layer.forward(x, training=True)
+            layer.backward(dy)
+            optimizer.step()
+    assert layers[0].params["weight"] is held and held.flags.f_contiguous
+    np.testing.assert_allclose(layers[0].params["weight"], layers[1].params["weight"],
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(held, Dense(30, 6, rng=np.random.default_rng(1)).params["weight"])

@@ -234,12 +234,6 @@ def dropout_forward(x, key, threshold, scale):
     return x * mask, mask
 
 
-def bias_leaky_transposed(yt, b, slope):
-    """y (N, O) = leaky(yt^T + b)."""
-    v = yt.T + b
-    return np.where(v > 0, v, slope * v).astype(yt.dtype)
-
-
 def bias_leaky_in_place(y, b, slope):
     v = y + b
     y[...] = np.where(v > 0, v, slope * v)

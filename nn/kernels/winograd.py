@@ -41,7 +41,7 @@ twin (``winograd_input``, ``winograd_output_pool``, ``winograd_pool_backward``,
 import numpy as np
 from numba import njit, prange
 
-from nn.kernels.blas import gemm_general
+from nn.kernels import blas
 
 
 # ----------------------------------------------------------------------------- one slice's steps
@@ -226,7 +226,7 @@ def winograd_forward(x, u, bias, slope, slice_images, keep_input):
         _input_transform(x, n0, n1, tiles_h, tiles_w, v_slice, first, padded, rows)
         m = np.empty((16, out_channels, count), dtype=x.dtype)
         for k in range(16):                                 # M[k] = U[k] V[k]
-            gemm_general(u[k], v_slice[k, :, first:first + count], m[k], False, False, False)
+            blas.gemm_general(u[k], v_slice[k, :, first:first + count], m[k], False, False, False)
         y = np.empty((4, count), dtype=x.dtype)
         scratch = np.empty((8, count), dtype=x.dtype)
         _output_pool(m, bias, slope, n0, n1, height, width, pooled, argmax, y, scratch)
@@ -265,11 +265,11 @@ def winograd_backward(dpooled, pooled, argmax, v, u, slope, height, width, slice
             count, first = (n1 - n0) * tiles, n0 * tiles
             _pool_backward(dpooled, pooled, argmax, slope, n0, n1, dm, dbias_groups[g], rows, cols)
             for k in range(16):                             # dU[k] += dM[k] V[k]^T
-                gemm_general(dm[k, :, :count], v[k, :, first:first + count], du_groups[g, k],
-                             False, True, True)
+                blas.gemm_general(dm[k, :, :count], v[k, :, first:first + count], du_groups[g, k],
+                                  False, True, True)
             if need_input_grad:
                 for k in range(16):                         # dV[k] = U[k]^T dM[k]
-                    gemm_general(u[k], dm[k, :, :count], dv[k, :, :count], True, False, False)
+                    blas.gemm_general(u[k], dm[k, :, :count], dv[k, :, :count], True, False, False)
                 _input_backward(dv, n0, n1, dx, padded, r)
     du = du_groups[0].copy()
     dbias = dbias_groups[0].copy()

@@ -24,6 +24,9 @@ from nn.layers import registry
 
 class Layer:
     uses_rng = False      # True: the constructor takes rng=np.random.Generator
+    # Parameters kept column-major (Fortran order) in memory, for faster products (Dense's
+    # weight); a loaded network gets them so too.  Values, shapes and files are the same either way.
+    column_major = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

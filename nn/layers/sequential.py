@@ -98,7 +98,8 @@ class Sequential(Layer):
                 for name in store:
                     value = state[f"{i}.{name}"]
                     if is_placeholder(store[name]):
-                        store[name] = np.array(value, dtype=store[name].dtype, order="C")
+                        order = "F" if name in layer.column_major else "C"
+                        store[name] = np.array(value, dtype=store[name].dtype, order=order)
                     else:
                         store[name][...] = value
 
