@@ -256,11 +256,17 @@ class StartingApp(DrawApp):
 
     def __init__(self, *args, background=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.background = background
-        self.predictions_loaded = background is None
+        self.background, self.predictions_loaded = None, True
+        self.first_frame_time = None     # time.time() when run_app drew the first frame
         if background is not None:
-            self.message = (f"Compiling kernels for this machine, first start only (~{background.remaining()} s): "
-                            "draw meanwhile.")
+            self.compile_in_background(background)
+
+    def compile_in_background(self, background):
+        """From now on the models' kernels come from ``background``: say so in the window."""
+        self.background, self.predictions_loaded = background, False
+        self.message = (f"Compiling kernels for this machine, first start only (~{background.remaining()} s): "
+                        "draw meanwhile.")
+        self.dirty = True
 
     def note(self, text):
         """Show ``text`` on the message line now, while the app is busy (no full redraw: the
@@ -410,7 +416,8 @@ def main(argv=None, prog="draw.py", session=None):
     """The canvas until the window closes; returns the exit status.
 
     ``session``, for benchmarks and tests: a function of the :class:`DrawApp` called once its
-    first frame is drawn, instead of the interactive loop; what it returns is the exit status.
+    first frame is drawn and its kernels loaded (or compiling beside it), instead of the
+    interactive loop; what it returns is the exit status.
     """
     args = make_parser(prog).parse_args(argv)
     with nn.set_threads(args.threads):      # restored on return, for a caller in the same process
@@ -425,15 +432,19 @@ def run_app(args, session=None):
         args.model_file_name = load_model_file(args.model_file)
     sources = {}
     models = load_models(args, sources)
-    background = start_kernels(with_reader(models, sources), sources)   # None: all were cached
+    background = None
     try:
         screen = open_window()
         teacher = Teacher(models, folder=personal_dir(), mnist_dir=resolve_data_dir(None))
         app = StartingApp(models, screen, brush=args.brush, live=args.live,
                           screenshot_path=args.screenshot or "draw.png", teacher=teacher,
-                          load_shipped=lambda name: load_model(shipped_weights(name), expect=name),
-                          background=background)
-        app.render()
+                          load_shipped=lambda name: load_model(shipped_weights(name), expect=name))
+        app.render()                     # the window first, then the kernels (~0.3 s from the cache)
+        app.first_frame_time = time.time()
+        background = start_kernels(with_reader(models, sources), sources)   # None: all were cached
+        if background is not None:
+            app.compile_in_background(background)
+            app.render()
         if session is not None:
             return session(app)
         print("Draw a digit or a number in the black box with the left mouse button.\nKeys: " + HELP,
