@@ -46,11 +46,12 @@ def serial_numba():
 
 
 def as_float64(layer):
-    """Cast a layer's (or a Sequential's) parameters and buffers to float64, in place."""
+    """Cast a layer's (or a Sequential's) parameters and buffers to float64, in place, each in
+    its own memory layout (a Dense weight stays column-major)."""
     for sub in getattr(layer, "layers", [layer]):
         for store in (sub.params, sub.buffers):
             for key in store:
-                store[key] = np.ascontiguousarray(store[key], dtype=np.float64)
+                store[key] = store[key].astype(np.float64)
     return layer
 
 
@@ -184,11 +185,25 @@ def test_maxpool2d_overlap_routes_to_shared_maximum():
     assert dx[0, 0, 1, 2] == 5.0 and dx.sum() == 5.0
 
 
-def test_dense():
+@pytest.mark.parametrize("row_major", [False, True])
+def test_dense(row_major):
+    """Both memory layouts of the weight: column-major as built, row-major if assigned so."""
     rng = np.random.default_rng(2)
     layer = as_float64(Dense(5, 4, rng=rng))
+    assert layer.params["weight"].flags.f_contiguous
+    if row_major:
+        layer.params["weight"] = np.ascontiguousarray(layer.params["weight"])
     layer.params["bias"][:] = rng.standard_normal(4)
     check_layer(layer, rng.standard_normal((3, 5)), rng)
+
+
+def test_dense_on_a_sequence_of_vectors():
+    """x (N, T, D_in): the product applies to every vector; backward used to fail on it (dy^T x
+    multiplied the wrong axes) and summed db over the batch axis only."""
+    rng = np.random.default_rng(12)
+    layer = as_float64(Dense(5, 4, rng=rng))
+    layer.params["bias"][:] = rng.standard_normal(4)
+    check_layer(layer, rng.standard_normal((3, 2, 5)), rng)
 
 
 def test_flatten():

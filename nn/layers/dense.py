@@ -13,7 +13,7 @@ ReLU as one :class:`DenseActivation` step, the activation fused into the same pa
 w has PyTorch's shape (D_out, D_in) but is kept column-major in memory, so w^T is an ordinary
 row-major (D_in, D_out) matrix and x w^T a product of two untransposed matrices, which NumPy's
 BLAS runs faster than one with a transposed operand: the MLP's prediction, 784 -> 256 -> 128
--> 10, took 10-13 % less time at batch 64 and 256 on one thread, 8 % at batch 256 on two
+-> 10, took 10-13 % less time at batch 64 and 256 on one thread, 7-10 % at batch 256 on two
 (2-core AMD EPYC, 2026-12-06, three measurements each).  A weight assigned row-major still
 gives the same results, more slowly.
 """
