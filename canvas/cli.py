@@ -439,7 +439,7 @@ def run_app(args, session=None):
         app = StartingApp(models, screen, brush=args.brush, live=args.live,
                           screenshot_path=args.screenshot or "draw.png", teacher=teacher,
                           load_shipped=lambda name: load_model(shipped_weights(name), expect=name))
-        app.render()                     # the window first, then the kernels (~0.3 s from the cache)
+        app.render()                     # the window first, then the kernels (~0.2 s from the cache)
         app.first_frame_time = time.time()
         background = start_kernels(with_reader(models, sources), sources)   # None: all were cached
         if background is not None:
