@@ -55,7 +55,7 @@ def bootstrap(root, threads, side="ours"):
         return
     sys.path.insert(0, str(root))
     import nn
-    nn.configure_threads(threads)   # before NumPy: calm OpenBLAS, passive OpenMP, the thread count
+    nn.configure_threads(threads)   # before NumPy: OpenBLAS and OpenMP spin times, the thread count
 
 
 def protocol_stream():

@@ -265,10 +265,36 @@ def _calm_blas_threads() -> None:
         os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
     elif "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
         _numpy_blas_spins = True   # loaded before us, with the default spin: see numpy_blas_calmed
-    # Numba's parallel kernels run on OpenMP threads, which by default also spin after each
-    # kernel, against the BLAS threads of the product that follows.  Passive waiting measured
-    # 2,318 -> 3,061 img/s for the CNN on 2 cores.  Read when OpenMP starts (first parallel call).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _calm_openmp_threads()
+
+
+# GNU OpenMP's spin before a worker sleeps, in pause-loop iterations: measured here (AMD EPYC,
+# 2026-12-06) ~0.1 - 0.15 ms, about OpenBLAS's timeout above.
+OPENMP_SPIN_COUNT = "5000"
+
+
+def _calm_openmp_threads() -> None:
+    """Let Numba's OpenMP workers spin about as long as OpenBLAS's, then sleep.
+
+    By default GNU OpenMP spins 300,000 pause loops (milliseconds) after each parallel kernel,
+    against the BLAS threads of the product that follows: the CNN trained at 2,318 img/s on
+    2 cores, 3,061 with no spin at all (OMP_WAIT_POLICY=PASSIVE, this project's setting until
+    2026-12-06).  But a sleeping worker takes ~50 us to wake on this VM, and a training step
+    starts dozens of parallel kernels: an empty ``prange(2)`` kernel cost 47 - 61 us passive
+    and 1.6 us with the workers spinning.  A spin of 5,000 (~0.1 ms, as long as OpenBLAS's)
+    keeps them awake from one kernel to the next across the short products between, yet asleep
+    before a long product is far along.  Measured on 2 cores, batch 64, three processes each
+    (img/s, passive -> 5,000): CNN 3,074-3,286 -> 3,357-3,405, LSTM 29,900-34,700 ->
+    35,800-37,600, MLP 69,600-75,400 -> 84,600-86,300, GRU 32,900-42,000 -> 44,400-44,700,
+    RNN 91,600-96,300 -> 111,000-115,000 (10,000 and 15,000 each had an MLP process at
+    38,000-64,000).  LLVM's and Intel's OpenMP (Numba's on some platforms) read KMP_BLOCKTIME
+    instead, in milliseconds: 0 keeps them passive, as before.  Read when OpenMP starts (the
+    first parallel kernel); a user's own OMP_WAIT_POLICY, GOMP_SPINCOUNT or KMP_BLOCKTIME wins.
+    """
+    if "OMP_WAIT_POLICY" in os.environ:
+        return
+    os.environ.setdefault("GOMP_SPINCOUNT", OPENMP_SPIN_COUNT)
+    os.environ.setdefault("KMP_BLOCKTIME", "0")
 
 
 # OpenBLAS core types without AVX-512, which some environments force on every machine.
@@ -301,7 +327,7 @@ def _use_the_cpus_blas_kernels() -> None:
 def prepare_native_libraries() -> None:
     """The settings OpenBLAS and OpenMP read once, when they load: run by ``import nn``.
 
-    Sets the OpenBLAS spin timeout and passive OpenMP waiting and drops a forced
+    Sets the OpenBLAS and OpenMP spin times and drops a forced
     OPENBLAS_CORETYPE that lacks the CPU's AVX-512 (see the two functions above).  Only
     environment variables change, each only where it can still take effect; the thread *count*
     is not one of them (:func:`set_threads`, at run time).

@@ -241,3 +241,22 @@ def test_training_from_python_keeps_numpys_spinning_blas_to_one_thread(numpy_fir
     # loaded after nn: the timeout applies and the pool keeps the two threads asked for.
     assert seen["training"] == ([1] if numpy_first else [2])
     assert seen["after"] == [2]   # restored when the run ends
+
+
+OPENMP_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+SHOW_OPENMP_SETTINGS = ("import json, os, sys; import nn; "
+                        f"print(json.dumps({{k: os.environ.get(k) for k in {OPENMP_SETTINGS!r}}}))")
+
+
+@pytest.mark.parametrize("users", [{}, {"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "100"}])
+def test_import_nn_gives_openmp_a_short_spin_unless_the_user_chose(users):
+    env = {k: v for k, v in os.environ.items() if k not in OPENMP_SETTINGS}
+    done = subprocess.run([sys.executable, "-c", SHOW_OPENMP_SETTINGS], cwd=REPO,
+                          env={**env, **users}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    if "OMP_WAIT_POLICY" in users:       # the user's policy governs every runtime: nothing added
+        assert seen == {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": None, "KMP_BLOCKTIME": None}
+    else:                                # ~0.1 ms of spin for GNU OpenMP, passive for LLVM/Intel's
+        assert seen == {"OMP_WAIT_POLICY": None,
+                        "GOMP_SPINCOUNT": users.get("GOMP_SPINCOUNT", "5000"), "KMP_BLOCKTIME": "0"}
