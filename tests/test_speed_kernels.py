@@ -1,4 +1,6 @@
 """The kernels added for speed (issue 10) against their NumPy twins in nn.kernels.reference."""
+import os
+
 import numpy as np
 
 import nn.layers.fused as fused_layers
@@ -363,3 +365,63 @@ def test_adam_updates_a_column_major_parameter_in_place_as_a_row_major_one():
     np.testing.assert_allclose(layers[0].params["weight"], layers[1].params["weight"],
                                rtol=1e-5, atol=1e-6)
     assert not np.allclose(held, Dense(30, 6, rng=np.random.default_rng(1)).params["weight"])
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("slope", [0.0, 0.1, 1.0])
+def test_dense_rows_forward_matches_its_twin_with_the_same_bits_for_any_block_count(dtype, tol, slope):
+    from nn.kernels import dense as dense_kernels
+    from nn.threads import blas_threads
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 70)).astype(dtype)
+    w = np.asfortranarray(rng.standard_normal((40, 70)).astype(dtype))
+    b = rng.standard_normal(40).astype(dtype)
+    twin = np.empty((300, 40), dtype)
+    reference.dense_rows_forward(x, w.T, b, dtype(slope), twin, 1)
+    outputs = []
+    for blocks in (1, 2, 3, 7):
+        y = np.full((300, 40), np.nan, dtype)
+        with blas_threads(1):
+            dense_kernels.dense_rows_forward(x, w.T, b, dtype(slope), y, blocks)
+        outputs.append(y)
+    np.testing.assert_allclose(outputs[0], twin, rtol=tol, atol=tol)
+    for y in outputs[1:]:
+        np.testing.assert_array_equal(y, outputs[0])   # every row written, whatever its block
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
+@pytest.mark.parametrize("batch", [512, 300])
+def test_mlp_prediction_gives_the_same_bits_on_one_and_two_threads(batch):
+    """A large batch on two threads splits each Dense product by rows (dense_rows_forward), each
+    thread with one-thread BLAS; BLAS's own two-thread product gave other last bits (8e-7)."""
+    import models
+    from nn.layers.dense import ROWS_PER_THREAD_TO_SPLIT
+    from nn.threads import set_threads
+    assert batch >= 2 * ROWS_PER_THREAD_TO_SPLIT
+    model = models.build_model("mlp", rng=np.random.default_rng(0))
+    images = np.random.default_rng(1).random((batch, 28, 28), dtype=np.float32)
+    with set_threads(1):
+        one = model.logits(images)
+    with set_threads(2):
+        two = model.logits(images)
+    np.testing.assert_array_equal(two, one)
+
+
+def test_dense_infer_splits_only_a_large_batch_and_gives_forwards_values():
+    from nn.layers import Dense
+    from nn.layers.dense import DenseActivation, ROWS_PER_THREAD_TO_SPLIT
+    from nn.layers.activation import LeakyReLU
+    from nn.threads import set_threads
+    rng = np.random.default_rng(5)
+    dense = Dense(64, 32, rng=rng)
+    dense.params["bias"][:] = rng.standard_normal(32).astype(np.float32)
+    step = DenseActivation(dense, LeakyReLU(0.1))
+    for batch in (5, 4 * ROWS_PER_THREAD_TO_SPLIT):
+        x = rng.standard_normal((batch, 64)).astype(np.float32)
+        with set_threads(1):
+            expected_dense, expected_step = dense.forward(x), step.forward(x)
+        with set_threads(2):
+            np.testing.assert_array_equal(dense.infer(x), expected_dense)
+            np.testing.assert_array_equal(step.infer(x), expected_step)
+        np.testing.assert_allclose(expected_step, np.where(x @ dense.params["weight"].T + dense.params["bias"] > 0, 1, 0.1)
+                                   * (x @ dense.params["weight"].T + dense.params["bias"]), rtol=1e-5, atol=1e-5)

@@ -19,12 +19,14 @@ gives the same results, more slowly.
 """
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 from nn.init import glorot_uniform, is_placeholder, zeros
 from nn.kernels import dense as kernels
 from nn.layers.activation import LeakyReLU
 from nn.layers.base import Layer
+from nn.threads import blas_threads
 
 
 class DenseCache(NamedTuple):
@@ -74,6 +76,34 @@ def dense_leaky_forward(x, w, b, slope):
     return y, DenseLeakyCache(x, y)
 
 
+# A prediction's product splits the batch between the threads itself (dense_rows_forward) from
+# this many rows per thread; below, BLAS's own two-thread product is faster.  Measured, the
+# MLP's prediction on 2 threads (us, 2026-12-06): batch 64 193 BLAS vs 230 split, batch 256
+# 656 vs 659 in the VM's usual state and 885 - 932 vs 692 - 766 in a state where OpenBLAS's two
+# threads slow by a third (docs/performance.md, "The MLP's prediction on two threads").  Every
+# layer of a batch splits alike: a BLAS product between two split ones pays ~50 us to wake
+# BLAS's sleeping thread (the MLP's first layer alone split: 764 - 776 us instead of 684 - 693).
+ROWS_PER_THREAD_TO_SPLIT = 128
+
+
+def dense_leaky_infer(x, w, b, slope):
+    """Prediction only (no cache): y = leaky(x w^T + b) as :func:`dense_leaky_forward`.
+
+    A large batch on several threads is cut into one block of rows per thread, each thread
+    multiplying its own rows with one-thread BLAS: the same bits as one thread (a row's sums do
+    not depend on its block), and the threads never wait for each other inside the product."""
+    threads = numba.get_num_threads()
+    if (threads > 1 and x.ndim == 2 and len(x) >= ROWS_PER_THREAD_TO_SPLIT * threads
+            and is_column_major(w)
+            and x.dtype == w.dtype == b.dtype and x.dtype in (np.float32, np.float64)):
+        x = np.ascontiguousarray(x)
+        y = np.empty((len(x), w.shape[0]), dtype=x.dtype)
+        with blas_threads(1):
+            kernels.dense_rows_forward(x, w.T, b, x.dtype.type(slope), y, threads)
+        return y
+    return dense_leaky_forward(x, w, b, slope)[0]
+
+
 def dense_leaky_backward(dy, cache, w, slope, need_input_grad=True):
     """dy (N, D_out) -> (dx (N, D_in) or None, dw (D_out, D_in), db (D_out,)):
     dz = dy where y > 0 else slope dy,  dx = dz w,  dw = dz^T x,  db = sum_n dz."""
@@ -110,6 +140,11 @@ class Dense(Layer):
         y, self.cache = dense_leaky_forward(x, self.params["weight"], self.params["bias"], 1.0)
         return y
 
+    def infer(self, x):
+        if x.ndim != 2:
+            return self.forward(x, training=False)
+        return dense_leaky_infer(x, self.params["weight"], self.params["bias"], 1.0)
+
     def backward(self, dout, need_input_grad=None):
         """dout (N, D_out) -> dx (N, D_in), or None when ``need_input_grad`` is False."""
         if need_input_grad is None:
@@ -126,6 +161,10 @@ class Dense(Layer):
     def warm_up(cls, dtype):
         layer = cls(2, 3, rng=np.random.default_rng(0), dtype=dtype)
         layer.backward(layer.forward(np.ones((2, 2), dtype), training=True))
+        # a large batch's prediction (dense_leaky_infer), here on two rows
+        with blas_threads(1):
+            kernels.dense_rows_forward(np.ones((2, 2), dtype), layer.params["weight"].T,
+                                       layer.params["bias"], dtype(1), np.empty((2, 3), dtype), 1)
 
     def flops(self, input_shape):
         return self.out_features * (2 * self.in_features + 1)
@@ -171,7 +210,11 @@ class DenseActivation:
         return y
 
     def infer(self, x):
-        return self.forward(x, training=False)
+        if x.ndim != 2:
+            return self.forward(x, training=False)
+        dense = self.dense
+        return dense_leaky_infer(x, dense.params["weight"], dense.params["bias"],
+                                 self.activation.slope)
 
     def backward(self, dout, need_input_grad=None):
         """dout (N, D_out) -> dx (N, D_in), or None when ``need_input_grad`` is False (None:
