@@ -300,3 +300,24 @@ def test_every_timed_batch_is_whole_after_other_batch_sizes():
         for _ in range(POOL // batch + 3):
             start = runner.batch_start(batch)
             assert 0 <= start and start + batch <= POOL
+
+
+def test_the_threads_probe_prints_every_gap_and_window(repo_root):
+    done = subprocess.run([sys.executable, str(repo_root / "bench" / "threads_probe.py"),
+                           "--threads", "2", "--windows", "2", "--seconds", "0.02"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    gaps = [line for line in lines if line.strip().startswith("gap")]
+    assert [int(line.split()[1]) for line in gaps] == [0, 20, 50, 100, 150, 200, 300, 500]
+    windows = [line.split() for line in lines[lines.index("  window   BLAS, all threads   rows split   one thread") + 1:]]
+    assert [row[0] for row in windows] == ["1", "2"]
+    assert all(float(value) > 0 for row in windows for value in row[1:])
+
+
+def test_the_threads_probe_refuses_a_bad_flag_in_one_line(repo_root):
+    done = subprocess.run([sys.executable, str(repo_root / "bench" / "threads_probe.py"),
+                           "--windows", "0"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith("--windows must be at least 1 and --seconds positive")
+    assert "Traceback" not in done.stderr

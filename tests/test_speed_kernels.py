@@ -368,36 +368,40 @@ def test_adam_updates_a_column_major_parameter_in_place_as_a_row_major_one():
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-5), (np.float64, 1e-12)])
-@pytest.mark.parametrize("slope", [0.0, 0.1, 1.0])
-def test_dense_rows_forward_matches_its_twin_with_the_same_bits_for_any_block_count(dtype, tol, slope):
+@pytest.mark.parametrize("depth", [1, 3])
+def test_dense_stack_forward_matches_its_twin_with_the_same_bits_for_any_block_count(dtype, tol, depth):
     from nn.kernels import dense as dense_kernels
     from nn.threads import blas_threads
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((300, 70)).astype(dtype)
-    w = np.asfortranarray(rng.standard_normal((40, 70)).astype(dtype))
-    b = rng.standard_normal(40).astype(dtype)
-    twin = np.empty((300, 40), dtype)
-    reference.dense_rows_forward(x, w.T, b, dtype(slope), twin, 1)
-    outputs = []
+    widths = [70, 40, 25, 9][:depth + 1]
+    x = rng.standard_normal((300, widths[0])).astype(dtype)
+    weights_t = tuple(np.asfortranarray(rng.standard_normal((o, i)).astype(dtype)).T
+                      for i, o in zip(widths, widths[1:]))
+    biases = tuple(rng.standard_normal(o).astype(dtype) for o in widths[1:])
+    slopes = np.array([0.0, 0.1, 1.0][-depth:], dtype)
+    twin = tuple(np.empty((300, o), dtype) for o in widths[1:])
+    reference.dense_stack_forward(x, weights_t, biases, slopes, twin, 1)
+    results = []
     for blocks in (1, 2, 3, 7):
-        y = np.full((300, 40), np.nan, dtype)
+        outputs = tuple(np.full((300, o), np.nan, dtype) for o in widths[1:])
         with blas_threads(1):
-            dense_kernels.dense_rows_forward(x, w.T, b, dtype(slope), y, blocks)
-        outputs.append(y)
-    np.testing.assert_allclose(outputs[0], twin, rtol=tol, atol=tol)
-    for y in outputs[1:]:
-        np.testing.assert_array_equal(y, outputs[0])   # every row written, whatever its block
+            dense_kernels.dense_stack_forward(x, weights_t, biases, slopes, outputs, blocks)
+        results.append(outputs)
+    for got, expected in zip(results[0], twin):
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+    for outputs in results[1:]:
+        for got, first in zip(outputs, results[0]):
+            np.testing.assert_array_equal(got, first)   # every row written, whatever its block
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
 @pytest.mark.parametrize("batch", [512, 300])
 def test_mlp_prediction_gives_the_same_bits_on_one_and_two_threads(batch):
-    """A large batch on two threads splits each Dense product by rows (dense_rows_forward), each
-    thread with one-thread BLAS; BLAS's own two-thread product gave other last bits (8e-7)."""
+    """A large batch on two threads goes through the MLP block by block (dense_stack_forward),
+    each thread with one-thread BLAS; BLAS's own two-thread products gave other last bits (up to
+    8.3e-7 in the logits)."""
     import models
-    from nn.layers.dense import ROWS_PER_THREAD_TO_SPLIT
     from nn.threads import set_threads
-    assert batch >= 2 * ROWS_PER_THREAD_TO_SPLIT
     model = models.build_model("mlp", rng=np.random.default_rng(0))
     images = np.random.default_rng(1).random((batch, 28, 28), dtype=np.float32)
     with set_threads(1):
@@ -407,21 +411,28 @@ def test_mlp_prediction_gives_the_same_bits_on_one_and_two_threads(batch):
     np.testing.assert_array_equal(two, one)
 
 
-def test_dense_infer_splits_only_a_large_batch_and_gives_forwards_values():
-    from nn.layers import Dense
-    from nn.layers.dense import DenseActivation, ROWS_PER_THREAD_TO_SPLIT
-    from nn.layers.activation import LeakyReLU
+def test_only_a_stack_of_dense_layers_on_a_large_batch_goes_by_blocks():
+    from nn.layers import Dense, Dropout, LeakyReLU, Sequential
+    from nn.layers.dense import ROWS_PER_THREAD_FOR_BLOCKS, dense_stack, dense_stack_infer
     from nn.threads import set_threads
     rng = np.random.default_rng(5)
-    dense = Dense(64, 32, rng=rng)
-    dense.params["bias"][:] = rng.standard_normal(32).astype(np.float32)
-    step = DenseActivation(dense, LeakyReLU(0.1))
-    for batch in (5, 4 * ROWS_PER_THREAD_TO_SPLIT):
-        x = rng.standard_normal((batch, 64)).astype(np.float32)
-        with set_threads(1):
-            expected_dense, expected_step = dense.forward(x), step.forward(x)
-        with set_threads(2):
-            np.testing.assert_array_equal(dense.infer(x), expected_dense)
-            np.testing.assert_array_equal(step.infer(x), expected_step)
-        np.testing.assert_allclose(expected_step, np.where(x @ dense.params["weight"].T + dense.params["bias"] > 0, 1, 0.1)
-                                   * (x @ dense.params["weight"].T + dense.params["bias"]), rtol=1e-5, atol=1e-5)
+    mlp = Sequential([Dense(64, 32, rng=rng), LeakyReLU(0.1), Dropout(0.5, rng=rng),
+                      Dense(32, 10, rng=rng)])
+    for layer in (mlp.layers[0], mlp.layers[3]):
+        layer.params["bias"][:] = rng.standard_normal(layer.out_features).astype(np.float32)
+    stack = dense_stack(mlp.steps())
+    assert [(type(dense).__name__, slope) for dense, slope in stack] == [("Dense", 0.1), ("Dense", 1.0)]
+    big = rng.standard_normal((2 * ROWS_PER_THREAD_FOR_BLOCKS, 64)).astype(np.float32)
+    with set_threads(1):
+        assert dense_stack_infer(stack, big) is None          # one thread: layer by layer
+        expected = mlp.infer(big)
+    with set_threads(2):
+        assert dense_stack_infer(stack, big[:10]) is None     # a small batch: layer by layer
+        by_blocks = dense_stack_infer(stack, big)
+        np.testing.assert_array_equal(by_blocks, expected)
+        np.testing.assert_array_equal(mlp.infer(big), expected)
+    h = np.maximum(big @ mlp.layers[0].params["weight"].T + mlp.layers[0].params["bias"], 0) + \
+        0.1 * np.minimum(big @ mlp.layers[0].params["weight"].T + mlp.layers[0].params["bias"], 0)
+    np.testing.assert_allclose(expected, h @ mlp.layers[3].params["weight"].T + mlp.layers[3].params["bias"],
+                               rtol=1e-4, atol=1e-5)
+    assert dense_stack(Sequential([Dense(4, 3, rng=rng), LeakyReLU(0.0)], fuse=False).steps()) is None

@@ -239,10 +239,13 @@ def bias_leaky_in_place(y, b, slope):
     y[...] = np.where(v > 0, v, slope * v)
 
 
-def dense_rows_forward(x, w_t, b, slope, y, blocks):
-    """The whole batch at once (``blocks`` changes nothing)."""
-    v = x @ w_t + b
-    y[...] = np.where(v > 0, v, slope * v)
+def dense_stack_forward(x, weights_t, biases, slopes, outputs, blocks):
+    """Layer after layer over the whole batch (``blocks`` changes nothing)."""
+    h = x
+    for w_t, b, slope, out in zip(weights_t, biases, slopes, outputs):
+        v = h @ w_t + b
+        out[...] = np.where(v > 0, v, slope * v)
+        h = out
 
 
 def leaky_bias_backward(dy, y, slope):

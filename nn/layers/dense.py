@@ -76,34 +76,6 @@ def dense_leaky_forward(x, w, b, slope):
     return y, DenseLeakyCache(x, y)
 
 
-# A prediction's product splits the batch between the threads itself (dense_rows_forward) from
-# this many rows per thread; below, BLAS's own two-thread product is faster.  Measured, the
-# MLP's prediction on 2 threads (us, 2026-12-06): batch 64 193 BLAS vs 230 split, batch 256
-# 656 vs 659 in the VM's usual state and 885 - 932 vs 692 - 766 in a state where OpenBLAS's two
-# threads slow by a third (docs/performance.md, "The MLP's prediction on two threads").  Every
-# layer of a batch splits alike: a BLAS product between two split ones pays ~50 us to wake
-# BLAS's sleeping thread (the MLP's first layer alone split: 764 - 776 us instead of 684 - 693).
-ROWS_PER_THREAD_TO_SPLIT = 128
-
-
-def dense_leaky_infer(x, w, b, slope):
-    """Prediction only (no cache): y = leaky(x w^T + b) as :func:`dense_leaky_forward`.
-
-    A large batch on several threads is cut into one block of rows per thread, each thread
-    multiplying its own rows with one-thread BLAS: the same bits as one thread (a row's sums do
-    not depend on its block), and the threads never wait for each other inside the product."""
-    threads = numba.get_num_threads()
-    if (threads > 1 and x.ndim == 2 and len(x) >= ROWS_PER_THREAD_TO_SPLIT * threads
-            and is_column_major(w)
-            and x.dtype == w.dtype == b.dtype and x.dtype in (np.float32, np.float64)):
-        x = np.ascontiguousarray(x)
-        y = np.empty((len(x), w.shape[0]), dtype=x.dtype)
-        with blas_threads(1):
-            kernels.dense_rows_forward(x, w.T, b, x.dtype.type(slope), y, threads)
-        return y
-    return dense_leaky_forward(x, w, b, slope)[0]
-
-
 def dense_leaky_backward(dy, cache, w, slope, need_input_grad=True):
     """dy (N, D_out) -> (dx (N, D_in) or None, dw (D_out, D_in), db (D_out,)):
     dz = dy where y > 0 else slope dy,  dx = dz w,  dw = dz^T x,  db = sum_n dz."""
@@ -140,11 +112,6 @@ class Dense(Layer):
         y, self.cache = dense_leaky_forward(x, self.params["weight"], self.params["bias"], 1.0)
         return y
 
-    def infer(self, x):
-        if x.ndim != 2:
-            return self.forward(x, training=False)
-        return dense_leaky_infer(x, self.params["weight"], self.params["bias"], 1.0)
-
     def backward(self, dout, need_input_grad=None):
         """dout (N, D_out) -> dx (N, D_in), or None when ``need_input_grad`` is False."""
         if need_input_grad is None:
@@ -161,10 +128,11 @@ class Dense(Layer):
     def warm_up(cls, dtype):
         layer = cls(2, 3, rng=np.random.default_rng(0), dtype=dtype)
         layer.backward(layer.forward(np.ones((2, 2), dtype), training=True))
-        # a large batch's prediction (dense_leaky_infer), here on two rows
+        # a large batch's prediction through a stack (dense_stack_infer), here of one layer
         with blas_threads(1):
-            kernels.dense_rows_forward(np.ones((2, 2), dtype), layer.params["weight"].T,
-                                       layer.params["bias"], dtype(1), np.empty((2, 3), dtype), 1)
+            kernels.dense_stack_forward(np.ones((2, 2), dtype), (layer.params["weight"].T,),
+                                        (layer.params["bias"],), np.ones(1, dtype),
+                                        (np.empty((2, 3), dtype),), 1)
 
     def flops(self, input_shape):
         return self.out_features * (2 * self.in_features + 1)
@@ -210,11 +178,7 @@ class DenseActivation:
         return y
 
     def infer(self, x):
-        if x.ndim != 2:
-            return self.forward(x, training=False)
-        dense = self.dense
-        return dense_leaky_infer(x, dense.params["weight"], dense.params["bias"],
-                                 self.activation.slope)
+        return self.forward(x, training=False)
 
     def backward(self, dout, need_input_grad=None):
         """dout (N, D_out) -> dx (N, D_in), or None when ``need_input_grad`` is False (None:
@@ -227,6 +191,64 @@ class DenseActivation:
         dx, dense.grads["weight"], dense.grads["bias"] = dense_leaky_backward(
             dout, self.cache, dense.params["weight"], self.activation.slope, need_input_grad)
         return dx
+
+
+# An MLP predicts a batch of at least this many rows per thread block by block
+# (dense_stack_infer); below, BLAS's own multi-thread products are faster.  Measured, the MLP on
+# 2 threads (us, 2026-12-06): batch 64 193 layer by layer vs 230 by blocks; batch 256 656 vs
+# 659 in the VM's usual state, and 885 - 932 vs 692 - 739 in a state where OpenBLAS's two
+# threads slow by a third (docs/performance.md, "The MLP's prediction on two threads").
+ROWS_PER_THREAD_FOR_BLOCKS = 128
+
+
+def takes_blocks(x):
+    """True if x (N, D) is a batch that a dense stack predicts faster by blocks of rows (a cheap
+    test, made before :func:`dense_stack` looks at the layers)."""
+    threads = numba.get_num_threads()
+    return threads > 1 and x.ndim == 2 and len(x) >= ROWS_PER_THREAD_FOR_BLOCKS * threads
+
+
+def dense_stack(steps):
+    """[(Dense, slope)] for an execution plan made of Dense, Dense + activation and Dropout steps
+    only (an MLP; dropout is the identity in prediction), each weight column-major; else None."""
+    from nn.layers.dropout import Dropout
+    layers = []
+    for step in steps:
+        if isinstance(step, DenseActivation):
+            layers.append((step.dense, step.activation.slope))
+        elif isinstance(step, Dense):
+            layers.append((step, 1.0))
+        elif not isinstance(step, Dropout):
+            return None
+    if not layers or not all(is_column_major(dense.params["weight"]) for dense, _ in layers):
+        return None
+    return layers
+
+
+def dense_stack_infer(layers, x):
+    """Prediction through ``layers`` (from :func:`dense_stack`), x (N, D_0) -> (N, D_L), or None
+    when layer by layer is faster or the stack does not apply (then nothing was computed).
+
+    On several threads a batch of ``ROWS_PER_THREAD_FOR_BLOCKS`` rows per thread or more is cut
+    into one block of rows per thread, each thread taking its block through every layer with
+    one-thread BLAS (:func:`nn.kernels.dense.dense_stack_forward`): the same bits as one thread
+    (a row's sums do not depend on its block), and no multi-thread BLAS product, whose threads
+    wait for each other at every panel."""
+    if not takes_blocks(x):
+        return None
+    dtype = x.dtype
+    if dtype not in (np.float32, np.float64) or any(
+            dense.params["weight"].dtype != dtype or dense.params["bias"].dtype != dtype
+            for dense, _ in layers):
+        return None
+    x = np.ascontiguousarray(x)
+    outputs = tuple(np.empty((len(x), dense.out_features), dtype) for dense, _ in layers)
+    with blas_threads(1):
+        kernels.dense_stack_forward(
+            x, tuple(dense.params["weight"].T for dense, _ in layers),
+            tuple(dense.params["bias"] for dense, _ in layers),
+            np.array([slope for _, slope in layers], dtype), outputs, numba.get_num_threads())
+    return outputs[-1]
 
 
 class FlattenCache(NamedTuple):

@@ -9,7 +9,7 @@ import numpy as np
 
 from nn.init import is_placeholder
 from nn.layers.base import Layer
-from nn.layers.dense import DenseActivation, can_fuse_dense
+from nn.layers.dense import DenseActivation, can_fuse_dense, dense_stack, dense_stack_infer, takes_blocks
 from nn.layers.fused import ConvActivationPool, can_fuse
 from nn.layers.registry import type_name
 
@@ -47,8 +47,14 @@ class Sequential(Layer):
         return x
 
     def infer(self, x):
-        """Prediction only (see Layer.infer): no backward may follow."""
-        for step in self.steps():
+        """Prediction only (see Layer.infer): no backward may follow.  A stack of dense layers
+        (an MLP) may take a large batch block by block (:func:`nn.layers.dense.dense_stack_infer`)."""
+        steps = self.steps()
+        stack = dense_stack(steps) if takes_blocks(x) else None
+        y = dense_stack_infer(stack, x) if stack is not None else None
+        if y is not None:
+            return y
+        for step in steps:
             x = step.infer(x)
         return x
 
