@@ -194,10 +194,11 @@ class DenseActivation:
 
 
 # An MLP predicts a batch of at least this many rows per thread block by block
-# (dense_stack_infer); below, BLAS's own multi-thread products are faster.  Measured, the MLP on
-# 2 threads (us, 2026-12-06): batch 64 193 layer by layer vs 230 by blocks; batch 256 656 vs
-# 659 in the VM's usual state, and 885 - 932 vs 692 - 739 in a state where OpenBLAS's two
-# threads slow by a third (docs/performance.md, "The MLP's prediction on two threads").
+# (dense_stack_infer); below, BLAS's own multi-thread products are faster.  Measured, the MLP's
+# network on 2 threads (us, 2026-12-06): batch 64 193 layer by layer vs 230 by blocks; batch 256
+# 650 - 661 vs 671 - 679 in the VM's usual state, and 885 - 932 vs 692 - 739 in a state where
+# OpenBLAS's two threads slow by a third (docs/performance.md, "The MLP's prediction on two
+# threads").
 ROWS_PER_THREAD_FOR_BLOCKS = 128
 
 
@@ -232,8 +233,8 @@ def dense_stack_infer(layers, x):
     On several threads a batch of ``ROWS_PER_THREAD_FOR_BLOCKS`` rows per thread or more is cut
     into one block of rows per thread, each thread taking its block through every layer with
     one-thread BLAS (:func:`nn.kernels.dense.dense_stack_forward`): the same bits as one thread
-    (a row's sums do not depend on its block), and no multi-thread BLAS product, whose threads
-    wait for each other at every panel."""
+    (BLAS does not split a row's sums, and the blocks start at multiples of 64 rows), and no
+    multi-thread BLAS product, whose threads wait for each other at every panel."""
     if not takes_blocks(x):
         return None
     dtype = x.dtype
