@@ -19,14 +19,19 @@ from numba import njit, prange
 from nn.kernels import blas
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _bias_leaky_rows(y, b, slope, start, stop):
+    """Rows start:stop of y (N, O) = leaky(y + b) in place, b (O,)."""
+    for n in range(start, stop):
+        for k in range(y.shape[1]):
+            v = y[n, k] + b[k]
+            y[n, k] = v if v > 0 else slope * v
+
+
 @njit(cache=True, error_model="numpy")
 def bias_leaky_in_place(y, b, slope):
     """y (N, O) = leaky(y + b) in place, b (O,)."""
-    n_batch, outputs = y.shape
-    for n in range(n_batch):
-        for k in range(outputs):
-            v = y[n, k] + b[k]
-            y[n, k] = v if v > 0 else slope * v
+    _bias_leaky_rows(y, b, slope, 0, y.shape[0])
 
 
 @njit(cache=True, error_model="numpy")
@@ -43,15 +48,6 @@ def leaky_bias_backward(dy, y, slope):
             dz[n, k] = d
             db[k] += d
     return dz, db
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _bias_leaky_rows(y, b, slope, start, stop):
-    """Rows start:stop of y (N, O) = leaky(y + b), as bias_leaky_in_place."""
-    for n in range(start, stop):
-        for k in range(y.shape[1]):
-            v = y[n, k] + b[k]
-            y[n, k] = v if v > 0 else slope * v
 
 
 # Blocks of a batch start at multiples of this many rows: BLAS's kernels take rows in groups of
