@@ -13,6 +13,7 @@ import numpy as np
 from models import registry
 from models.registry import REPOSITORY_WEIGHTS, shipped_weights  # noqa: F401  (models.shipped_weights)
 from nn.errors import UserError, WeightsError
+from nn.finite import all_finite
 from nn.flops import network_flops
 from nn.layers import Sequential, build_layers
 from nn.layers.registry import canonical_name
@@ -72,7 +73,7 @@ class Model:
             raise ImageError(f"expected images of shape (N, {height}, {width}) or ({height}, {width}), "
                              f"got {images.shape}")
         images = images.astype(np.float32, copy=False)
-        if not np.isfinite(images).all():
+        if not all_finite(images):
             raise ImageError("the images contain NaN or infinite values")
         return images
 

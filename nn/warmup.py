@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from nn import optim
-from nn.kernels import blas
+from nn.kernels import blas, finite
 from nn.layers import registry
 from nn.layers.base import Layer
 from nn.layers.conv import Conv2D
@@ -27,6 +27,13 @@ def _warm_up_loss(dtype):
     _, cache = softmax_cross_entropy_forward(np.zeros((2, 3), dtype), np.array([0, 2]))
     softmax_cross_entropy_backward(cache)
     softmax(np.zeros((2, 3), dtype))
+
+
+def _warm_up_checks(dtype):
+    """The finiteness checks a prediction runs on its images (nn.finite), both kernels."""
+    x = np.zeros((2, 3), dtype)
+    finite.all_finite(x)
+    finite.all_finite_blocks(x, 2)
 
 
 def _warm_up_products(dtype):
@@ -84,6 +91,7 @@ def warm_up(dtypes=(np.float32,), extra=(), network=None):
             ConvActivationPool.warm_up(dtype)
         optim.warm_up(dtype)
         _warm_up_loss(dtype)
+        _warm_up_checks(dtype)
         _warm_up_products(dtype)
         for warm in extra:
             warm(dtype)

@@ -235,8 +235,9 @@ def test_one_line_error_is_a_user_error(tmp_path):
 # ----------------------------------------------------------------------------- 11. contracts
 
 # A kernel whose twin has another name: the fast float32 LSTM step approximates the exact one,
-# the parallel Adam update is the serial one split over threads.
-TWIN_NAMES = {"lstm_step_forward_fast": "lstm_step_forward", "adam_update_parallel": "adam_update"}
+# the parallel Adam update and finiteness check are the serial ones split over threads.
+TWIN_NAMES = {"lstm_step_forward_fast": "lstm_step_forward", "adam_update_parallel": "adam_update",
+              "all_finite_blocks": "all_finite"}
 
 
 def test_every_kernel_has_a_numpy_twin():

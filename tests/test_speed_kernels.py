@@ -436,3 +436,50 @@ def test_only_a_stack_of_dense_layers_on_a_large_batch_goes_by_blocks():
     np.testing.assert_allclose(expected, h @ mlp.layers[3].params["weight"].T + mlp.layers[3].params["bias"],
                                rtol=1e-4, atol=1e-5)
     assert dense_stack(Sequential([Dense(4, 3, rng=rng), LeakyReLU(0.0)], fuse=False).steps()) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_finiteness_kernels_match_their_twin_wherever_the_bad_value_is(dtype):
+    """Both kernels against np.isfinite for NaN, +inf and -inf in every block (first, last,
+    middle row and column), a clean batch, and the largest finite value (which is finite)."""
+    from nn.kernels import finite
+    rng = np.random.default_rng(3)
+    clean = rng.standard_normal((37, 29)).astype(dtype)
+    cases = [clean, np.full((5, 3), np.finfo(dtype).max, dtype), np.zeros((0, 4), dtype)]
+    for bad in (np.nan, np.inf, -np.inf):
+        for row, column in ((0, 0), (36, 28), (18, 14), (9, 1), (27, 27)):
+            x = clean.copy()
+            x[row, column] = bad
+            cases.append(x)
+    for x in cases:
+        expected = reference.all_finite(x)
+        assert bool(finite.all_finite(x)) == expected, x.shape
+        for blocks in (1, 2, 3, 7):
+            assert bool(finite.all_finite_blocks(x, blocks)) == expected, (x.shape, blocks)
+    assert reference.all_finite(clean) and not reference.all_finite(cases[3])
+
+
+@pytest.mark.parametrize("where", [0, 200, 255])
+def test_a_large_batch_with_one_bad_pixel_is_refused_on_two_threads(where):
+    """nn.finite.all_finite splits a large batch among the threads: a NaN in any block is found,
+    and a clean batch passes."""
+    import models
+    from models.base import ImageError
+    from nn.finite import PARALLEL_FROM, all_finite
+    from nn.threads import set_threads
+    model = models.build_model("mlp", rng=np.random.default_rng(0))
+    images = np.random.default_rng(4).random((256, 28, 28), dtype=np.float32)
+    assert images.size >= PARALLEL_FROM
+    with set_threads(2):
+        assert all_finite(images)
+        assert model.predict_proba(images).shape == (256, 10)
+        images[where, 27, 27] = np.nan
+        assert not all_finite(images)
+        with pytest.raises(ImageError, match="NaN or infinite"):
+            model.predict_proba(images)
+        images[where, 27, 27] = -np.inf
+        with pytest.raises(ImageError, match="NaN or infinite"):
+            model.predict_proba(images)
+    strided = np.random.default_rng(5).random((8, 28, 56), dtype=np.float32)[:, :, ::2]
+    strided[3, 2, 1] = np.inf                      # not contiguous: NumPy's isfinite decides
+    assert not all_finite(strided) and all_finite(strided[:3])

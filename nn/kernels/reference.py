@@ -248,6 +248,11 @@ def dense_stack_forward(x, weights_t, biases, slopes, outputs, blocks):
         h = out
 
 
+def all_finite(x):
+    """True if no value of x is NaN or infinite (nn.kernels.finite, either kernel)."""
+    return bool(np.isfinite(x).all())
+
+
 def leaky_bias_backward(dy, y, slope):
     """(dz = dy where y > 0 else slope dy, db = sum_n dz)."""
     dz = np.where(y > 0, dy, slope * dy).astype(dy.dtype)
