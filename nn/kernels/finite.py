@@ -2,9 +2,10 @@
 
 A prediction checks its images before the network reads them.  NumPy's ``np.isfinite(x).all()``
 writes a boolean temporary and reads it again on one thread (20 us for the MLP's batch of 256
-on 2 cores); these read the rows once, and the parallel one splits them among the threads as
-the MLP's block-by-block prediction does (nn.kernels.dense.dense_stack_forward), so a thread's
-rows are in its own cache when its product reads them.
+on 2 cores); these read the rows once, and the parallel one gives each thread an even run of
+rows, as the MLP's block-by-block prediction does (nn.kernels.dense.dense_stack_forward; the
+same rows when the batch is a multiple of 128 on 2 threads), so a thread's rows are in its own
+cache when its product reads them.
 """
 import numpy as np
 from numba import njit, prange
