@@ -132,9 +132,9 @@ def _run_forward(module, case, rows_per_block, fast):
     hs = np.zeros((steps + 1, n_batch, hidden), x.dtype)
     cs = np.zeros_like(hs)
     tanh_cs = np.full((steps, n_batch, hidden), np.nan, x.dtype)
-    recurrent = np.empty((n_batch, 4 * hidden), x.dtype)
-    module.lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, recurrent,
-                                 rows_per_block, fast)
+    # the forward kernel reads x batch-major (N, T, D), the backward one time-major (T, N, D)
+    module.lstm_sequence_forward(np.ascontiguousarray(x.transpose(1, 0, 2)), w_ih_t, b, w_hh_t,
+                                 gates, hs, cs, tanh_cs, rows_per_block, fast)
     return gates, hs, cs, tanh_cs
 
 
@@ -247,8 +247,8 @@ def test_ring_slots_match_the_twin():
     for module in (lstm_kernels, reference):
         gates, tanh_cs = np.empty((1, 3, 16)), np.empty((1, 3, 4))
         hs, cs = np.zeros((2, 3, 4)), np.zeros((2, 3, 4))
-        module.lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs,
-                                     np.empty((3, 16)), 32, False)
+        module.lstm_sequence_forward(np.ascontiguousarray(x.transpose(1, 0, 2)), w_ih_t, b,
+                                     w_hh_t, gates, hs, cs, tanh_cs, 32, False)
         results.append(hs[5 % 2])
     full = _run_forward(reference, (x, w_ih_t, b, w_hh_t), 32, False)[1][-1]
     np.testing.assert_allclose(results[0], results[1], rtol=0, atol=1e-13)

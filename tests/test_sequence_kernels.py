@@ -296,3 +296,40 @@ def test_the_shared_recurrent_helpers_match_their_twins():
         np.testing.assert_array_equal(mine, twin)
     assert block == reference.row_block(2, 3, 7) == (6, 7)
     assert abs(tanh - reference.tanh_fast(0.5)) < 4e-7
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])
+def test_a_batch_of_one_block_runs_on_the_calling_thread_alone(kind, monkeypatch):
+    """Blocks of ROWS_PER_BLOCK rows run in parallel; a batch of one block leaves a second
+    thread nothing to run, so the kernels get one Numba thread (waking the other cost 5 - 15 us
+    of a ~170 us LSTM prediction).  BLAS is on one thread inside every sequence kernel."""
+    import importlib
+
+    from nn import set_threads
+    from nn.layers import LSTM
+    from nn.layers.recurrent import ROWS_PER_BLOCK
+    from nn.threads import blas_thread_count
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads")
+    prefix = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "rnn"}[kind]
+    module = importlib.import_module(f"nn.layers.{prefix}")       # its kernels: module.kernels
+    seen = []
+    for direction in ("forward", "backward"):
+        name = f"{prefix}_sequence_{direction}"
+        original = getattr(module.kernels, name)
+
+        def recording(*args, original=original, direction=direction):
+            seen.append((direction, numba.get_num_threads(), blas_thread_count()))
+            return original(*args)
+        monkeypatch.setattr(module.kernels, name, recording)
+    layer = {"LSTM": LSTM, "GRU": GRU, "SimpleRNN": SimpleRNN}[kind](6, 5,
+                                                                    rng=np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((2 * ROWS_PER_BLOCK, 4, 6)).astype(np.float32)
+    with set_threads(2):
+        for n_batch, threads in [(1, 1), (ROWS_PER_BLOCK, 1), (ROWS_PER_BLOCK + 1, 2),
+                                 (2 * ROWS_PER_BLOCK, 2)]:
+            seen.clear()
+            layer.backward(np.ones_like(layer.forward(x[:n_batch], training=True)))
+            layer.infer(x[:n_batch])
+            assert seen == [("forward", threads, 1), ("backward", threads, 1), ("forward", threads, 1)]
+        assert numba.get_num_threads() == 2          # restored after each call

@@ -140,14 +140,13 @@ def lstm_step_backward(dh, dc, gates, c_prev, tanh_c, dgates):
     dc[:] = dc_t * f
 
 
-def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, recurrent,
-                          rows_per_block, fast):
+def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, rows_per_block, fast):
     kept, slots = gates.shape[0], hs.shape[0]
-    for t in range(x.shape[0]):
+    for t in range(x.shape[1]):
         g, now, after = t % kept, t % slots, (t + 1) % slots
-        gates[g] = x[t] @ w_ih_t
-        recurrent[:] = hs[now] @ w_hh_t + b
-        lstm_step_forward(gates[g], recurrent, cs[now], cs[after], tanh_cs[g], hs[after])
+        gates[g] = x[:, t] @ w_ih_t
+        gates[g] += hs[now] @ w_hh_t
+        lstm_step_forward(gates[g], b, cs[now], cs[after], tanh_cs[g], hs[after])
 
 
 def lstm_sequence_backward(dhs, dh, dc, x, hs, cs, tanh_cs, gates, w_ih, w_hh, dgates, dx,

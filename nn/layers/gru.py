@@ -27,8 +27,7 @@ import numpy as np
 from nn.init import glorot_uniform, orthogonal, zeros
 from nn.kernels import blas
 from nn.kernels import gru as kernels
-from nn.layers.recurrent import ROWS_PER_BLOCK, RecurrentLayer
-from nn.threads import blas_threads
+from nn.layers.recurrent import ROWS_PER_BLOCK, RecurrentLayer, sequence_threads
 
 
 class GRUCache(NamedTuple):
@@ -62,7 +61,7 @@ def gru_forward(x, w_ih, w_hh, b_ih, b_hh, keep_steps=True):
     recurrent = np.empty((n_batch, 3 * hidden), dtype=dtype)
     # All T steps in one compiled call; float32 uses the vectorised approximate tanh (error
     # ~3e-7), float64 (gradient checks) the exact libm one.
-    with blas_threads(1):   # each Numba thread multiplies its own rows: see nn.kernels.blas
+    with sequence_threads(n_batch, ROWS_PER_BLOCK):
         kernels.gru_sequence_forward(x_time_major, w_ih_t, b_ih.astype(dtype, copy=False), w_hh_t,
                                      b_hh.astype(dtype, copy=False), gates, hn, hs, recurrent,
                                      ROWS_PER_BLOCK, dtype == np.float32)
@@ -99,7 +98,7 @@ def gru_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
     dw_hh = np.zeros((blocks, 3 * hidden, hidden), dtype=dtype)
     db_ih = np.zeros((blocks, 3 * hidden), dtype=dtype)
     db_hh = np.zeros((blocks, 3 * hidden), dtype=dtype)
-    with blas_threads(1):   # each Numba thread multiplies its own rows: see nn.kernels.blas
+    with sequence_threads(n_batch, ROWS_PER_BLOCK):
         kernels.gru_sequence_backward(dhs, dh, x_time_major, hs, gates, hn,
                                       np.ascontiguousarray(w_ih, dtype=dtype),
                                       np.ascontiguousarray(w_hh, dtype=dtype), dgx, dgh,

@@ -24,8 +24,7 @@ import numpy as np
 from nn.init import constant_blocks, glorot_uniform, orthogonal
 from nn.kernels import blas
 from nn.kernels import lstm as kernels
-from nn.layers.recurrent import ROWS_PER_BLOCK, RecurrentLayer
-from nn.threads import blas_threads
+from nn.layers.recurrent import ROWS_PER_BLOCK, RecurrentLayer, sequence_threads
 
 
 class LSTMCache(NamedTuple):
@@ -49,7 +48,7 @@ def lstm_forward(x, w_ih, w_hh, b, keep_steps=True):
     n_batch, steps, _ = x.shape
     hidden = w_hh.shape[1]
     dtype = np.result_type(x.dtype, w_ih.dtype, w_hh.dtype)   # BLAS needs one type for all
-    x_time_major = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)  # (T, N, D)
+    x = np.ascontiguousarray(x, dtype=dtype)                               # (N, T, D)
     w_ih_t = np.ascontiguousarray(w_ih.T, dtype=dtype)                     # (D, 4H)
     w_hh_t = np.ascontiguousarray(w_hh.T, dtype=dtype)                     # (H, 4H)
     kept = steps if keep_steps else 1          # without backward, the steps take turns in
@@ -58,15 +57,14 @@ def lstm_forward(x, w_ih, w_hh, b, keep_steps=True):
     hs = np.zeros((slots, n_batch, hidden), dtype=dtype)                   # hs[0] = h_0 = 0
     cs = np.zeros((slots, n_batch, hidden), dtype=dtype)                   # cs[0] = c_0 = 0
     tanh_cs = np.empty((kept, n_batch, hidden), dtype=dtype)
-    recurrent = np.empty((n_batch, 4 * hidden), dtype=dtype)
     # All T steps in one compiled call; float32 uses the vectorised approximate tanh (error
     # ~3e-7), float64 (gradient checks) the exact libm one.
-    with blas_threads(1):   # each Numba thread multiplies its own rows: see nn.kernels.blas
-        kernels.lstm_sequence_forward(x_time_major, w_ih_t, b.astype(dtype, copy=False), w_hh_t,
-                                      gates, hs, cs, tanh_cs, recurrent, ROWS_PER_BLOCK,
-                                      dtype == np.float32)
+    with sequence_threads(n_batch, ROWS_PER_BLOCK):
+        kernels.lstm_sequence_forward(x, w_ih_t, b.astype(dtype, copy=False), w_hh_t, gates, hs,
+                                      cs, tanh_cs, ROWS_PER_BLOCK, dtype == np.float32)
     if not keep_steps:
         return hs[steps % 2][None], None
+    x_time_major = np.ascontiguousarray(x.transpose(1, 0, 2))             # (T, N, D), for backward
     return hs[1:], LSTMCache(x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs)
 
 
@@ -97,7 +95,7 @@ def lstm_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
     dw_ih = np.zeros((blocks, 4 * hidden, features), dtype=dtype)         # one share per block
     dw_hh = np.zeros((blocks, 4 * hidden, hidden), dtype=dtype)
     db = np.zeros((blocks, 4 * hidden), dtype=dtype)
-    with blas_threads(1):   # each Numba thread multiplies its own rows: see nn.kernels.blas
+    with sequence_threads(n_batch, ROWS_PER_BLOCK):
         kernels.lstm_sequence_backward(dhs, dh, dc, x_time_major, hs, cs, tanh_cs, gates,
                                        np.ascontiguousarray(w_ih, dtype=dtype),
                                        np.ascontiguousarray(w_hh, dtype=dtype), dgates, dx,

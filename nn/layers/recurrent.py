@@ -14,9 +14,12 @@ and offers, per call and without changing the layer (its settings are the constr
     backward(dout, need_input_grad=True)          dx from a layer built to skip it
     backward_with_hidden_grads(dout)              (dx, hidden_grads (T, N, H)): every dL/dh_t
 """
+from contextlib import contextmanager, nullcontext
+
 import numpy as np
 
 from nn.layers.base import Layer
+from nn.threads import blas_threads, one_numba_thread
 
 
 # Batch rows per block of a compiled recurrence (nn.kernels.lstm.lstm_sequence_forward, and the
@@ -27,6 +30,17 @@ from nn.layers.base import Layer
 # do not depend on the block size either: the rows never mix, and tests/test_recurrent.py and
 # tests/test_sequence_kernels.py check it bit for bit).
 ROWS_PER_BLOCK = 32
+
+
+@contextmanager
+def sequence_threads(n_batch, rows_per_block):
+    """The threads of a compiled recurrence over ``n_batch`` rows in blocks of
+    ``rows_per_block``: BLAS on one thread (each Numba thread multiplies its own rows: see
+    nn.kernels.blas), and Numba's kernel on the calling thread alone when the batch is a single
+    block, which no second thread could share: waking one for nothing cost the LSTM's
+    prediction at batch 16 on 2 threads 5 - 15 us of ~170 (AMD EPYC Zen 5, 2026-12-06)."""
+    with blas_threads(1), (one_numba_thread() if n_batch <= rows_per_block else nullcontext()):
+        yield
 
 
 class RecurrentLayer(Layer):

@@ -23,8 +23,7 @@ import numpy as np
 from nn.init import glorot_uniform, orthogonal, zeros
 from nn.kernels import blas
 from nn.kernels import rnn as kernels
-from nn.layers.recurrent import ROWS_PER_BLOCK, RecurrentLayer
-from nn.threads import blas_threads
+from nn.layers.recurrent import ROWS_PER_BLOCK, RecurrentLayer, sequence_threads
 
 
 class RNNCache(NamedTuple):
@@ -52,7 +51,7 @@ def simple_rnn_forward(x, w_ih, w_hh, b, keep_steps=True):
     recurrent = np.empty((n_batch, hidden), dtype=dtype)
     # All T steps in one compiled call; float32 uses the vectorised approximate tanh (error
     # ~3e-7), float64 (gradient checks) the exact libm one.
-    with blas_threads(1):   # each Numba thread multiplies its own rows: see nn.kernels.blas
+    with sequence_threads(n_batch, ROWS_PER_BLOCK):
         kernels.rnn_sequence_forward(x_time_major, w_ih_t, b.astype(dtype, copy=False), w_hh_t,
                                      hs, pre, recurrent, ROWS_PER_BLOCK, dtype == np.float32)
     if not keep_steps:
@@ -85,7 +84,7 @@ def simple_rnn_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
     dw_ih = np.zeros((blocks, hidden, features), dtype=dtype)             # one share per block
     dw_hh = np.zeros((blocks, hidden, hidden), dtype=dtype)
     db = np.zeros((blocks, hidden), dtype=dtype)
-    with blas_threads(1):   # each Numba thread multiplies its own rows: see nn.kernels.blas
+    with sequence_threads(n_batch, ROWS_PER_BLOCK):
         kernels.rnn_sequence_backward(dhs, dh, x_time_major, hs,
                                       np.ascontiguousarray(w_ih, dtype=dtype),
                                       np.ascontiguousarray(w_hh, dtype=dtype), da, dx,
