@@ -144,9 +144,9 @@ def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, rows_per
     The second product adds into the first's output and the bias is added in the gate math's
     own loop: no scratch array and no pass of its own.  x_t's rows are read in place, a block
     of rows T * D apart (BLAS takes the stride), so the input is never transposed.  Measured
-    (AMD EPYC Zen 5, 1 thread, 2026-12-06), the kernel alone at batch 256: 2.10 - 2.36 ms
-    against 2.26 - 2.60 with a scratch for h_{t-1} w_hh^T + b; batch 64 0.52 - 0.55 against
-    0.56 - 0.60.
+    (AMD EPYC Zen 5, 1 thread, 2026-12-06, means of 0.4 s in turns), the kernel alone at batch
+    256: 2.10 - 2.40 ms against 2.26 - 2.60 with a scratch for h_{t-1} w_hh^T + b; batch 64
+    0.52 - 0.55 against 0.56 - 0.60.
 
     For prediction alone, gates and tanh_cs may have length 1 and hs, cs length 2: the steps
     then take turns in them (index t mod length), and h_T ends in hs[T % 2]: less memory

@@ -37,8 +37,9 @@ def sequence_threads(n_batch, rows_per_block):
     """The threads of a compiled recurrence over ``n_batch`` rows in blocks of
     ``rows_per_block``: BLAS on one thread (each Numba thread multiplies its own rows: see
     nn.kernels.blas), and Numba's kernel on the calling thread alone when the batch is a single
-    block, which no second thread could share: waking one for nothing cost the LSTM's
-    prediction at batch 16 on 2 threads 5 - 15 us of ~170 (AMD EPYC Zen 5, 2026-12-06)."""
+    block, which no second thread could share.  Measured, the LSTM's prediction at batch 16
+    with 2 threads set (AMD EPYC Zen 5, 2026-12-06, means of 0.5 s in turns): 157 - 177 us
+    on one thread, 159 - 239 waking the second."""
     with blas_threads(1), (one_numba_thread() if n_batch <= rows_per_block else nullcontext()):
         yield
 
