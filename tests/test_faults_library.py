@@ -324,7 +324,8 @@ def test_lstm_backward_kernel_keeps_float32():
     from nn.kernels import lstm, reference
     h, g = np.ones(3, np.float32), np.ones(12, np.float32)     # (H,) and (4H,) vectors
     for helper, args in [(lstm._gate_row_backward, (h, h.copy(), g, h, h, g.copy())),
-                         (lstm._gate_row_fast, (g.copy(), g, h, h.copy(), h.copy(), h.copy()))]:
+                         (lstm._gate_row_fast, (g.copy(), g, g, g, h, h.copy(), h.copy(),
+                                               h.copy()))]:
         compiled = numba.njit(error_model="numpy")(helper.py_func)   # fresh: its type inference
         compiled(*args)
         typemap = compiled.overloads[compiled.signatures[0]].type_annotation.typemap
