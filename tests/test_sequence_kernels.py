@@ -301,8 +301,9 @@ def test_the_shared_recurrent_helpers_match_their_twins():
 @pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])
 def test_a_batch_of_one_block_runs_on_the_calling_thread_alone(kind, monkeypatch):
     """Blocks of ROWS_PER_BLOCK rows run in parallel; a batch of one block leaves a second
-    thread nothing to run, so the kernels get one Numba thread (waking the other cost 5 - 15 us
-    of a ~170 us LSTM prediction).  BLAS is on one thread inside every sequence kernel."""
+    thread nothing to run, so the kernels get one Numba thread (nn.layers.recurrent's
+    sequence_threads gives what waking the other cost).  BLAS is on one thread inside every
+    sequence kernel."""
     import importlib
 
     from nn import set_threads
