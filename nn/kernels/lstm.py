@@ -50,7 +50,7 @@ def _gate_row_fast(row, addend, scale, shift, c_prev, c, tanh_c, h):
     sigmoid gates (i, f, o) and s = 1 for g: one long SIMD loop ran ~4x faster than four short
     ones (measured: 8 us vs 33 us for a 64 x 256 step).  s and 1 - s are read from ``scale``
     and ``shift`` (:func:`_gate_scales`) rather than chosen from k in the loop, which cost
-    ~11 of its 36 instructions per 16 elements: 0.17 - 0.19 ns per element against 0.29 - 0.30,
+    ~11 of its 36 instructions per 16 elements: 0.17 - 0.19 ns per element against 0.27 - 0.30,
     the same bits (AMD EPYC Zen 5, 2026-12-06).
     """
     hidden = c_prev.shape[0]
@@ -161,8 +161,8 @@ def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, rows_per
     own loop: no scratch array and no pass of its own.  x_t's rows are read in place, a block
     of rows T * D apart (BLAS takes the stride), so the input is never transposed.  Measured
     (AMD EPYC Zen 5, 1 thread, 2026-12-06, means of 0.4 s in turns), the kernel alone at batch
-    256: 2.10 - 2.40 ms against 2.26 - 2.60 with a scratch for h_{t-1} w_hh^T + b; batch 64
-    0.52 - 0.55 against 0.56 - 0.60.
+    256: 2.02 - 2.40 ms against 2.14 - 2.60 with a scratch for h_{t-1} w_hh^T + b; batch 64
+    0.52 - 0.56 against 0.56 - 0.60 (two measurements, 22:15 and 00:14 UTC).
 
     For prediction alone, gates and tanh_cs may have length 1 and hs, cs length 2: the steps
     then take turns in them (index t mod length), and h_T ends in hs[T % 2]: less memory
