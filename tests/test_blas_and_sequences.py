@@ -186,6 +186,46 @@ def test_lstm_sequence_forward_fast_is_the_float32_twin():
         np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)   # 28 steps of ~3e-7 each
 
 
+def _run_predict(case, fast):
+    """h_T from lstm_sequence_predict (N a multiple of its 32-row blocks, batch-last inside)."""
+    x, w_ih_t, b, w_hh_t = case
+    h_last = np.full((x.shape[1], w_hh_t.shape[0]), np.nan, x.dtype)
+    lstm_kernels.lstm_sequence_predict(np.ascontiguousarray(x.transpose(1, 0, 2)),
+                                       np.ascontiguousarray(w_ih_t.T), b,
+                                       np.ascontiguousarray(w_hh_t.T), h_last, fast)
+    return h_last
+
+
+@pytest.mark.parametrize("n_batch", [32, 96])
+@pytest.mark.parametrize("steps", [5, 6])
+def test_lstm_sequence_predict_matches_the_numpy_twin_in_float64(n_batch, steps):
+    rng = np.random.default_rng(n_batch + steps)
+    case = _sequence_case(rng, steps, n_batch, 8, np.float64, features=28)
+    want = _run_forward(reference, case, 32, False)[1][-1]
+    np.testing.assert_allclose(_run_predict(case, False), want, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("n_batch", [32, 64, 96])
+def test_lstm_sequence_predict_is_the_forward_kernels_last_state_bit_for_bit(n_batch):
+    rng = np.random.default_rng(n_batch)
+    case = _sequence_case(rng, 28, n_batch, 64, np.float32, features=28)
+    want = _run_forward(lstm_kernels, case, 32, True)[1][-1]
+    got = _run_predict(case, True)
+    assert got.dtype == np.float32 and not np.isnan(got).any()
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("n_batch", [1, 31, 32, 70])
+def test_float64_prediction_without_kept_steps_matches_the_forward_pass(n_batch):
+    """The exact (libm) gate math through both of prediction's paths: 32-row blocks and the
+    rest."""
+    rng = np.random.default_rng(n_batch)
+    layer = LSTM(28, 16, rng=rng, dtype=np.float64)
+    x = rng.standard_normal((n_batch, 28, 28))
+    np.testing.assert_allclose(layer.infer(x), layer.forward(x, training=False), rtol=0,
+                               atol=1e-13)
+
+
 def _layer_step(n_batch, rows_per_block=None, threads=None):
     """Forward and backward of a seeded LSTM layer: (hs, dx, dw_ih, dw_hh, db)."""
     import numba
@@ -228,9 +268,10 @@ def test_block_size_changes_only_the_order_of_the_gradient_sums(n_batch):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
 
 
-@pytest.mark.parametrize("n_batch", [1, 64, 100])
+@pytest.mark.parametrize("n_batch", [1, 31, 32, 64, 70, 100])
 def test_prediction_without_kept_steps_gives_the_same_last_state(n_batch):
-    """infer() lets the steps take turns in two slots of h and c; h_T must be the same bits."""
+    """infer() runs blocks of 32 rows batch-last and the rest with the steps taking turns in two
+    slots of h and c; h_T must be the same bits as the forward pass's."""
     rng = np.random.default_rng(n_batch)
     layer = LSTM(28, 64, rng=rng)
     x = rng.standard_normal((n_batch, 28, 28)).astype(np.float32)

@@ -7,7 +7,8 @@ pass over (N, 4H) instead of a dozen NumPy temporaries; serial, a step is too sm
 waking threads for.  A whole sequence (lstm_sequence_forward, lstm_sequence_backward): every
 step of blocks of batch rows, in parallel over the blocks, with the matrix products done by
 BLAS from inside the kernel (nn.kernels.blas; a hand-written product in Numba took 2x BLAS's
-time for the 64x64 @ 64x256 step product).
+time for the 64x64 @ 64x256 step product).  Prediction's last state alone
+(lstm_sequence_predict): the same for blocks of 32 rows, with the batch on the last axis.
 
 Nonlinearities: the float64 path (gradient checks) calls the C library's exp and tanh, exact to
 the last bit; float32 uses a rational approximation of tanh that vectorises (scalar libm calls
@@ -167,6 +168,7 @@ def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, rows_per
     For prediction alone, gates and tanh_cs may have length 1 and hs, cs length 2: the steps
     then take turns in them (index t mod length), and h_T ends in hs[T % 2]: less memory
     written, 11 - 16 % faster (0.70 - 0.83 -> 0.60 - 0.72 ms, batch 64, 2 threads, 5 runs).
+    Prediction runs so on the rows lstm_sequence_predict leaves (one image, a batch's tail).
 
     The rows of a batch never mix, so each block runs all T steps on its own: one parallel
     launch per sequence instead of a hand-off per step, and the products of a step run on
@@ -192,6 +194,81 @@ def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, rows_per
                 else:
                     _gate_row_exact(gates[g, n], b, cs[now, n], cs[after, n], tanh_cs[g, n],
                                     hs[after, n])
+
+
+# The width of lstm_sequence_predict's blocks: see there.
+FEATURE_MAJOR_ROWS = 32
+
+
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=FMA)
+def lstm_sequence_predict(x, w_ih, b, w_hh, h_last, fast):
+    """h_T (N, H) into h_last, for prediction, N a multiple of FEATURE_MAJOR_ROWS: the same bits
+    as :func:`lstm_sequence_forward`'s h_T.  x (N, T, D), w_ih (4H, D), b (4H,), w_hh (4H, H).
+
+    Each block of FEATURE_MAJOR_ROWS rows runs with the batch on the last axis
+    (:func:`_feature_major_rows`): the step's products are w_ih x_t^T and w_hh h_{t-1}^T, which
+    SciPy's OpenBLAS runs faster than x_t w_ih^T and h_{t-1} w_hh^T, and every array a block
+    writes is its own, where the batch-major kernel's speed varied from process to process
+    with the placement of the shared hs, cs and gates.  Narrower blocks (the tail of a batch,
+    one image) are faster batch-major and go to lstm_sequence_forward.  Measured (AMD EPYC
+    Zen 5, 1 thread, 2026-12-07, microseconds per block of 32 rows, means of 0.4 s in turns,
+    four processes):
+
+        batch 256: batch-major 242 - 277, feature-major 237 - 245
+        batch 64:  batch-major 251 - 287, feature-major 239 - 247
+    """
+    scale, shift = _gate_scales(w_hh.shape[1], x)
+    for block in prange(x.shape[0] // FEATURE_MAJOR_ROWS):
+        _feature_major_rows(x, w_ih, b, w_hh, h_last, block * FEATURE_MAJOR_ROWS, scale, shift,
+                            fast)
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath=FMA)
+def _feature_major_rows(x, w_ih, b, w_hh, h_last, start, scale, shift, fast):
+    """Every step of the W = FEATURE_MAJOR_ROWS batch rows from ``start`` with the batch on the
+    last axis, h_T into h_last (N, H).  With a^T, h^T, c^T of shape (4H, W), (H, W), (H, W):
+
+        a_t^T = w_ih x_t^T + w_hh h_{t-1}^T          (no product at t = 1: h_0 = 0)
+        then the gate math of :func:`_gate_row_fast` / ``_exact``, column by column
+
+    The block's x_t^T for every t is copied once (D x W each, ~6 % of the time)."""
+    steps, features, hidden = x.shape[1], x.shape[2], w_hh.shape[1]
+    width = FEATURE_MAJOR_ROWS
+    x_columns = np.empty((steps, features, width), x.dtype)                 # x_t^T for every t
+    for t in range(steps):
+        for n in range(width):
+            for d in range(features):
+                x_columns[t, d, n] = x[start + n, t, d]
+    gates = np.empty((4 * hidden, width), x.dtype)
+    h = np.zeros((2, hidden, width), x.dtype)                               # h^T, c^T: two slots
+    c = np.zeros((2, hidden, width), x.dtype)
+    for t in range(steps):
+        now, after = t % 2, (t + 1) % 2
+        blas.gemm(w_ih, x_columns[t], gates)                                     # w_ih x_t^T
+        if t > 0:
+            blas.gemm_general(w_hh, h[now], gates, False, False, True)     # += w_hh h_{t-1}^T
+        for k in range(4 * hidden):                                # rows of i, f, g, o
+            row, bias = gates[k], b[k]
+            if fast:                                          # s tanh(s (a + b)) + (1 - s)
+                s, shift_k = scale[k], shift[k]
+                for n in range(width):
+                    row[n] = s * _tanh_fast(s * (row[n] + bias)) + shift_k
+            elif 2 * hidden <= k < 3 * hidden:
+                for n in range(width):
+                    row[n] = math.tanh(row[n] + bias)                         # g = tanh(a_g)
+            else:
+                for n in range(width):
+                    row[n] = _sigmoid(row[n] + bias)                          # i, f, o
+        for k in range(hidden):
+            i, f, g, o = gates[k], gates[hidden + k], gates[2 * hidden + k], gates[3 * hidden + k]
+            c_prev, c_new, h_new = c[now, k], c[after, k], h[after, k]
+            for n in range(width):
+                c_t = f[n] * c_prev[n] + i[n] * g[n]                       # c = f c_prev + i g
+                c_new[n] = c_t
+                h_new[n] = o[n] * (_tanh_fast(c_t) if fast else math.tanh(c_t))  # h = o tanh(c)
+    for n in range(width):
+        for k in range(hidden):
+            h_last[start + n, k] = h[steps % 2, k, n]
 
 
 @njit(cache=True, parallel=True)

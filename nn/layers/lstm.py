@@ -9,7 +9,8 @@ Forward, for t = 1..T with h_0 = c_0 = 0:
     i, f, o = sigmoid(a_i, a_f, a_o),  g = tanh(a_g)
     c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
 The batch is cut into blocks of rows that run through all T steps in parallel, each step's two
-products and gate math on one thread (nn.kernels.lstm.lstm_sequence_forward).
+products and gate math on one thread (nn.kernels.lstm.lstm_sequence_forward; prediction's
+blocks of 32 rows with the batch on the last axis, lstm_sequence_predict).
 
 Backward, for t = T..1, dh_t = dL/dh_t from the output plus da_{t+1} w_hh handed back by step t+1:
     da_t = lstm_step_backward(...)  (see nn.kernels.lstm for the gate derivatives)
@@ -49,23 +50,50 @@ def lstm_forward(x, w_ih, w_hh, b, keep_steps=True):
     hidden = w_hh.shape[1]
     dtype = np.result_type(x.dtype, w_ih.dtype, w_hh.dtype)   # BLAS needs one type for all
     x = np.ascontiguousarray(x, dtype=dtype)                               # (N, T, D)
+    b = b.astype(dtype, copy=False)
+    fast = dtype == np.float32    # float32: the vectorised approximate tanh (error ~3e-7)
+    if not keep_steps:
+        return _last_state(x, w_ih, w_hh, b, fast)[None], None
     w_ih_t = np.ascontiguousarray(w_ih.T, dtype=dtype)                     # (D, 4H)
     w_hh_t = np.ascontiguousarray(w_hh.T, dtype=dtype)                     # (H, 4H)
-    kept = steps if keep_steps else 1          # without backward, the steps take turns in
-    slots = steps + 1 if keep_steps else 2     # one slot of gates and two of h and c
-    gates = np.empty((kept, n_batch, 4 * hidden), dtype=dtype)
-    hs = np.zeros((slots, n_batch, hidden), dtype=dtype)                   # hs[0] = h_0 = 0
-    cs = np.zeros((slots, n_batch, hidden), dtype=dtype)                   # cs[0] = c_0 = 0
-    tanh_cs = np.empty((kept, n_batch, hidden), dtype=dtype)
-    # All T steps in one compiled call; float32 uses the vectorised approximate tanh (error
-    # ~3e-7), float64 (gradient checks) the exact libm one.
+    gates = np.empty((steps, n_batch, 4 * hidden), dtype=dtype)
+    hs = np.zeros((steps + 1, n_batch, hidden), dtype=dtype)               # hs[0] = h_0 = 0
+    cs = np.zeros((steps + 1, n_batch, hidden), dtype=dtype)               # cs[0] = c_0 = 0
+    tanh_cs = np.empty((steps, n_batch, hidden), dtype=dtype)
+    # All T steps in one compiled call; float64 (gradient checks) uses the exact libm tanh.
     with sequence_threads(n_batch, ROWS_PER_BLOCK):
-        kernels.lstm_sequence_forward(x, w_ih_t, b.astype(dtype, copy=False), w_hh_t, gates, hs,
-                                      cs, tanh_cs, ROWS_PER_BLOCK, dtype == np.float32)
-    if not keep_steps:
-        return hs[steps % 2][None], None
+        kernels.lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs,
+                                      ROWS_PER_BLOCK, fast)
     x_time_major = np.ascontiguousarray(x.transpose(1, 0, 2))             # (T, N, D), for backward
     return hs[1:], LSTMCache(x_time_major, w_ih, w_hh, gates, hs, cs, tanh_cs)
+
+
+def _last_state(x, w_ih, w_hh, b, fast):
+    """h_T (N, H) alone, for prediction: the same bits as lstm_forward's.  Blocks of
+    FEATURE_MAJOR_ROWS rows run in lstm_sequence_predict (batch on the last axis, faster there);
+    the rest (one image, the tail of a batch) in lstm_sequence_forward, whose steps then take
+    turns in one slot of gates and two of h and c (the index is t mod the length)."""
+    n_batch, steps, _ = x.shape
+    hidden, dtype = w_hh.shape[1], x.dtype
+    h_last = np.empty((n_batch, hidden), dtype=dtype)
+    full = n_batch - n_batch % kernels.FEATURE_MAJOR_ROWS
+    if full:
+        with sequence_threads(full, kernels.FEATURE_MAJOR_ROWS):
+            kernels.lstm_sequence_predict(x[:full], np.ascontiguousarray(w_ih, dtype=dtype), b,
+                                          np.ascontiguousarray(w_hh, dtype=dtype), h_last[:full],
+                                          fast)
+    if full < n_batch:
+        rest = n_batch - full
+        hs = np.zeros((2, rest, hidden), dtype=dtype)                          # h_0 = c_0 = 0
+        cs = np.zeros((2, rest, hidden), dtype=dtype)
+        with sequence_threads(rest, ROWS_PER_BLOCK):
+            kernels.lstm_sequence_forward(
+                x[full:], np.ascontiguousarray(w_ih.T, dtype=dtype), b,
+                np.ascontiguousarray(w_hh.T, dtype=dtype),
+                np.empty((1, rest, 4 * hidden), dtype=dtype), hs, cs,
+                np.empty((1, rest, hidden), dtype=dtype), ROWS_PER_BLOCK, fast)
+        h_last[full:] = hs[steps % 2]
+    return h_last
 
 
 def lstm_backward(dhs, cache, need_input_grad=True, hidden_grads=None):
@@ -168,6 +196,9 @@ class LSTM(RecurrentLayer):
         gates, state = np.zeros((1, 4), dtype), np.zeros((1, 1), dtype)
         step = kernels.lstm_step_forward_fast if dtype == np.float32 else kernels.lstm_step_forward
         step(gates, gates.copy(), state, state.copy(), state.copy(), state.copy())
+        # prediction: its kernel for blocks of 32 rows (a smaller batch runs the forward one)
+        cls(2, 1, rng=np.random.default_rng(0), dtype=dtype).infer(
+            np.zeros((kernels.FEATURE_MAJOR_ROWS, 2, 2), dtype))
         kernels.lstm_step_backward(state.copy(), state.copy(), gates, state, state, gates.copy())
         blas.gemm(state, gates, gates.copy())
         blas.gemm_at_add(state, gates, gates.copy())
