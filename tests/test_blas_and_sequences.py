@@ -186,11 +186,11 @@ def test_lstm_sequence_forward_fast_is_the_float32_twin():
         np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)   # 28 steps of ~3e-7 each
 
 
-def _run_predict(case, fast):
+def _run_predict(case, fast, module=lstm_kernels):
     """h_T from lstm_sequence_predict (N a multiple of its 32-row blocks, batch-last inside)."""
     x, w_ih_t, b, w_hh_t = case
     h_last = np.full((x.shape[1], w_hh_t.shape[0]), np.nan, x.dtype)
-    lstm_kernels.lstm_sequence_predict(np.ascontiguousarray(x.transpose(1, 0, 2)),
+    module.lstm_sequence_predict(np.ascontiguousarray(x.transpose(1, 0, 2)),
                                        np.ascontiguousarray(w_ih_t.T), b,
                                        np.ascontiguousarray(w_hh_t.T), h_last, fast)
     return h_last
@@ -203,6 +203,7 @@ def test_lstm_sequence_predict_matches_the_numpy_twin_in_float64(n_batch, steps)
     case = _sequence_case(rng, steps, n_batch, 8, np.float64, features=28)
     want = _run_forward(reference, case, 32, False)[1][-1]
     np.testing.assert_allclose(_run_predict(case, False), want, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(_run_predict(case, False, reference), want, rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("n_batch", [32, 64, 96])

@@ -149,6 +149,19 @@ def lstm_sequence_forward(x, w_ih_t, b, w_hh_t, gates, hs, cs, tanh_cs, rows_per
         lstm_step_forward(gates[g], b, cs[now], cs[after], tanh_cs[g], hs[after])
 
 
+def lstm_sequence_predict(x, w_ih, b, w_hh, h_last, fast):
+    # the batch on the last axis, as the kernel has it: a^T = w_ih x_t^T + w_hh h^T + b
+    hidden = w_hh.shape[1]
+    h = np.zeros((hidden, x.shape[0]), x.dtype)
+    c = np.zeros_like(h)
+    for t in range(x.shape[1]):
+        a = w_ih @ x[:, t].T + w_hh @ h + b[:, None]                                # (4H, N)
+        i, f, o = _sigmoid(a[:hidden]), _sigmoid(a[hidden:2 * hidden]), _sigmoid(a[3 * hidden:])
+        c = f * c + i * np.tanh(a[2 * hidden:3 * hidden])
+        h = o * np.tanh(c)
+    h_last[:] = h.T
+
+
 def lstm_sequence_backward(dhs, dh, dc, x, hs, cs, tanh_cs, gates, w_ih, w_hh, dgates, dx,
                            hidden_grads, dw_ih_blocks, dw_hh_blocks, db_blocks, rows_per_block):
     # one "block": the whole batch (the kernel's blocks sum to the same gradients)
