@@ -379,11 +379,14 @@ def test_local_cluster_study_interrupted_then_resumed_runs_only_the_missing_cell
     the trainer, the study always honours Ctrl-C (CI's first failure of this test was that case)."""
     from models.analysis.studies.engine import run_study
     # Cells of 2,000 images rather than SMALL's 300: with today's faster CNN kernels the other
-    # three cells of 300 sometimes all finished before the Ctrl-C was handled (exit 0, CI).
+    # three cells of 300 sometimes all finished before the Ctrl-C was handled (exit 0, CI).  One
+    # worker: the cells run one after the other, so ~3.5 s of work is left when the first is in
+    # (a CNN cell 3 s, an MLP cell 0.35 s; 2026-12-07).  With two, the cell started beside the
+    # first ended with it, and CI once saw the last two finish before the Ctrl-C took effect.
     options = [*SMALL[:-1], "2000"]
     study = tmp_path / "study"
     plan = build_plan(make_parser().parse_args(["run", str(study), *options]), "study")
-    command = [sys.executable, "-m", "models.study", "run", str(study), *options, "--workers", "2",
+    command = [sys.executable, "-m", "models.study", "run", str(study), *options, "--workers", "1",
                "--data", str(mnist_dir)]
     process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                                stderr=subprocess.PIPE, text=True, start_new_session=True,
