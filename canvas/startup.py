@@ -38,7 +38,7 @@ import numpy as np
 from models import load_model, registry
 from models.analysis.study import feature_maps, has_conv_layers, reads_rows, row_by_row
 from models.reading import read_number_image
-from nn.compiling import KernelsNotCached, cached_only, estimate_seconds, idle_cores
+from nn.compiling import KernelsNotCached, busy_cores, cached_only, estimate_seconds, idle_cores
 
 COMPILING_LINE = "compiling kernels for this machine, first start only: ~{seconds} s"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent      # the folder holding canvas/, nn/, ...
@@ -145,10 +145,11 @@ class BackgroundCompile:
     """
 
     def __init__(self, models, sources, workers=None):
+        busy = busy_cores()                 # sampled once, for both
         groups = split_work({name: compile_seconds(model) for name, model in models.items()},
-                            workers or idle_cores())
+                            workers or idle_cores(busy))
         self.estimate = estimate_seconds(max(PROCESS_SECONDS + seconds for seconds, _ in groups),
-                                         len(groups))
+                                         len(groups), busy)
         self.started = time.perf_counter()
         self.processes, self._logs = [], []
         self._folder = tempfile.mkdtemp(prefix="canvas-compile-")    # the workers' "predictions done" marks

@@ -135,17 +135,61 @@ def usable_cores():
         return max(1, os.cpu_count() or 1)
 
 
-def idle_cores():
+PROC_STAT = "/proc/stat"
+SAMPLE_SECONDS = 0.1
+
+
+def _cpu_times():
+    """(busy, all) CPU time since boot in jiffies, summed over the machine's CPUs, and how many
+    CPUs, from Linux's /proc/stat; None where it cannot be read."""
+    try:
+        with open(PROC_STAT) as stat:
+            lines = stat.read().splitlines()
+        # user nice system idle iowait irq softirq steal (guest time is already in user)
+        times = [int(value) for value in lines[0].split()[1:9]]
+        cpus = sum(1 for line in lines[1:] if line.startswith("cpu"))
+        idle = times[3] + times[4]
+    except (OSError, ValueError, IndexError):
+        return None
+    return sum(times) - idle, sum(times), max(1, cpus)
+
+
+def busy_cores():
+    """How many cores others keep busy now: the CPU time used over SAMPLE_SECONDS (Linux); the
+    load average where that cannot be read.  None where neither tells (Windows).
+
+    The one-minute load average alone lags: right after a long job it still says 2.5 on idle
+    cores, and the estimate came out 2.5 - 3x too long.  When every core is busy the sample
+    cannot tell 2 busy from 6 wanting a core, so then the larger of the two counts."""
+    before = _cpu_times()
+    if before is None:
+        return load_average()
+    time.sleep(SAMPLE_SECONDS)
+    after = _cpu_times()
+    if after is None or after[1] <= before[1]:
+        return load_average()
+    cpus = after[2]
+    busy = (after[0] - before[0]) / (after[1] - before[1]) * cpus
+    load = load_average()
+    if load is not None and busy > cpus - 0.5:
+        return max(busy, load)
+    return busy
+
+
+def idle_cores(busy=None):
     """The cores nobody else is using (at least one): how many processes to compile in.  On a
     busy machine more would gain nothing (Linux shares the CPU between sessions, not
-    processes) while each pays for its own start and Numba's own helpers again."""
-    cores, load = usable_cores(), load_average()
-    return cores if load is None else max(1, min(cores, round(cores - load)))
+    processes) while each pays for its own start and Numba's own helpers again.  ``busy``: what
+    :func:`busy_cores` said (measured now if None)."""
+    cores = usable_cores()
+    busy = busy_cores() if busy is None else busy
+    return cores if busy is None else max(1, min(cores, round(cores - busy)))
 
 
-def estimate_seconds(quiet_seconds, processes=1):
+def estimate_seconds(quiet_seconds, processes=1, busy=None):
     """``quiet_seconds`` of compiling (what it takes on a quiet machine) scaled by how busy
-    this one is - the load average over the cores, our own ``processes`` added - rounded up."""
-    load = load_average()
-    busy = 1.0 if load is None else max(1.0, (load + processes) / usable_cores())
-    return max(1, math.ceil(quiet_seconds * busy))
+    this one is - the busy cores (:func:`busy_cores`, measured now if ``busy`` is None) over
+    the cores, our own ``processes`` added - rounded up."""
+    busy = busy_cores() if busy is None else busy
+    slowdown = 1.0 if busy is None else max(1.0, (busy + processes) / usable_cores())
+    return max(1, math.ceil(quiet_seconds * slowdown))

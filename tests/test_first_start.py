@@ -14,6 +14,7 @@ from canvas import cli as draw
 from canvas import startup
 from canvas.demo import digit_events, key_event
 from models import build_model, load_model, shipped_weights
+from nn import compiling
 from nn.compiling import KernelsNotCached, cached_only, compile_notice
 
 os.environ["SDL_VIDEODRIVER"] = "dummy"
@@ -120,6 +121,70 @@ def test_the_work_is_dealt_to_the_least_loaded_worker():
     assert startup.split_work(costs, 8) == [(5.0, ["cnn"]), (2.0, ["lstm"]), (2.0, ["gru"]),
                                             (1.2, ["rnn"]), (0.0, ["mlp"])]
     assert startup.split_work({"cnn": 5.0}, 4) == [(5.0, ["cnn"])]
+
+
+class ProcStat:
+    """Successive (busy, all, cpus) readings of /proc/stat, in jiffies summed over the CPUs."""
+
+    def __init__(self, *readings):
+        self.readings = list(readings)
+
+    def __call__(self):
+        return self.readings.pop(0)
+
+
+def test_the_estimate_trusts_the_cpus_now_over_a_load_average_left_by_earlier_work(monkeypatch):
+    """Right after a long job ends, the one-minute load average still says 2.5 on 2 idle cores
+    (measured: the line said ~33 - ~39 s for a start that took 13.4 s).  What the CPUs did in
+    the last moment decides: idle, so every core compiles and the quiet estimate stands."""
+    monkeypatch.setattr(compiling, "load_average", lambda: 2.5)
+    monkeypatch.setattr(compiling, "usable_cores", lambda: 2)
+    monkeypatch.setattr(compiling.time, "sleep", lambda seconds: None)
+    # 2 CPUs for 0.1 s = 20 jiffies, 1 of them busy: 0.1 of a core
+    monkeypatch.setattr(compiling, "_cpu_times", ProcStat((500, 1000, 2), (501, 1020, 2)))
+    busy = compiling.busy_cores()
+    assert busy == pytest.approx(0.1)
+    assert compiling.idle_cores(busy) == 2
+    assert compiling.estimate_seconds(10.0, processes=2, busy=busy) == 11    # (0.1 + 2) / 2 cores
+
+    # one core kept busy by someone else: one process compiles, at full speed
+    monkeypatch.setattr(compiling, "_cpu_times", ProcStat((500, 1000, 2), (510, 1020, 2)))
+    busy = compiling.busy_cores()
+    assert busy == pytest.approx(1.0) and compiling.idle_cores(busy) == 1
+    assert compiling.estimate_seconds(10.0, processes=1, busy=busy) == 10
+
+
+def test_a_machine_whose_cores_are_all_busy_counts_the_waiting_too(monkeypatch):
+    """Every core busy: the sample cannot tell 2 busy from 6 wanting the CPU, the load average
+    can, so the larger of the two counts."""
+    monkeypatch.setattr(compiling, "load_average", lambda: 6.0)
+    monkeypatch.setattr(compiling, "usable_cores", lambda: 2)
+    monkeypatch.setattr(compiling.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(compiling, "_cpu_times", ProcStat((500, 1000, 2), (520, 1020, 2)))
+    busy = compiling.busy_cores()
+    assert busy == 6.0 and compiling.idle_cores(busy) == 1
+    assert compiling.estimate_seconds(10.0, busy=busy) == 35              # (6 + 1) / 2 cores
+
+
+def test_without_proc_stat_the_load_average_decides(monkeypatch):
+    monkeypatch.setattr(compiling, "_cpu_times", lambda: None)
+    monkeypatch.setattr(compiling, "load_average", lambda: 1.5)
+    assert compiling.busy_cores() == 1.5
+    monkeypatch.setattr(compiling, "load_average", lambda: None)           # Windows: neither tells
+    monkeypatch.setattr(compiling, "usable_cores", lambda: 4)
+    assert compiling.busy_cores() is None
+    assert compiling.idle_cores(None) == 4 and compiling.estimate_seconds(10.0, busy=None) == 10
+
+
+def test_proc_stat_is_read_as_busy_and_all_jiffies(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  100 5 30 800 20 3 2 10 0 0\ncpu0 50 2 15 400 10 1 1 5 0 0\n"
+                    "cpu1 50 3 15 400 10 2 1 5 0 0\nintr 12345\nctxt 999\n")
+    monkeypatch.setattr(compiling, "PROC_STAT", str(stat))
+    assert compiling._cpu_times() == (150, 970, 2)      # busy = all - idle - iowait
+    monkeypatch.setattr(compiling, "PROC_STAT", str(tmp_path / "missing"))
+    assert compiling._cpu_times() is None
 
 
 def test_the_estimate_counts_each_layer_kind_once():
