@@ -61,14 +61,15 @@ def layer_types(network):
 
 
 # Seconds to compile, from an empty cache, what warm_up(network=...) runs for one layer kind in
-# float32 (forward, backward; Conv2D: with the fused block and pooling); BASE_SECONDS: the
-# optimizers' and the augmentation's kernels.  From CPU seconds of a first one-epoch run per
-# model on a 2-core AMD EPYC VM (2026-12-06, load 7-9: mlp 3.7, rnn 9.6, lstm 12.0,
-# gru 12.9, cnn 41.6), scaled by 0.5 to a quiet machine's; only the one line's estimate uses them.
-# The LSTM's prediction kernel (lstm_sequence_predict) added a third to its warm-up (8.7 -> 11.8 s
-# on an empty cache, AMD EPYC Zen 5, 2026-12-07): 4.5 -> 6.1.
-COMPILE_SECONDS = {"Conv2D": 19.0, "LSTM": 6.1, "GRU": 5.0, "SimpleRNN": 3.3, "Dropout": 0.5}
-BASE_SECONDS = 1.5
+# float32 (forward, backward; Conv2D: with the fused block and pooling; a recurrent kind: with
+# the BatchNorm before it); BASE_SECONDS: the optimizers', the loss's, the products' and the
+# augmentation's kernels.  Only the one line's estimate uses them.  From the seconds a first
+# training run compiles on a quiet machine (`python bench/first_run.py --runs 3`, a 2-core AMD
+# EPYC Zen 5 VM, 2026-12-07 04:19 UTC: mlp 4.7 - 5.3, rnn 6.3 - 7.1, gru 7.2 - 8.0, lstm 10.9 -
+# 11.1, cnn 26.0 - 29.2); the old figures (CPU seconds of a loaded machine, halved) said 0.4 -
+# 0.9 of that.
+COMPILE_SECONDS = {"Conv2D": 22.6, "LSTM": 7.0, "GRU": 3.6, "SimpleRNN": 2.7, "Dropout": 1.0}
+BASE_SECONDS = 4.0
 
 
 def compile_seconds(network=None):

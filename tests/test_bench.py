@@ -321,3 +321,28 @@ def test_the_threads_probe_refuses_a_bad_flag_in_one_line(repo_root):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].endswith("--windows must be at least 1 and --seconds positive")
     assert "Traceback" not in done.stderr
+
+
+def test_the_first_run_benchmark_reads_the_trainers_line_and_its_compiling(repo_root, mnist_dir):
+    """bench/first_run.py on the MLP: the estimate the trainer printed (at least the quiet
+    figure for its layer kinds: only a busy machine raises it) and the seconds up to the
+    parameters line, which cover every kernel the MLP's training compiles (at least a second)."""
+    import re
+    from nn.warmup import compile_seconds
+    network = models.build_model("mlp", rng=np.random.default_rng(0)).network
+    result = subprocess.run([sys.executable, "bench/first_run.py", "--runs", "1", "--models", "mlp",
+                             "--data", str(mnist_dir)], cwd=repo_root, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    said = re.search(r"run 1, mlp: the line said ~(\d+) s, compiling took ([\d.]+) s", result.stdout)
+    assert said, result.stdout
+    assert int(said.group(1)) >= np.ceil(compile_seconds(network)) == 5
+    assert float(said.group(2)) >= 1.0
+    assert re.search(r"  mlp +the line +~\d+ s  compiling [\d.]+ - [\d.]+ s", result.stdout)
+
+
+def test_the_first_run_benchmark_refuses_a_bad_flag_in_one_line(repo_root):
+    result = subprocess.run([sys.executable, "bench/first_run.py", "--runs", "0"], cwd=repo_root,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--runs must be at least 1" in result.stderr
+    assert "Traceback" not in result.stderr
