@@ -129,10 +129,15 @@ def load_average():
 
 def usable_cores():
     """The CPUs this process may run on."""
+    return len(_usable_cpu_numbers() or ()) or max(1, os.cpu_count() or 1)
+
+
+def _usable_cpu_numbers():
+    """The numbers of the CPUs this process may run on; None where that is not told."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        return set(os.sched_getaffinity(0))
     except AttributeError:                          # macOS, Windows
-        return max(1, os.cpu_count() or 1)
+        return None
 
 
 PROC_STAT = "/proc/stat"
@@ -140,38 +145,45 @@ SAMPLE_SECONDS = 0.1
 
 
 def _cpu_times():
-    """(busy, all) CPU time since boot in jiffies, summed over the machine's CPUs, and how many
-    CPUs, from Linux's /proc/stat; None where it cannot be read."""
+    """{CPU number: (busy, all) CPU time since boot, in jiffies} from Linux's /proc/stat; None
+    where it cannot be read."""
+    times = {}
     try:
         with open(PROC_STAT) as stat:
-            lines = stat.read().splitlines()
-        # user nice system idle iowait irq softirq steal (guest time is already in user)
-        times = [int(value) for value in lines[0].split()[1:9]]
-        cpus = sum(1 for line in lines[1:] if line.startswith("cpu"))
-        idle = times[3] + times[4]
+            for line in stat:
+                name, *values = line.split()
+                if name.startswith("cpu") and name[3:].isdigit():
+                    # user nice system idle iowait irq softirq steal (guest time is in user)
+                    ticks = [int(value) for value in values[:8]]
+                    times[int(name[3:])] = (sum(ticks) - ticks[3] - ticks[4], sum(ticks))
     except (OSError, ValueError, IndexError):
         return None
-    return sum(times) - idle, sum(times), max(1, cpus)
+    return times or None
 
 
 def busy_cores():
-    """How many cores others keep busy now: the CPU time used over SAMPLE_SECONDS (Linux); the
-    load average where that cannot be read.  None where neither tells (Windows).
+    """How many of this process's cores others keep busy now: the CPU time they used over
+    SAMPLE_SECONDS (Linux); the load average where that cannot be read.  None where neither
+    tells (Windows).
 
     The one-minute load average alone lags: right after a long job it still says 2.5 on idle
-    cores, and the estimate came out 2.5 - 3x too long.  When every core is busy the sample
-    cannot tell 2 busy from 6 wanting a core, so then the larger of the two counts."""
+    cores, and the estimate came out 2.5 - 3x too long.  It also counts the whole machine, where
+    a container or a shared server lets this process run on a few of its cores.  When every
+    core is busy the sample cannot tell 2 busy from 6 wanting a core, so then (if the sample
+    covers the whole machine) the larger of the two counts."""
     before = _cpu_times()
     if before is None:
         return load_average()
     time.sleep(SAMPLE_SECONDS)
     after = _cpu_times()
-    if after is None or after[1] <= before[1]:
+    if after is None:
         return load_average()
-    cpus = after[2]
-    busy = (after[0] - before[0]) / (after[1] - before[1]) * cpus
+    sampled = set(before) & set(after)
+    mine = sampled & (_usable_cpu_numbers() or sampled) or sampled
+    busy = sum((after[cpu][0] - before[cpu][0]) / max(1, after[cpu][1] - before[cpu][1])
+               for cpu in mine)
     load = load_average()
-    if load is not None and busy > cpus - 0.5:
+    if load is not None and len(mine) == len(after) and busy > len(mine) - 0.5:
         return max(busy, load)
     return busy
 

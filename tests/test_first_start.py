@@ -124,7 +124,7 @@ def test_the_work_is_dealt_to_the_least_loaded_worker():
 
 
 class ProcStat:
-    """Successive (busy, all, cpus) readings of /proc/stat, in jiffies summed over the CPUs."""
+    """Successive readings of /proc/stat: {CPU: (busy, all) jiffies}."""
 
     def __init__(self, *readings):
         self.readings = list(readings)
@@ -133,37 +133,62 @@ class ProcStat:
         return self.readings.pop(0)
 
 
-def test_the_estimate_trusts_the_cpus_now_over_a_load_average_left_by_earlier_work(monkeypatch):
+@pytest.fixture
+def two_cores(monkeypatch):
+    """A machine of two CPUs, both this process's, whose 0.1 s sample takes no time."""
+    monkeypatch.setattr(compiling, "_usable_cpu_numbers", lambda: {0, 1})
+    monkeypatch.setattr(compiling.time, "sleep", lambda seconds: None)
+
+
+def test_the_estimate_trusts_the_cpus_now_over_a_load_average_left_by_earlier_work(monkeypatch, two_cores):
     """Right after a long job ends, the one-minute load average still says 2.5 on 2 idle cores
     (measured: the line said ~33 - ~39 s for a start that took 13.4 s).  What the CPUs did in
     the last moment decides: idle, so every core compiles and the quiet estimate stands."""
     monkeypatch.setattr(compiling, "load_average", lambda: 2.5)
-    monkeypatch.setattr(compiling, "usable_cores", lambda: 2)
-    monkeypatch.setattr(compiling.time, "sleep", lambda seconds: None)
-    # 2 CPUs for 0.1 s = 20 jiffies, 1 of them busy: 0.1 of a core
-    monkeypatch.setattr(compiling, "_cpu_times", ProcStat((500, 1000, 2), (501, 1020, 2)))
+    # 0.1 s = 10 jiffies per CPU; CPU 1 busy for 1 of them: 0.1 of a core
+    monkeypatch.setattr(compiling, "_cpu_times", ProcStat({0: (200, 500), 1: (300, 500)},
+                                                          {0: (200, 510), 1: (301, 510)}))
     busy = compiling.busy_cores()
     assert busy == pytest.approx(0.1)
     assert compiling.idle_cores(busy) == 2
     assert compiling.estimate_seconds(10.0, processes=2, busy=busy) == 11    # (0.1 + 2) / 2 cores
 
     # one core kept busy by someone else: one process compiles, at full speed
-    monkeypatch.setattr(compiling, "_cpu_times", ProcStat((500, 1000, 2), (510, 1020, 2)))
+    monkeypatch.setattr(compiling, "_cpu_times", ProcStat({0: (200, 500), 1: (300, 500)},
+                                                          {0: (210, 510), 1: (300, 510)}))
     busy = compiling.busy_cores()
     assert busy == pytest.approx(1.0) and compiling.idle_cores(busy) == 1
     assert compiling.estimate_seconds(10.0, processes=1, busy=busy) == 10
 
 
-def test_a_machine_whose_cores_are_all_busy_counts_the_waiting_too(monkeypatch):
+def test_a_machine_whose_cores_are_all_busy_counts_the_waiting_too(monkeypatch, two_cores):
     """Every core busy: the sample cannot tell 2 busy from 6 wanting the CPU, the load average
     can, so the larger of the two counts."""
     monkeypatch.setattr(compiling, "load_average", lambda: 6.0)
-    monkeypatch.setattr(compiling, "usable_cores", lambda: 2)
-    monkeypatch.setattr(compiling.time, "sleep", lambda seconds: None)
-    monkeypatch.setattr(compiling, "_cpu_times", ProcStat((500, 1000, 2), (520, 1020, 2)))
+    monkeypatch.setattr(compiling, "_cpu_times", ProcStat({0: (200, 500), 1: (300, 500)},
+                                                          {0: (210, 510), 1: (310, 510)}))
     busy = compiling.busy_cores()
     assert busy == 6.0 and compiling.idle_cores(busy) == 1
     assert compiling.estimate_seconds(10.0, busy=busy) == 35              # (6 + 1) / 2 cores
+
+
+def test_on_two_idle_cores_of_a_busy_server_both_compile(monkeypatch):
+    """A container or a shared server lets this process run on CPUs 2 and 3 of 8; the other six
+    are busy and the load average (the whole machine's) says 7.  Only this process's CPUs count."""
+    monkeypatch.setattr(compiling, "_usable_cpu_numbers", lambda: {2, 3})
+    monkeypatch.setattr(compiling.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(compiling, "load_average", lambda: 7.0)
+    before = {cpu: (100, 500) for cpu in range(8)}
+    after = {cpu: (110, 510) for cpu in range(8)}
+    after[2], after[3] = (100, 510), (100, 510)
+    monkeypatch.setattr(compiling, "_cpu_times", ProcStat(before, after))
+    busy = compiling.busy_cores()
+    assert busy == 0.0 and compiling.usable_cores() == 2 and compiling.idle_cores(busy) == 2
+    assert compiling.estimate_seconds(10.0, processes=2, busy=busy) == 10
+    # the same CPUs kept busy too: the sample says so, and the server's load average is not ours
+    after[2], after[3] = (110, 510), (110, 510)
+    monkeypatch.setattr(compiling, "_cpu_times", ProcStat(before, after))
+    assert compiling.busy_cores() == 2.0
 
 
 def test_without_proc_stat_the_load_average_decides(monkeypatch):
@@ -176,13 +201,13 @@ def test_without_proc_stat_the_load_average_decides(monkeypatch):
     assert compiling.idle_cores(None) == 4 and compiling.estimate_seconds(10.0, busy=None) == 10
 
 
-def test_proc_stat_is_read_as_busy_and_all_jiffies(tmp_path, monkeypatch):
+def test_proc_stat_is_read_per_cpu_as_busy_and_all_jiffies(tmp_path, monkeypatch):
     stat = tmp_path / "stat"
     # user nice system idle iowait irq softirq steal guest guest_nice
     stat.write_text("cpu  100 5 30 800 20 3 2 10 0 0\ncpu0 50 2 15 400 10 1 1 5 0 0\n"
                     "cpu1 50 3 15 400 10 2 1 5 0 0\nintr 12345\nctxt 999\n")
     monkeypatch.setattr(compiling, "PROC_STAT", str(stat))
-    assert compiling._cpu_times() == (150, 970, 2)      # busy = all - idle - iowait
+    assert compiling._cpu_times() == {0: (74, 484), 1: (76, 486)}    # busy = all - idle - iowait
     monkeypatch.setattr(compiling, "PROC_STAT", str(tmp_path / "missing"))
     assert compiling._cpu_times() is None
 
