@@ -15,8 +15,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+from nn.compiling import load_average
 
 REPO = Path(__file__).resolve().parent.parent
 ESTIMATE = re.compile(r"first run only: ~(\d+) s")
@@ -34,7 +37,8 @@ def first_run(model, data, timeout=600):
     process = subprocess.Popen(command, cwd=REPO, env=environment, stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     estimate = said_at = None
-    deadline = time.perf_counter() + timeout
+    deadline = threading.Timer(timeout, process.kill)      # a silent hang ends the reading too
+    deadline.start()
     try:
         for line in process.stderr:
             found = ESTIMATE.search(line)
@@ -42,11 +46,10 @@ def first_run(model, data, timeout=600):
                 estimate, said_at = int(found.group(1)), time.perf_counter()
             elif said_at is not None and "parameters" in line:
                 return estimate, time.perf_counter() - said_at
-            if time.perf_counter() > deadline:
-                break
         raise SystemExit(f"first_run.py: {model}: no compiling line and no parameters line "
                          f"after it (exit {process.wait()})")
     finally:
+        deadline.cancel()
         process.kill()
         process.wait()
         shutil.rmtree(folder, ignore_errors=True)
@@ -69,9 +72,9 @@ def main(argv=None):
             results[name].append((estimate, seconds))
             print(f"run {run + 1}, {name}: the line said ~{estimate} s, compiling took {seconds:.1f} s",
                   flush=True)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = load_average()
     print(f"\ntraining's first run, {args.runs} run(s) per model, {os.cpu_count()} CPU(s), "
-          f"load average now {load:.1f}")
+          f"load average now " + ("unknown" if load is None else f"{load:.1f}"))
     for name, pairs in results.items():
         estimates = sorted(estimate for estimate, _ in pairs)
         seconds = sorted(taken for _, taken in pairs)
